@@ -1,0 +1,1 @@
+"""The compiler stage: checked policy → Python evaluators indexed by tool."""

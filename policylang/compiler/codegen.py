@@ -1,0 +1,409 @@
+"""IR → Python source: one readable function per tool.
+
+The writer emits plain Python close to what a person would write by hand:
+native operators where the static types make Python agree with CEL, checked
+helpers from :mod:`policylang.runtime.celops` everywhere else. No text from a
+policy is ever pasted into the source: every literal, field name, regex and
+rule reference is a module-level constant bound by name (``K3_amount``), and
+generated identifiers are ours alone. ``line_map`` maps generated lines back to
+the rule they came from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from policylang.compiler.plan import LimitPlan, RulePlan, ToolPlan
+from policylang.errors import Span
+from policylang.language import ast
+from policylang.language.builtins import GLOBALS, METHODS
+from policylang.language.checker import Scope, Typer
+from policylang.language.types import BOOL, DYN, Type, is_numeric, same_family
+
+_SAFE_SUFFIX = re.compile(r"[^a-z0-9]+")
+
+
+def impl_name(call: ast.Call, target: Any = None) -> str | None:
+    """Which implementation a call node binds to (shared with the interpreter)."""
+    if call.target is None:
+        if call.function == "today":
+            return "today"
+        sigs = GLOBALS.get(call.function)
+    else:
+        sigs = METHODS.get(call.function)
+    return sigs[0].impl if sigs else None
+
+
+@dataclass
+class Module:
+    """Generated source plus the constants it is executed with."""
+
+    lines: list[str] = field(default_factory=list)
+    constants: dict[str, Any] = field(default_factory=dict)
+    line_map: dict[int, Span] = field(default_factory=dict)
+    tool_ranges: dict[str | None, tuple[int, int]] = field(default_factory=dict)
+    function_names: dict[str | None, str] = field(default_factory=dict)
+    _const_ids: dict[tuple[str, Any], str] = field(default_factory=dict)
+    _indent: int = 0
+
+    def line(self, text: str = "", span: Span | None = None) -> None:
+        self.lines.append("    " * self._indent + text if text else "")
+        if span is not None:
+            self.line_map[len(self.lines)] = span
+
+    def indent(self) -> None:
+        self._indent += 1
+
+    def dedent(self) -> None:
+        self._indent -= 1
+
+    def const(self, value: Any, hint: str = "", prefix: str = "K") -> str:
+        """Bind ``value`` to a fresh module-level name and return that name."""
+        try:
+            key: tuple[str, Any] = (type(value).__name__, value) if _hashable(value) else ("id", id(value))
+        except TypeError:
+            key = ("id", id(value))
+        if prefix == "K" and key in self._const_ids:
+            return self._const_ids[key]
+        suffix = _SAFE_SUFFIX.sub("_", hint.lower()).strip("_")[:20]
+        name = f"{prefix}{len(self.constants)}" + (f"_{suffix}" if suffix else "")
+        self.constants[name] = value
+        if prefix == "K":
+            self._const_ids[key] = name
+        return name
+
+    @property
+    def source(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _hashable(value: Any) -> bool:
+    if isinstance(value, list | dict | set):
+        return False
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+_NATIVE_CMP = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_HELPER_CMP = {"==": "_eq", "!=": "_ne", "<": "_lt", "<=": "_le", ">": "_gt", ">=": "_ge"}
+_HELPER_ARITH = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"}
+
+
+class ExprEmitter:
+    """Turns one typed expression into a Python expression string."""
+
+    def __init__(self, module: Module, typer: Typer, data: dict[str, Any]):
+        self.m = module
+        self.typer = typer
+        self.data = data
+        self.locals: dict[str, str] = {}
+        self.counter = 0
+
+    def t(self, e: ast.Expr) -> Type:
+        return self.typer.types.get(id(e), DYN)
+
+    def emit(self, e: ast.Expr) -> str:  # noqa: C901 - one case per node kind
+        match e:
+            case ast.Literal_(value=value, kind=kind):
+                if kind == "bool":
+                    return "True" if value else "False"
+                if kind == "null":
+                    return "None"
+                if kind == "int" and type(value) is int and 0 <= value < 2**31:
+                    return str(value)
+                return self.m.const(value, kind)
+            case ast.Ident(name=name):
+                if name in self.locals:
+                    return self.locals[name]
+                return {"args": "a", "principal": "p", "context": "c", "now": "now",
+                        "tool": "tool", "session": "s", "data": self.m.const(self.data, "data")}.get(
+                            name, "_unknown_name()")
+            case ast.Select(operand=ast.Ident(name="data"), field=name) if "data" not in self.locals \
+                    and name in self.data:
+                return self.m.const(self.data[name], f"data_{name}")
+            case ast.Select(operand=operand, field=name):
+                base = self.t(operand)
+                key = self.m.const(name, name)
+                if base.kind in ("object", "map"):
+                    return f"{self.emit(operand)}[{key}]"
+                return f"_select({self.emit(operand)}, {key})"
+            case ast.Has(operand=operand, field=name):
+                return f"_has({self.emit(operand)}, {self.m.const(name, name)})"
+            case ast.Index(operand=operand, index=index):
+                base, it = self.t(operand), self.t(index)
+                if base.kind in ("object", "map") and it.base.kind == "string":
+                    return f"{self.emit(operand)}[{self.emit(index)}]"
+                return f"_index({self.emit(operand)}, {self.emit(index)})"
+            case ast.Unary(op="!", operand=operand):
+                inner = self.emit(operand)
+                return f"(not {inner})" if self.t(operand) == BOOL else f"_not({inner})"
+            case ast.Unary(op="-", operand=operand):
+                inner = self.emit(operand)
+                return f"(-{inner})" if self.t(operand).base.kind == "double" else f"_neg({inner})"
+            case ast.Binary():
+                return self._binary(e)
+            case ast.Conditional(cond=cond, then=then, otherwise=otherwise):
+                c = self.bool_expr(cond)
+                return f"({self.emit(then)} if {c} else {self.emit(otherwise)})"
+            case ast.ListExpr(items=items):
+                if all(isinstance(i, ast.Literal_) for i in items):
+                    return self.m.const([i.value for i in items], "list")  # type: ignore[union-attr]
+                return "[" + ", ".join(self.emit(i) for i in items) + "]"
+            case ast.MapExpr(entries=entries):
+                pairs = ", ".join(f"({self.emit(k)}, {self.emit(v)})" for k, v in entries)
+                return f"_mkmap(({pairs}{',' if len(entries) == 1 else ''}))"
+            case ast.Call():
+                return self._call(e)
+            case ast.Comprehension():
+                return self._comprehension(e)
+        raise ValueError(f"cannot compile {type(e).__name__}")  # pragma: no cover
+
+    def bool_expr(self, e: ast.Expr) -> str:
+        code = self.emit(e)
+        return code if self.t(e) == BOOL else f"_truthy({code})"
+
+    def _binary(self, e: ast.Binary) -> str:
+        op = e.op
+        lt, rt = self.t(e.left), self.t(e.right)
+        if op in ("&&", "||"):
+            word = "and" if op == "&&" else "or"
+            return f"({self.bool_expr(e.left)} {word} {self.bool_expr(e.right)})"
+        if op in _NATIVE_CMP:
+            if op in ("==", "!=") and (_is_null(e.left) or _is_null(e.right)):
+                other = e.right if _is_null(e.left) else e.left
+                return f"({self.emit(other)} {'is' if op == '==' else 'is not'} None)"
+            native = same_family(lt, rt) and (op in ("==", "!=") or lt.base.kind != "bool")
+            if native:
+                return f"({self.emit(e.left)} {_NATIVE_CMP[op]} {self.emit(e.right)})"
+            return f"{_HELPER_CMP[op]}({self.emit(e.left)}, {self.emit(e.right)})"
+        if op == "in":
+            return self._in(e, lt, rt)
+        lb, rb = lt.base, rt.base
+        native = (
+            (lb.kind == rb.kind == "double" and op in "+-*/")
+            or (lb.kind == rb.kind == "string" and op == "+")
+            or (lb.kind == "timestamp" and rb.kind == "duration" and op in "+-")
+            or (lb.kind == rb.kind == "duration" and op in "+-")
+            or (lb.kind == rb.kind == "timestamp" and op == "-")
+        )
+        if native:
+            return f"({self.emit(e.left)} {op} {self.emit(e.right)})"
+        return f"{_HELPER_ARITH[op]}({self.emit(e.left)}, {self.emit(e.right)})"
+
+    def _in(self, e: ast.Binary, lt: Type, rt: Type) -> str:
+        left = self.emit(e.left)
+        lb = lt.base
+        scalar = lb.kind in ("string", "timestamp", "duration", "date") or is_numeric(lb)
+        if isinstance(e.right, ast.ListExpr) and scalar and e.right.items and all(
+                isinstance(i, ast.Literal_) and same_family(lb, self.t(i)) for i in e.right.items):
+            members = frozenset(i.value for i in e.right.items)  # type: ignore[union-attr]
+            return f"({left} in {self.m.const(members, 'set')})"
+        if (isinstance(e.right, ast.Select) and isinstance(e.right.operand, ast.Ident)
+                and e.right.operand.name == "data" and "data" not in self.locals
+                and e.right.field in self.data and lb.kind == "string"):
+            values = self.data[e.right.field]
+            if isinstance(values, list | tuple) and all(type(v) is str for v in values):
+                return f"({left} in {self.m.const(frozenset(values), 'set_' + e.right.field)})"
+            if isinstance(values, dict) and all(type(k) is str for k in values):
+                return f"({left} in {self.emit(e.right)})"
+        rb = rt.base
+        if rb.kind == "list" and same_family(lb, rb.params[0]) and lb.kind == "string":
+            return f"({left} in {self.emit(e.right)})"
+        if rb.kind in ("map", "object") and lb.kind == "string" and \
+                (rb.kind == "object" or rb.params[0].base.kind == "string"):
+            return f"({left} in {self.emit(e.right)})"
+        return f"_in({left}, {self.emit(e.right)})"
+
+    def _call(self, e: ast.Call) -> str:
+        impl = impl_name(e)
+        if impl is None:
+            return "_unknown_function()"
+        args = [self.emit(a) for a in e.args]
+        if impl == "today":
+            return f"_today(now{''.join(', ' + a for a in args)})"
+        recv_t = self.t(e.target) if e.target is not None else None
+        if e.target is not None:
+            recv = self.emit(e.target)
+            strs = recv_t is not None and recv_t.base.kind == "string" and all(
+                self.t(a).base.kind == "string" for a in e.args)
+            if strs and impl == "starts_with":
+                return f"{recv}.startswith({args[0]})"
+            if strs and impl == "ends_with":
+                return f"{recv}.endswith({args[0]})"
+            if strs and impl == "contains":
+                return f"({args[0]} in {recv})"
+            if impl == "matches" and recv_t is not None and recv_t.base.kind == "string":
+                fast = self._regex(e.args[0], recv)
+                if fast:
+                    return fast
+            if impl == "size" and recv_t is not None and recv_t.base.kind in ("string", "list", "map"):
+                return f"len({recv})"
+            args = [recv, *args]
+        else:
+            if impl == "size" and self.t(e.args[0]).base.kind in ("string", "list", "map"):
+                return f"len({args[0]})"
+            if impl == "matches" and self.t(e.args[0]).base.kind == "string":
+                fast = self._regex(e.args[1], args[0])
+                if fast:
+                    return fast
+        fn = self.m.const(impl, impl, prefix="F")
+        return f"{fn}({', '.join(args)})"
+
+    def _regex(self, pattern: ast.Expr, subject: str) -> str | None:
+        if isinstance(pattern, ast.Literal_) and isinstance(pattern.value, str):
+            from policylang.runtime.celops import compile_regex
+
+            try:
+                compiled = compile_regex(pattern.value)
+            except Exception:  # noqa: BLE001 - a bad pattern takes the checked path and errors there
+                return None
+            return f"({self.m.const(compiled, 're', prefix='R')}.search({subject}) is not None)"
+        return None
+
+    def _comprehension(self, e: ast.Comprehension) -> str:
+        target_t = self.t(e.target).base
+        target = self.emit(e.target)
+        if target_t.kind not in ("list", "map", "object"):
+            target = f"_iter({target})"
+        self.counter += 1
+        var = f"v{self.counter}"
+        saved = self.locals.get(e.var)
+        self.locals[e.var] = var
+        try:
+            body = self.emit(e.body) if e.kind == "map" else self.bool_expr(e.body)
+            cond = self.bool_expr(e.condition) if e.condition is not None else None
+        finally:
+            if saved is None:
+                del self.locals[e.var]
+            else:
+                self.locals[e.var] = saved
+        if e.kind == "all":
+            return f"all({body} for {var} in {target})"
+        if e.kind == "exists":
+            return f"any({body} for {var} in {target})"
+        if e.kind == "exists_one":
+            return f"(sum(1 for {var} in {target} if {body}) == 1)"
+        if e.kind == "filter":
+            return f"[{var} for {var} in {target} if {body}]"
+        if cond is not None:
+            return f"[{body} for {var} in {target} if {cond}]"
+        return f"[{body} for {var} in {target}]"
+
+
+def _is_null(e: ast.Expr) -> bool:
+    return isinstance(e, ast.Literal_) and e.kind == "null"
+
+
+# ---------------------------------------------------------------- whole functions
+
+
+class ToolWriter:
+    """Writes the evaluator function of one tool into a shared module."""
+
+    def __init__(self, module: Module, scope: Scope, data: dict[str, Any], reference: bool = False):
+        self.m = module
+        self.scope = scope
+        self.data = data
+        self.reference = reference  # every condition goes to the interpreter (the oracle)
+
+    def expression(self, e: ast.Expr, want_bool: bool = True) -> str | None:
+        """Python code for ``e``, or None when it cannot be compiled natively."""
+        typer = Typer(Scope(self.scope.args, self.scope.principal, self.scope.context,
+                            self.scope.data, self.scope.tool))
+        typer.infer(e)
+        emitter = ExprEmitter(self.m, typer, self.data)
+        try:
+            code = emitter.bool_expr(e) if want_bool else emitter.emit(e)
+            compile(code, "<policy expression>", "eval")
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            return None
+        return code
+
+    def write(self, plan: ToolPlan, fname: str) -> None:
+        m = self.m
+        start = len(m.lines) + 1
+        m.line(f"def {fname}(a, p, c, now, tool, s):")
+        m.indent()
+        m.line("hits = []")
+        m.line("errs = None")
+        for effect in ("deny", "confirm", "allow"):
+            rules: list[RulePlan] = getattr(plan, effect)
+            if not rules:
+                continue
+            for rule in rules:
+                self._rule(rule)
+            m.line("if hits:")
+            m.indent()
+            m.line(f"return {effect.upper()}, hits, errs")
+            m.dedent()
+        m.line("return None, hits, errs")
+        m.dedent()
+        m.line()
+        if plan.limits:
+            self._limits(plan.limits, fname)
+        m.tool_ranges[plan.tool] = (start, len(m.lines))
+        m.function_names[plan.tool] = fname
+
+    def _rule(self, rule: RulePlan) -> None:
+        m = self.m
+        ref = m.const(rule, f"{rule.effect}_{rule.name or ''}", prefix="R")
+        if isinstance(rule.condition, ast.Literal_) and rule.condition.value is True:
+            m.line(f"hits.append({ref})", rule.span)
+            return
+        code = None if self.reference else self.expression(rule.condition)
+        if code is None:  # too deep for Python's own parser: the interpreter decides it
+            m.line(f"errs = _recover({ref}, hits, errs, a, p, c, now, tool, s)", rule.span)
+            return
+        m.line("try:", rule.span)
+        m.indent()
+        m.line(f"if {code}:", rule.span)
+        m.indent()
+        m.line(f"hits.append({ref})", rule.span)
+        m.dedent()
+        m.dedent()
+        m.line("except Exception:", rule.span)
+        m.indent()
+        m.line(f"errs = _recover({ref}, hits, errs, a, p, c, now, tool, s)", rule.span)
+        m.dedent()
+
+    def _limits(self, limits: list[LimitPlan], fname: str) -> None:
+        """``<fname>_limits`` returns, per limit, (applies, key, cost) — or raises."""
+        m = self.m
+        m.line(f"def {fname}_limits(a, p, c, now, tool, s):")
+        m.indent()
+        parts = []
+        for lp in limits:
+            lim = lp.limit
+            when = self.expression(lim.when) if lim.when is not None else "True"
+            key = self.expression(lim.key, want_bool=False) if lim.key is not None else "None"
+            cost = self.expression(lim.cost, want_bool=False) if lim.cost is not None else "1"
+            if when is None or key is None or cost is None or self.reference:
+                ref = m.const(lp, "limit", prefix="L")
+                parts.append(f"_limit_slow({ref}, a, p, c, now, tool, s)")
+            else:
+                parts.append(f"(({when}), {key}, {cost})")
+        m.line("return (", limits[0].span)
+        m.indent()
+        for part in parts:
+            m.line(part + ",")
+        m.dedent()
+        m.line(")")
+        m.dedent()
+        m.line()
+
+
+def new_module() -> Module:
+    m = Module()
+    m.line('"""Generated by policylang: one evaluator per tool. Do not edit."""')
+    m.line()
+    return m
+
+
+__all__ = ["Module", "ToolWriter", "ExprEmitter", "new_module", "impl_name", "date", "datetime",
+           "timedelta"]

@@ -1,0 +1,150 @@
+"""Checked policy → IR: rules grouped by tool, in named passes.
+
+Each :class:`ToolPlan` holds the rules that can apply to one tool, split by
+effect, with ``when``/``unless`` folded into one condition. The passes are
+listed in :data:`PASSES`; each takes and returns the list of plans, so each
+can be tested and printed alone (``policylang compile --emit ir``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from policylang.errors import Span
+from policylang.language import ast
+from policylang.language.checker import rule_tools
+from policylang.language.policy import Policy, tool_matches
+
+TRUE = ast.Literal_(True, "bool")
+
+
+@dataclass(frozen=True, slots=True)
+class RulePlan:
+    """One rule as the evaluator sees it. ``index`` is its position in the policy."""
+
+    index: int
+    id: str
+    name: str | None
+    effect: str
+    condition: ast.Expr
+    because: ast.Message | None
+    span: Span
+
+    @property
+    def location(self) -> str:
+        return str(self.span)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitPlan:
+    index: int
+    id: str
+    limit: ast.LimitRule
+    span: Span
+
+
+@dataclass
+class ToolPlan:
+    tool: str | None  # None: a tool the policy does not declare
+    deny: list[RulePlan] = field(default_factory=list)
+    confirm: list[RulePlan] = field(default_factory=list)
+    allow: list[RulePlan] = field(default_factory=list)
+    limits: list[LimitPlan] = field(default_factory=list)
+
+    def rules(self) -> list[RulePlan]:
+        return [*self.deny, *self.confirm, *self.allow]
+
+
+def condition_of(rule: ast.Rule) -> ast.Expr:
+    """``when W unless U`` → ``W && !U``; no ``when`` → true."""
+    cond = rule.when if rule.when is not None else TRUE
+    if rule.unless is not None:
+        neg = ast.Unary("!", rule.unless, span=rule.unless.span)
+        cond = neg if rule.when is None else ast.Binary("&&", cond, neg, span=rule.span)
+    return cond
+
+
+def rule_plans(policy: Policy) -> list[RulePlan]:
+    return [RulePlan(i, policy.rule_id(r), r.name, r.effect, condition_of(r), r.because, r.span)
+            for i, r in enumerate(policy.rules)]
+
+
+def plan_for_tool(policy: Policy, tool: str | None, name: str | None = None) -> ToolPlan:
+    """The plan for a declared tool, or (tool=None) for an undeclared tool ``name``."""
+    plans = rule_plans(policy)
+    out = ToolPlan(tool)
+    probe = tool if tool is not None else name
+    for plan, rule in zip(plans, policy.rules, strict=True):
+        if probe is None or any(tool_matches(p.pattern, probe) for p in rule.tools):
+            if tool is None and probe is not None and None not in rule_tools(policy, rule.tools):
+                continue
+            getattr(out, plan.effect).append(plan)
+    for i, lim in enumerate(policy.limits):
+        if probe is None or any(tool_matches(p.pattern, probe) for p in lim.tools):
+            out.limits.append(LimitPlan(i, policy.rule_id(lim), lim, lim.span))
+    return out
+
+
+def drop_duplicates(plans: list[ToolPlan]) -> list[ToolPlan]:
+    """Identical rules (same effect and condition) decide the same: keep the first.
+
+    Its reasons are kept too, so the decision still names every distinct message.
+    """
+    for p in plans:
+        for effect in ("deny", "confirm", "allow"):
+            seen: set[tuple[ast.Expr, ast.Message | None]] = set()
+            kept = []
+            for r in getattr(p, effect):
+                key = (r.condition, r.because)
+                if key in seen:
+                    continue
+                seen.add(key)
+                kept.append(r)
+            setattr(p, effect, kept)
+    return plans
+
+
+def unconditional_first(plans: list[ToolPlan]) -> list[ToolPlan]:
+    """Cheapest first: rules with no condition need no evaluation at all."""
+    for p in plans:
+        for effect in ("deny", "confirm", "allow"):
+            rules = getattr(p, effect)
+            setattr(p, effect, sorted(rules, key=lambda r: r.condition != TRUE))
+    return plans
+
+
+PASSES: list[tuple[str, Callable[[list[ToolPlan]], list[ToolPlan]]]] = [
+    ("drop_duplicates", drop_duplicates),
+    ("unconditional_first", unconditional_first),
+]
+
+
+def build(policy: Policy) -> list[ToolPlan]:
+    plans = [plan_for_tool(policy, name) for name in policy.tools]
+    for _, run in PASSES:
+        plans = run(plans)
+    return plans
+
+
+def run_passes(plans: list[ToolPlan]) -> list[ToolPlan]:
+    for _, run in PASSES:
+        plans = run(plans)
+    return plans
+
+
+def describe(plans: list[ToolPlan]) -> str:
+    """A readable dump of the IR (``--emit ir``)."""
+    lines = []
+    for p in plans:
+        lines.append(f"tool {p.tool or '<undeclared>'}")
+        for effect in ("deny", "confirm", "allow"):
+            for r in getattr(p, effect):
+                lines.append(f"  {effect:<8}{r.id}")
+        for lim in p.limits:
+            lines.append(f"  limit   {lim.id}")
+    return "\n".join(lines)
+
+
+__all__ = ["RulePlan", "LimitPlan", "ToolPlan", "build", "plan_for_tool", "describe", "dataclasses"]

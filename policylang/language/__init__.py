@@ -1,0 +1,1 @@
+"""The language stage: text → AST → checked AST, plus the formatter."""

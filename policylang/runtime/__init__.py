@@ -1,0 +1,1 @@
+"""The runtime stage: values and functions, the engine, decisions, stores, audit."""

@@ -1,0 +1,425 @@
+"""The Engine: load a policy once, then ``decide()`` tool calls fast and fail closed.
+
+Takes a compiled policy, a clock, a rate-limit store and an optional audit
+sink; gives a :class:`~policylang.runtime.decision.Decision` per call. The
+combining rule lives in :func:`combine`: any matching deny → deny; else an
+exhausted limit → deny; else any confirm → confirm; else any allow → allow;
+else the policy default. Any exception while deciding becomes a deny that
+says why. Reloads compile off to the side and swap in atomically.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from policylang.compiler.build import CompiledPolicy, ToolEvaluator
+from policylang.compiler.interpreter import Err
+from policylang.compiler.plan import RulePlan
+from policylang.errors import Diagnostic, EvalError, PolicyError, RequestError, StoreUnavailable
+from policylang.language import ast
+from policylang.runtime import celops, timefuncs
+from policylang.runtime.clock import Clock, SystemClock
+from policylang.runtime.decision import Decision, Effect, ErrorInfo, LimitState, RuleRef
+from policylang.runtime.limits import LimitRequest, LimitStore, MemoryStore
+from policylang.runtime.loader import load_sources, read_path
+from policylang.runtime.validation import object_checker
+
+AuditSink = Callable[[dict[str, Any]], None] | Any
+
+_EFFECTS = {"allow": Effect.ALLOW, "deny": Effect.DENY, "confirm": Effect.CONFIRM}
+
+
+def combine(denied: bool, limit_exhausted: bool, confirmed: bool, allowed: bool,
+            default: str) -> Effect:
+    """The one combining rule; order of rules never matters, deny always wins."""
+    if denied or limit_exhausted:
+        return Effect.DENY
+    if confirmed:
+        return Effect.CONFIRM
+    if allowed:
+        return Effect.ALLOW
+    return _EFFECTS[default]
+
+
+class _Prepared:
+    """A compiled policy plus the per-tool validators, swapped in as one object."""
+
+    def __init__(self, compiled: CompiledPolicy, warnings: list[Diagnostic]):
+        self.compiled = compiled
+        self.policy = compiled.policy
+        self.warnings = warnings
+        zone = compiled.zone
+        self.zone: tzinfo = zone
+        self.validators = {name: object_checker(info.args, zone, strict=True)
+                           for name, info in self.policy.tools.items()}
+        p, c = self.policy.principal, self.policy.context
+        self.principal_check = object_checker(p, zone, strict=False, what="principal field") if p else None
+        self.context_check = object_checker(c, zone, strict=False, what="context field") if c else None
+        self.hash = self.policy.content_hash
+        self.undeclared_open = self.policy.open_tools or self.policy.default == "allow"
+
+
+class Engine:
+    """Decides tool calls against one policy. Thread-safe; share one per process."""
+
+    def __init__(self, compiled: CompiledPolicy | None = None, *, warnings: list[Diagnostic] | None = None,
+                 clock: Clock | None = None, store: LimitStore | None = None,
+                 audit: AuditSink | None = None, source_path: str | Path | None = None):
+        self._prepared = _Prepared(compiled, warnings or []) if compiled is not None else None
+        self.clock: Clock = clock or SystemClock()
+        self.store: LimitStore = store if store is not None else MemoryStore()
+        self.audit = audit
+        self.source_path = Path(source_path) if source_path is not None else None
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(4).hex()
+        self._reload_lock = threading.Lock()
+
+    # ---- construction
+
+    @classmethod
+    def from_path(cls, path: str | Path, *, data: dict[str, Any] | None = None,
+                  reference: bool = False, **options: Any) -> Engine:
+        """Load a ``.policy`` file, or a folder of them with their data files."""
+        sources, loaded = read_path(path, data)
+        compiled, warnings = load_sources(sources, loaded, reference)
+        return cls(compiled, warnings=warnings, source_path=path, **options)
+
+    @classmethod
+    def from_string(cls, text: str, *, data: dict[str, Any] | None = None, path: str = "<string>",
+                    reference: bool = False, **options: Any) -> Engine:
+        """Load policy text (handy in tests and notebooks).
+
+        ``reference=True`` evaluates every condition with the reference interpreter
+        instead of generated code: slower, and the oracle for differential tests.
+        """
+        compiled, warnings = load_sources({path: text}, data or {}, reference)
+        return cls(compiled, warnings=warnings, **options)
+
+    @classmethod
+    def from_sources(cls, sources: dict[str, str], *, data: dict[str, Any] | None = None,
+                     reference: bool = False, **options: Any) -> Engine:
+        compiled, warnings = load_sources(dict(sources), data or {}, reference)
+        return cls(compiled, warnings=warnings, **options)
+
+    @classmethod
+    def empty(cls, **options: Any) -> Engine:
+        """An engine with no policy: every decision is deny ``no_policy``."""
+        return cls(None, **options)
+
+    # ---- reload (atomic swap; a broken policy never replaces a working one)
+
+    def reload(self, path: str | Path | None = None, *, data: dict[str, Any] | None = None) -> None:
+        target = path if path is not None else self.source_path
+        if target is None:
+            raise PolicyError("this engine was not loaded from a path; pass one to reload()")
+        with self._reload_lock:
+            sources, loaded = read_path(target, data)
+            compiled, warnings = load_sources(sources, loaded)  # raises: old policy stays
+            self._prepared = _Prepared(compiled, warnings)
+            self.source_path = Path(target)
+
+    def reload_string(self, text: str, *, data: dict[str, Any] | None = None, path: str = "<string>") -> None:
+        with self._reload_lock:
+            compiled, warnings = load_sources({path: text}, data or {})
+            self._prepared = _Prepared(compiled, warnings)
+
+    # ---- introspection
+
+    @property
+    def compiled(self) -> CompiledPolicy | None:
+        return self._prepared.compiled if self._prepared else None
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return list(self._prepared.warnings) if self._prepared else []
+
+    @property
+    def policy_name(self) -> str:
+        return self._prepared.policy.name if self._prepared else ""
+
+    @property
+    def policy_version(self) -> str | None:
+        return self._prepared.policy.version if self._prepared else None
+
+    @property
+    def policy_hash(self) -> str:
+        return self._prepared.hash if self._prepared else ""
+
+    @property
+    def tools(self) -> list[str]:
+        return list(self._prepared.policy.tools) if self._prepared else []
+
+    def source_for(self, tool: str) -> str:
+        """The generated Python source of one tool's evaluator."""
+        if self._prepared is None:
+            raise KeyError("no policy is loaded")
+        return self._prepared.compiled.source_for(tool)
+
+    # ---- deciding
+
+    def decide(self, tool: str, args: dict[str, Any] | None = None, principal: dict[str, Any] | None = None,
+               context: dict[str, Any] | None = None) -> Decision:
+        """Decide one tool call. Never raises: any failure is a deny that says why."""
+        started = time.perf_counter()
+        prepared = self._prepared  # one snapshot for the whole decision
+        try:
+            decision = self._decide(prepared, tool, args, principal, context)
+        except Exception as exc:  # noqa: BLE001 - fail closed on anything at all
+            decision = self._failure(prepared, tool, "internal_error",
+                                     f"internal error while deciding: {type(exc).__name__}: {exc}")
+        decision.elapsed_us = (time.perf_counter() - started) * 1e6
+        decision.decision_id = f"{self._id_prefix}-{next(self._ids):x}"
+        if self.audit is not None:
+            decision = self._record(decision, prepared, tool, args, principal, context)
+        return decision
+
+    def _decide(self, prepared: _Prepared | None, tool: Any, args: Any, principal: Any,
+                context: Any) -> Decision:
+        if prepared is None:
+            return self._failure(None, str(tool), "no_policy", "no policy is loaded")
+        if not isinstance(tool, str) or not tool:
+            return self._failure(prepared, str(tool), "invalid_request", "the tool name must be a non-empty string")
+        compiled = prepared.compiled
+        ev = compiled.evaluators.get(tool)
+        if ev is None:
+            if not prepared.undeclared_open:
+                close = difflib.get_close_matches(tool, list(prepared.policy.tools), n=1, cutoff=0.6)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                return self._failure(prepared, tool, "unknown_tool",
+                                     f"'{tool}' is not a tool this policy declares{hint}")
+            ev = compiled.evaluator_for(tool)
+        try:
+            a = self._args(prepared, ev, tool, args)
+            p = prepared.principal_check(principal if principal is not None else {}, "") \
+                if prepared.principal_check else _as_map(principal, "principal")
+            c = prepared.context_check(context if context is not None else {}, "") \
+                if prepared.context_check else _as_map(context, "context")
+            now = self._now(prepared, c)
+        except RequestError as exc:
+            return self._failure(prepared, tool, "invalid_request", exc.message)
+        effect, hits, errs = ev.run(a, p, c, now, tool, None)
+        if effect == "deny":
+            return self._build(prepared, tool, Effect.DENY, hits, errs, [], a, p, c, now)
+        candidate = _EFFECTS[effect] if effect else _EFFECTS[prepared.policy.default]
+        limits: list[LimitState] = []
+        if ev.limits and candidate is not Effect.DENY:
+            outcome = self._limits(prepared, ev, a, p, c, now, tool, consume=candidate is Effect.ALLOW)
+            if isinstance(outcome, Decision):
+                return outcome
+            limits = outcome
+        return self._build(prepared, tool, candidate, hits, errs, limits, a, p, c, now,
+                           from_default=effect is None)
+
+    def _args(self, prepared: _Prepared, ev: ToolEvaluator, tool: str, args: Any) -> dict[str, Any]:
+        if args is None:
+            args = {}
+        validator = prepared.validators.get(tool)
+        if validator is not None:
+            return validator(args, "")  # type: ignore[no-any-return]
+        return _as_map(args, "args")
+
+    def _now(self, prepared: _Prepared, c: dict[str, Any]) -> datetime:
+        pinned = c.get("now") if isinstance(c, dict) else None
+        if pinned is not None:
+            try:
+                return timefuncs.parse_timestamp(pinned, prepared.zone)
+            except EvalError as exc:
+                raise RequestError(f"context.now: {exc.message}", "now") from None
+        return self.clock.now().astimezone(prepared.zone)
+
+    def _limits(self, prepared: _Prepared, ev: ToolEvaluator, a: Any, p: Any, c: Any, now: datetime,
+                tool: str, consume: bool) -> list[LimitState] | Decision:
+        compiled = prepared.compiled
+        try:
+            values = compiled.limit_values(ev, a, p, c, now, tool, None)
+        except EvalError as exc:
+            return self._failure(prepared, tool, "evaluation_error",
+                                 f"a rate limit could not be evaluated: {exc.message}")
+        requests: list[LimitRequest] = []
+        plans = []
+        for lp, (applies, key, cost) in zip(ev.limits, values, strict=True):
+            if applies is not True:
+                if applies is False:
+                    continue
+                return self._failure(prepared, tool, "evaluation_error",
+                                     f"the 'when' of limit {lp.id} is not a bool")
+            if type(cost) not in (int, float) or cost != cost or cost < 0:
+                return self._failure(prepared, tool, "evaluation_error",
+                                     f"limit {lp.id} needs a non-negative number to sum, got "
+                                     f"{celops.format_value(cost)}")
+            key_text = "" if key is None else celops.format_value(key)
+            requests.append(LimitRequest(f"{prepared.policy.name}\x1f{lp.id}\x1f{key_text}",
+                                         float(lp.limit.amount), lp.limit.window.total_seconds(),
+                                         float(cost)))
+            plans.append((lp, key_text))
+        if not requests:
+            return []
+        try:
+            outcomes = self.store.acquire(requests, now.timestamp(), consume)
+        except Exception as exc:  # noqa: BLE001 - a broken store fails closed unless told otherwise
+            if all(lp.limit.on_error == "allow" for lp, _ in plans):
+                return []
+            reason = str(exc) if isinstance(exc, StoreUnavailable) else f"{type(exc).__name__}: {exc}"
+            return self._failure(prepared, tool, "store_unavailable",
+                                 f"the rate-limit store is unavailable ({reason})")
+        states = [LimitState.model_construct(
+            id=lp.id, key=key_text or None, used=o.used, limit=float(lp.limit.amount),
+            window_seconds=lp.limit.window.total_seconds(), cost=r.cost, exceeded=not o.fits,
+            location=str(lp.span)) for (lp, key_text), o, r in zip(plans, outcomes, requests, strict=True)]
+        if any(s.exceeded for s in states):
+            hit = next(s for s in states if s.exceeded)
+            window = timefuncs.format_duration(_td(hit.window_seconds))
+            who = f" for {hit.key}" if hit.key else ""
+            reason = (f"rate limit {hit.id} reached: {celops.format_value(hit.limit)} per {window}{who} "
+                      f"(used {celops.format_value(hit.used)})")
+            return Decision.model_construct(
+                effect=Effect.DENY, tool=tool, code="rate_limited", reasons=[reason], rules=[],
+                limits=states, errors=[], message=f"{tool} denied: {reason}; try again later",
+                decision_id="", policy=prepared.policy.name, policy_version=prepared.policy.version,
+                policy_hash=prepared.hash, at=now, elapsed_us=0.0)
+        return states
+
+    def _build(self, prepared: _Prepared, tool: str, effect: Effect, hits: list[RulePlan],
+               errs: list[tuple[RulePlan, str]] | None, limits: list[LimitState], a: Any, p: Any,
+               c: Any, now: datetime, from_default: bool = False) -> Decision:
+        refs = []
+        reasons = []
+        env = None
+        for r in hits:
+            reason = None
+            if r.because is not None:
+                if r.because.is_plain:
+                    reason = r.because.parts[0] if r.because.parts else ""
+                else:
+                    if env is None:
+                        env = prepared.compiled.env(a, p, c, now, tool, None)
+                    reason = self._render(prepared, r.because, env)
+            refs.append(RuleRef.model_construct(id=r.id, name=r.name, effect=_EFFECTS[r.effect],
+                                                location=r.location, reason=reason))
+            if reason is not None:
+                reasons.append(reason)
+        errors = [ErrorInfo.model_construct(rule=r.id, location=r.location, message=m)
+                  for r, m in (errs or [])]
+        errored = {r.id for r, _ in (errs or [])}
+        if effect is Effect.DENY:
+            if from_default:
+                code = "default_deny"
+                reasons = reasons or ["no rule allows this call (default deny)"]
+            elif hits and all(r.id in errored for r in hits):
+                code = "evaluation_error"
+                reasons = reasons + [f"rule {r.id} could not be evaluated ({m}); failing closed"
+                                     for r, m in (errs or []) if r.effect == "deny"]
+            else:
+                code = "denied"
+                if not reasons:
+                    reasons = [f"rule {r.id} denies this call" for r in hits]
+            message = f"{tool} denied: {'; '.join(reasons)}"
+        elif effect is Effect.CONFIRM:
+            code = "confirm" if not from_default else "default_confirm"
+            if not reasons:
+                reasons = [f"rule {r.id} asks for a person's approval" for r in hits]
+            message = f"{tool} needs a person's approval: {'; '.join(reasons)}; ask a person to approve"
+        else:
+            code = "default_allow" if from_default else "allowed"
+            message = f"{tool} allowed" + (f": {'; '.join(reasons)}" if reasons else "")
+        if errors and effect is not Effect.DENY:
+            message += f" (note: {len(errors)} rule{'s' if len(errors) > 1 else ''} could not be evaluated)"
+        return Decision.model_construct(
+            effect=effect, tool=tool, code=code, reasons=reasons, rules=refs, limits=limits,
+            errors=errors, message=message, decision_id="", policy=prepared.policy.name,
+            policy_version=prepared.policy.version, policy_hash=prepared.hash, at=now, elapsed_us=0.0)
+
+    def _render(self, prepared: _Prepared, message: ast.Message, env: dict[str, Any]) -> str:
+        out = []
+        for part in message.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = prepared.compiled.interpreter.eval(part, dict(env))
+            out.append(f"<error: {value.message}>" if isinstance(value, Err) else celops.format_value(value))
+        return "".join(out)
+
+    def _failure(self, prepared: _Prepared | None, tool: str, code: str, reason: str) -> Decision:
+        hints = {"invalid_request": "; fix the arguments and try again",
+                 "unknown_tool": "", "store_unavailable": "; try again later"}
+        return Decision.model_construct(
+            effect=Effect.DENY, tool=tool, code=code, reasons=[reason], rules=[], limits=[],
+            errors=[ErrorInfo.model_construct(rule=None, location=None, message=reason)]
+            if code in ("internal_error", "evaluation_error", "store_unavailable") else [],
+            message=f"{tool} denied: {reason}{hints.get(code, '')}", decision_id="",
+            policy=prepared.policy.name if prepared else "",
+            policy_version=prepared.policy.version if prepared else None,
+            policy_hash=prepared.hash if prepared else "", at=None, elapsed_us=0.0)
+
+    # ---- audit
+
+    def _record(self, decision: Decision, prepared: _Prepared | None, tool: str, args: Any,
+                principal: Any, context: Any) -> Decision:
+        """Send the decision to the audit sink; if that fails, nothing is allowed unrecorded."""
+        try:
+            record = audit_record(decision, prepared, args, principal, context)
+            sink = self.audit
+            if hasattr(sink, "write"):
+                sink.write(record)
+            else:
+                sink(record)  # type: ignore[operator]
+        except Exception as exc:  # noqa: BLE001 - the sink failing must not allow anything
+            if decision.effect is not Effect.DENY:
+                reason = f"the audit log is unavailable ({type(exc).__name__}: {exc})"
+                decision = decision.model_copy(update={
+                    "effect": Effect.DENY, "code": "audit_unavailable",
+                    "reasons": [reason], "message": f"{tool} denied: {reason}"})
+        return decision
+
+
+def audit_record(decision: Decision, prepared: _Prepared | None, args: Any, principal: Any,
+                 context: Any) -> dict[str, Any]:
+    """One JSON-ready audit record; parameters declared @secret are redacted."""
+    secret: tuple[str, ...] = ()
+    if prepared is not None:
+        info = prepared.policy.tools.get(decision.tool)
+        secret = info.secret_fields if info is not None else ()
+    shown_args = args
+    if isinstance(args, dict) and secret:
+        shown_args = {k: ("[redacted]" if k in secret else v) for k, v in args.items()}
+    pid = principal.get("id") if isinstance(principal, dict) else None
+    record = decision.model_dump(mode="json")
+    record.update({"args": _jsonable(shown_args), "principal_id": _jsonable(pid),
+                   "context": _jsonable(context)})
+    return record
+
+
+def _jsonable(v: Any, depth: int = 0) -> Any:
+    if depth > 32:
+        return "[too deep]"
+    if v is None or isinstance(v, bool | int | str):
+        return v
+    if isinstance(v, float):
+        return v if v == v and v not in (float("inf"), float("-inf")) else str(v)
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x, depth + 1) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x, depth + 1) for x in v]
+    return celops.format_value(v)
+
+
+def _as_map(v: Any, what: str) -> dict[str, Any]:
+    if v is None:
+        return {}
+    if isinstance(v, dict):
+        return v
+    raise RequestError(f"{what} must be an object (a map of names to values), got {celops.type_name(v)}")
+
+
+def _td(seconds: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=seconds)

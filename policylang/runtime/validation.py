@@ -1,0 +1,215 @@
+"""Declared types → fast argument validators that also normalise values.
+
+Before any rule runs, a tool's arguments are checked against its declaration:
+a missing required argument, an argument the tool does not declare, or a
+value of the wrong type denies the call with a reason naming the parameter.
+Timestamps, durations and dates arrive as text and leave as values. The
+pydantic models in :func:`pydantic_model` are the reference these closures are
+tested against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+
+from policylang.errors import EvalError, RequestError
+from policylang.language.types import FieldType, Type
+from policylang.runtime import celops, timefuncs
+
+Check = Callable[[Any, str], Any]  # (value, path) -> normalised value
+MISSING = object()
+MAX_DEPTH = 64
+
+
+def _kind(v: Any) -> str:
+    return celops.type_name(v) if not isinstance(v, set | frozenset) else "set"
+
+
+def _bad(path: str, want: str, v: Any) -> RequestError:
+    return RequestError(f"argument '{path}' must be {want}, got {_kind(v)}", path)
+
+
+def checker_for(t: Type, zone: tzinfo, strict_objects: bool = True, depth: int = 0) -> Check:
+    """A closure that validates and normalises one value of type ``t``."""
+    k = t.kind
+    if k == "string":
+        def check_str(v: Any, path: str) -> Any:
+            if isinstance(v, str):
+                return v
+            raise _bad(path, "a string", v)
+        return check_str
+    if k == "int":
+        def check_int(v: Any, path: str) -> Any:
+            if type(v) is int:
+                if -(2**63) <= v < 2**63:
+                    return v
+                raise RequestError(f"argument '{path}' is out of the 64-bit integer range", path)
+            if type(v) is float and v.is_integer() and abs(v) < 2**63:
+                return int(v)
+            raise _bad(path, "an integer", v)
+        return check_int
+    if k in ("double", "number"):
+        as_float = k == "double"
+
+        def check_num(v: Any, path: str) -> Any:
+            tv = type(v)
+            if tv is float:
+                if math.isfinite(v):
+                    return v
+                raise RequestError(f"argument '{path}' must be a finite number", path)
+            if tv is int:
+                if -(2**63) <= v < 2**63:
+                    return float(v) if as_float else v
+                raise RequestError(f"argument '{path}' is out of range", path)
+            raise _bad(path, "a number", v)
+        return check_num
+    if k == "bool":
+        def check_bool(v: Any, path: str) -> Any:
+            if type(v) is bool:
+                return v
+            raise _bad(path, "true or false", v)
+        return check_bool
+    if k in ("timestamp", "duration", "date"):
+        parse: Callable[[Any], Any] = {
+            "timestamp": lambda v: timefuncs.parse_timestamp(v, zone),
+            "duration": timefuncs.parse_duration,
+            "date": lambda v: timefuncs.parse_date(v, zone),
+        }[k]
+        py_type = {"timestamp": datetime, "duration": timedelta, "date": date}[k]
+
+        def check_time(v: Any, path: str) -> Any:
+            if type(v) is bool:
+                raise _bad(path, f"a {k}", v)
+            if k == "date" and type(v) is date or k != "date" and isinstance(v, py_type) \
+                    and not (k == "timestamp" and v.tzinfo is None):
+                return v
+            try:
+                return parse(v)
+            except EvalError as exc:
+                raise RequestError(f"argument '{path}': {exc.message}", path) from None
+        return check_time
+    if k == "bytes":
+        def check_bytes(v: Any, path: str) -> Any:
+            if isinstance(v, bytes):
+                return v
+            if isinstance(v, str):
+                return v.encode("utf-8", "surrogatepass")
+            raise _bad(path, "bytes", v)
+        return check_bytes
+    if k == "enum":
+        allowed = t.values
+        shown = ", ".join(celops.format_value(x) if not isinstance(x, str) else f'"{x}"' for x in allowed)
+
+        def check_enum(v: Any, path: str) -> Any:
+            for a in allowed:
+                if type(v) is not bool and celops.eq(v, a):
+                    return v
+            raise RequestError(f"argument '{path}' must be one of {shown}, got "
+                               f"{celops.format_value(v)!r}", path)
+        return check_enum
+    if depth > MAX_DEPTH:
+        return lambda v, path: v
+    if k == "list":
+        item = checker_for(t.params[0], zone, strict_objects, depth + 1)
+        elem_dyn = t.params[0].kind == "dyn"
+
+        def check_list(v: Any, path: str) -> Any:
+            if not isinstance(v, list | tuple):
+                raise _bad(path, "a list", v)
+            if elem_dyn:
+                return list(v)
+            return [item(x, f"{path}[{i}]") for i, x in enumerate(v)]
+        return check_list
+    if k == "map":
+        value = checker_for(t.params[1], zone, strict_objects, depth + 1)
+        key_kind = t.params[0].kind
+
+        def check_map(v: Any, path: str) -> Any:
+            if not isinstance(v, dict):
+                raise _bad(path, "a map", v)
+            out = {}
+            for key, x in v.items():
+                if key_kind == "string" and not isinstance(key, str):
+                    raise RequestError(f"argument '{path}' must have string keys", path)
+                out[key] = value(x, f"{path}.{key}")
+            return out
+        return check_map
+    if k == "object":
+        return object_checker(t, zone, strict=strict_objects, depth=depth + 1)
+    return lambda v, path: v  # dyn
+
+
+def object_checker(t: Type, zone: tzinfo, strict: bool = True, depth: int = 0,
+                   what: str = "argument") -> Check:
+    """Validate a map against declared fields; fill defaults; optionally refuse extras."""
+    fields: list[tuple[str, FieldType, Check]] = [
+        (name, f, checker_for(f.type, zone, strict, depth)) for name, f in t.fields]
+    known = frozenset(name for name, _ in t.fields)
+
+    def check_object(v: Any, path: str) -> Any:
+        if not isinstance(v, dict):
+            if path:
+                raise _bad(path, "an object", v)
+            raise RequestError(f"{what}s must be an object (a map of names to values), "
+                               f"got {_kind(v)}")
+        out: dict[str, Any] = {}
+        prefix = f"{path}." if path else ""
+        for name, f, check in fields:
+            value = v.get(name, MISSING)
+            if value is MISSING or (value is None and not f.nullable):
+                if f.has_default:
+                    out[name] = f.default
+                elif not f.optional:
+                    if value is None:
+                        raise RequestError(f"{what} '{prefix}{name}' must not be null", prefix + name)
+                    raise RequestError(f"missing required {what} '{prefix}{name}'", prefix + name)
+                continue
+            out[name] = None if value is None else check(value, prefix + name)
+        if len(v) != len(out) or any(key not in known for key in v):
+            extras = [key for key in v if key not in known]
+            if extras and strict:
+                shown = ", ".join(f"'{prefix}{e}'" for e in extras[:3])
+                raise RequestError(f"unexpected {what}{'s' if len(extras) > 1 else ''} {shown}",
+                                   f"{prefix}{extras[0]}")
+            for key in extras:
+                out[key] = v[key]
+        return out
+    return check_object
+
+
+def pydantic_model(t: Type, name: str = "Args") -> Any:
+    """The reference model of a declared object type (used by tests and tooling)."""
+    from typing import Literal, Optional
+
+    from pydantic import ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, create_model
+
+    def py(tt: Type, n: str) -> Any:
+        k = tt.kind
+        simple = {"string": StrictStr, "int": StrictInt, "double": StrictFloat | StrictInt,
+                  "number": StrictInt | StrictFloat, "bool": StrictBool, "timestamp": datetime,
+                  "duration": timedelta, "date": date, "bytes": bytes, "dyn": Any}
+        if k in simple:
+            return simple[k]
+        if k == "enum":
+            return Literal[tt.values]  # type: ignore[valid-type]
+        if k == "list":
+            return list[py(tt.params[0], n)]  # type: ignore[misc]
+        if k == "map":
+            return dict[str, py(tt.params[1], n)]  # type: ignore[misc]
+        if k == "object":
+            return pydantic_model(tt, n + "_obj")
+        return Any
+
+    spec: dict[str, Any] = {}
+    for fname, f in t.fields:
+        typ = py(f.type, f"{name}_{fname}")
+        if f.nullable:
+            typ = Optional[typ]  # noqa: UP007
+        if f.optional or f.has_default:
+            spec[fname] = (Optional[typ], f.default if f.has_default else None)  # noqa: UP007
+        else:
+            spec[fname] = (typ, ...)
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **spec)
