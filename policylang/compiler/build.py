@@ -158,7 +158,7 @@ class CompiledPolicy:
 
     # ---- lookup
 
-    def evaluator_for(self, tool: str) -> ToolEvaluator | None:
+    def evaluator_for(self, tool: str) -> ToolEvaluator:
         """The evaluator for a declared tool, or one built for an undeclared tool."""
         ev = self.evaluators.get(tool)
         if ev is not None:

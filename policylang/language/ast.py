@@ -7,9 +7,10 @@ The Lark tree never leaves the parser; everything after it works on these nodes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal, Union
+from typing import Literal
 
 from policylang.errors import NO_SPAN, Span
 
@@ -17,7 +18,7 @@ Effect = Literal["allow", "deny", "confirm"]
 
 
 def _span() -> Span:
-    return field(default=NO_SPAN, compare=False, repr=False, kw_only=True)  # type: ignore[return-value]
+    return field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
 
 
 # ---------------------------------------------------------------- expressions
@@ -124,8 +125,8 @@ class Comprehension:
     span: Span = _span()
 
 
-Expr = Union[Literal_, Ident, Select, Has, Index, Call, Unary, Binary, Conditional,
-             ListExpr, MapExpr, Comprehension]
+Expr = (Literal_ | Ident | Select | Has | Index | Call | Unary | Binary | Conditional | ListExpr
+        | MapExpr | Comprehension)
 
 
 # ---------------------------------------------------------------- types
@@ -136,7 +137,7 @@ class TypeRef:
     """A declared type as written: ``string``, ``list<string>``, ``map<string, int>``."""
 
     name: str
-    params: tuple[TypeRef, ...] = ()
+    params: tuple[TypeExpr, ...] = ()
     span: Span = _span()
 
 
@@ -156,7 +157,7 @@ class ObjectType:
     span: Span = _span()
 
 
-TypeExpr = Union[TypeRef, EnumType, ObjectType]
+TypeExpr = TypeRef | EnumType | ObjectType
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,8 +300,8 @@ class Assertion:
     span: Span = _span()
 
 
-Statement = Union[Header, DefaultDecl, TimezoneDecl, ToolDecl, ShapeDecl, Rule, LimitRule,
-                  FunctionDef, Assertion]
+Statement = (Header | DefaultDecl | TimezoneDecl | ToolDecl | ShapeDecl | Rule | LimitRule
+             | FunctionDef | Assertion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +320,7 @@ class PolicyFile:
     span: Span = _span()
 
 
-def walk(expr: Expr):  # type: ignore[no-untyped-def]
+def walk(expr: Expr) -> Iterator[Expr]:
     """Yield ``expr`` and every sub-expression, parents first."""
     stack: list[Expr] = [expr]
     while stack:

@@ -10,7 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from policylang.language.types import (
-    BOOL, BYTES, DATE, DOUBLE, DURATION, DYN, INT, STRING, TIMESTAMP, Type, list_of,
+    BOOL,
+    BYTES,
+    DATE,
+    DOUBLE,
+    DURATION,
+    DYN,
+    INT,
+    STRING,
+    TIMESTAMP,
+    Type,
+    list_of,
 )
 
 STRINGS = list_of(STRING)

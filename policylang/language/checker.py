@@ -18,8 +18,27 @@ from policylang.language.builtins import GLOBALS, METHODS, VARIABLES, Signature
 from policylang.language.parser import INT64_MAX, MAX_DEPTH
 from policylang.language.policy import Assembler, Policy, data_type, suggest
 from policylang.language.types import (
-    BOOL, BYTES, DATE, DOUBLE, DURATION, DYN, DYN_MAP, INT, NULL, NUMBER, STRING, TIMESTAMP, Type,
-    comparable, element_type, is_dyn, is_numeric, join, list_of, map_of, orderable,
+    BOOL,
+    BYTES,
+    DATE,
+    DOUBLE,
+    DURATION,
+    DYN,
+    DYN_MAP,
+    INT,
+    NULL,
+    NUMBER,
+    STRING,
+    TIMESTAMP,
+    Type,
+    comparable,
+    element_type,
+    is_dyn,
+    is_numeric,
+    join,
+    list_of,
+    map_of,
+    orderable,
 )
 
 MACRO_NAMES = ("all", "exists", "exists_one", "filter", "map")
@@ -229,11 +248,11 @@ class Typer:
         return self._arith(op, lt.base, rt.base, e)
 
     def _enum_literal(self, t: Type, other: ast.Expr) -> None:
-        if t.kind == "enum" and isinstance(other, ast.Literal_) and other.kind in ("string", "int", "double"):
-            if other.value not in t.values:
-                self.diags.append(Diagnostic(
-                    "PL103", f"{other.value!r} is not one of the allowed values {t}", other.span,
-                    "error", suggest(str(other.value), [str(v) for v in t.values])))
+        if t.kind == "enum" and isinstance(other, ast.Literal_) \
+                and other.kind in ("string", "int", "double") and other.value not in t.values:
+            self.diags.append(Diagnostic(
+                "PL103", f"{other.value!r} is not one of the allowed values {t}", other.span,
+                "error", suggest(str(other.value), [str(v) for v in t.values])))
 
     def _arith(self, op: str, lt: Type, rt: Type, e: ast.Binary) -> Type:
         if is_dyn(lt) or is_dyn(rt):
@@ -558,7 +577,8 @@ def _expand_rule(r: ast.Rule, expander: Expander, diags: list[Diagnostic]) -> as
     because = r.because
     if because is not None and not because.is_plain:
         because = dataclasses.replace(because, parts=tuple(
-            p if isinstance(p, str) else _expand_checked(p, expander, diags) for p in because.parts))
+            p if isinstance(p, str) else (_expand_checked(p, expander, diags) or p)
+            for p in because.parts))
     return dataclasses.replace(r, when=_expand_checked(r.when, expander, diags),
                                unless=_expand_checked(r.unless, expander, diags), because=because)
 

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from policylang.errors import PolicyError
+from policylang.errors import PolicyError, Span
 from policylang.language import ast
 from policylang.language.parser import parse
 
@@ -427,7 +427,7 @@ class _Placed:
     rest: list[ast.Comment] = field(default_factory=list)  # after the last node
 
 
-def _place(spans: Sequence[ast.Span], comments: Sequence[ast.Comment],
+def _place(spans: Sequence[Span], comments: Sequence[ast.Comment],
            opener_line: int = 0) -> _Placed:
     """Attach comments to nodes (in source order) by offsets and line numbers."""
     n = len(spans)
@@ -474,7 +474,7 @@ class _Lines:
         if end:
             self.prev_line = end
 
-    def entry(self, placed: _Placed, i: int, span: ast.Span, lines: list[str],
+    def entry(self, placed: _Placed, i: int, span: Span, lines: list[str],
               force: bool = False) -> None:
         """Node ``i`` with its comments: leading, then moved-in ones, then the node."""
         first = True

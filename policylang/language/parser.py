@@ -17,7 +17,13 @@ from importlib import resources
 from typing import Any
 
 from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 from lark.lexer import PatternStr
 
 from policylang.errors import Diagnostic, PolicySyntaxError, Span
@@ -69,7 +75,7 @@ def parse_expr(text: str, path: str = "<expr>") -> ast.Expr:
     """Parse one CEL expression (used for templates, the REPL and tests)."""
     text = _prepare(text, path)
     tree = _parse_tree(text, path, "expr")
-    return _transform(tree, text, path)  # type: ignore[no-any-return]
+    return _transform(tree, text, path)
 
 
 # ---------------------------------------------------------------- internals
@@ -761,7 +767,7 @@ def _respan(expr: ast.Expr, span: Span) -> ast.Expr:
     for f in fields(expr):
         value = getattr(expr, f.name)
         if isinstance(value, tuple) and value and not isinstance(value[0], str | int | float):
-            items = []
+            items: list[Any] = []
             for v in value:
                 if isinstance(v, tuple):
                     items.append(tuple(_respan(x, span) for x in v))
@@ -772,4 +778,4 @@ def _respan(expr: ast.Expr, span: Span) -> ast.Expr:
             changes[f.name] = tuple(items)
         elif hasattr(value, "span") and f.name != "span":
             changes[f.name] = _respan(value, span)
-    return replace(expr, **changes)  # type: ignore[type-var]
+    return replace(expr, **changes)

@@ -17,7 +17,17 @@ from typing import Any
 from policylang.errors import NO_SPAN, Diagnostic, Span
 from policylang.language import ast
 from policylang.language.types import (
-    DYN, DYN_LIST, DYN_MAP, NULL, SCALARS, STRING, TIMESTAMP, FieldType, Type, list_of, map_of,
+    DYN,
+    DYN_LIST,
+    DYN_MAP,
+    NULL,
+    SCALARS,
+    STRING,
+    TIMESTAMP,
+    FieldType,
+    Type,
+    list_of,
+    map_of,
     type_of_value,
 )
 
@@ -180,7 +190,9 @@ class Assembler:
 
     def _check_rule_names(self, policy: Policy) -> None:
         named: dict[str, Span] = {}
-        for stmt in [*policy.rules, *policy.limits, *policy.assertions]:
+        stmts: list[ast.Rule | ast.LimitRule | ast.Assertion] = [
+            *policy.rules, *policy.limits, *policy.assertions]
+        for stmt in stmts:
             if stmt.name is None:
                 continue
             if stmt.name in named:

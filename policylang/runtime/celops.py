@@ -16,9 +16,11 @@ Deliberate deviations from cel-python (the reference interpreter), each
 following the current CEL specification or cel-go instead:
 
 * int and double compare and test equal by numeric value (``1 == 1.0``,
-  ``50 < 10000.0``); cel-python raises "no matching overload".
-* Extension: an int mixed with a double in ``+ - * /`` gives a double.
-* NaN is never equal to anything (cel-python says ``NaN == NaN``).
+  ``50 < 10000.0``); cel-python raises "no matching overload". Extension: an
+  int mixed with a double in ``+ - * /`` gives a double.
+* NaN is never equal to anything (cel-python says ``NaN == NaN``); ``x / 0.0``
+  is IEEE (``-1.0 / 0.0`` is ``-inf``, ``0.0 / 0.0`` NaN; cel-python gives +inf).
+* bools have no arithmetic (cel-python computes ``false * true`` as ``0``).
 * ``string(double)`` prints like cel-go's ``%g`` (``12000.0`` -> ``"12000"``,
   ``1e6`` -> ``"1e+06"``); cel-python prints Python's repr (``"12000.0"``).
 * ``string(duration)`` and ``string(timestamp)`` keep fractional seconds
@@ -285,10 +287,9 @@ def mod(a: Any, b: Any) -> int:
 
 def neg(a: Any) -> Any:
     """Unary minus on int (checked), double or duration."""
-    ta = type(a)
-    if ta is int:
+    if type(a) is int:
         return _check_int(-a, "-", a)
-    if ta is float:
+    if type(a) is float:
         return -a
     if _kind(a) == "duration":
         return _time_result(lambda: -a, f"-{format_value(a)}")
@@ -299,9 +300,9 @@ def neg(a: Any) -> Any:
 
 def not_(a: object) -> bool:
     """Logical not; CEL has no truthiness, so only a bool is accepted."""
-    if type(a) is bool:
-        return not a
-    raise _overload("!", a)
+    if type(a) is not bool:
+        raise _overload("!", a)
+    return not a
 
 
 def truthy(a: object) -> bool:
@@ -666,8 +667,7 @@ def to_bytes(v: object) -> bytes:
 def format_value(v: object) -> str:
     """Render a value for a human-readable decision message; never raises.
 
-    Integral doubles print without ".0" up to 1e16 (beyond that, where not every
-    integer is representable, repr is clearer).
+    Integral doubles below 1e16 print without ".0"; larger ones (inexact) use repr.
     """
     try:
         return _format(v, 0)

@@ -223,7 +223,7 @@ class Engine:
             args = {}
         validator = prepared.validators.get(tool)
         if validator is not None:
-            return validator(args, "")  # type: ignore[no-any-return]
+            return validator(args, "")
         return _as_map(args, "args")
 
     def _now(self, prepared: _Prepared, c: dict[str, Any]) -> datetime:
@@ -297,7 +297,8 @@ class Engine:
             reason = None
             if r.because is not None:
                 if r.because.is_plain:
-                    reason = r.because.parts[0] if r.because.parts else ""
+                    first = r.because.parts[0] if r.because.parts else ""
+                    reason = first if isinstance(first, str) else ""
                 else:
                     if env is None:
                         env = prepared.compiled.env(a, p, c, now, tool, None)
@@ -366,11 +367,11 @@ class Engine:
         """Send the decision to the audit sink; if that fails, nothing is allowed unrecorded."""
         try:
             record = audit_record(decision, prepared, args, principal, context)
-            sink = self.audit
+            sink: Any = self.audit
             if hasattr(sink, "write"):
                 sink.write(record)
             else:
-                sink(record)  # type: ignore[operator]
+                sink(record)
         except Exception as exc:  # noqa: BLE001 - the sink failing must not allow anything
             if decision.effect is not Effect.DENY:
                 reason = f"the audit log is unavailable ({type(exc).__name__}: {exc})"

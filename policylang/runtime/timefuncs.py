@@ -449,7 +449,6 @@ def is_holiday(ts_or_date: object, calendar: str | Iterable[object],
 
 # --------------------------------------------------------------------------- business hours
 
-@functools.lru_cache(maxsize=256)
 def parse_window(window: str) -> tuple[time, time]:
     """Parse ``"09:00-17:00"`` into (start, end); ``24:00`` is allowed as an end.
 
@@ -459,6 +458,11 @@ def parse_window(window: str) -> tuple[time, time]:
     """
     if not isinstance(window, str):
         raise ValueError(f"a time window must be a string like '09:00-17:00', got {_show(window)}")
+    return _parse_window(window)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_window(window: str) -> tuple[time, time]:
     m = _WINDOW_RE.fullmatch(window)
     if not m:
         raise ValueError(f"malformed time window {_show(window)} (expected e.g. '09:00-17:00')")
@@ -489,10 +493,12 @@ def business_hours(ts: object, window: str = "09:00-17:00", tz: str | tzinfo | N
     """
     try:
         start, end = parse_window(window)
-    except (ValueError, TypeError) as exc:  # TypeError: an unhashable window (list)
+    except ValueError as exc:
         raise EvalError(str(exc)) from None
     if isinstance(days, str):
         days = (days,)
+    if not isinstance(days, list | tuple | set | frozenset):
+        raise EvalError(f"business_hours days must be a list of day names, got {_show(days)}")
     allowed = {_day_index(d) for d in days}
     local = _local(ts, tz)
     now = local.time().replace(tzinfo=None)

@@ -84,7 +84,7 @@ def checker_for(t: Type, zone: tzinfo, strict_objects: bool = True, depth: int =
             if type(v) is bool:
                 raise _bad(path, f"a {k}", v)
             if k == "date" and type(v) is date or k != "date" and isinstance(v, py_type) \
-                    and not (k == "timestamp" and v.tzinfo is None):
+                    and not (k == "timestamp" and getattr(v, "tzinfo", None) is None):
                 return v
             try:
                 return parse(v)
@@ -194,7 +194,7 @@ def pydantic_model(t: Type, name: str = "Args") -> Any:
         if k in simple:
             return simple[k]
         if k == "enum":
-            return Literal[tt.values]  # type: ignore[valid-type]
+            return Literal[tt.values]
         if k == "list":
             return list[py(tt.params[0], n)]  # type: ignore[misc]
         if k == "map":
@@ -207,9 +207,9 @@ def pydantic_model(t: Type, name: str = "Args") -> Any:
     for fname, f in t.fields:
         typ = py(f.type, f"{name}_{fname}")
         if f.nullable:
-            typ = Optional[typ]  # noqa: UP007
+            typ = Optional[typ]  # noqa: UP045
         if f.optional or f.has_default:
-            spec[fname] = (Optional[typ], f.default if f.has_default else None)  # noqa: UP007
+            spec[fname] = (Optional[typ], f.default if f.has_default else None)  # noqa: UP045
         else:
             spec[fname] = (typ, ...)
     return create_model(name, __config__=ConfigDict(extra="forbid"), **spec)

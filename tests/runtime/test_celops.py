@@ -315,7 +315,7 @@ def test_compiled_regex_is_re2_not_re() -> None:
     import re2
     assert not isinstance(c.compile_regex("a"), re.Pattern)
     with pytest.raises(re2.error):
-        re2.compile(r"(a)\1")  # google-re2 refuses instead of falling back to re
+        re2.compile(r"(a)\1", c._RE2_OPTIONS)  # google-re2 refuses instead of falling back to re
 
 
 # --------------------------------------------------------------------------- conversions

@@ -145,3 +145,8 @@ def test_regex_escape_examples() -> None:
     assert celops.matches("price: $5.00 (net)", regex_escape("$5.00 (net)"))
     assert not celops.matches("price: $5000 net", regex_escape("$5.00"))
     assert regex_escape("") == "" and celops.regex_problem(regex_escape("a(b[c\\")) is None
+
+
+def test_domain_uses_the_public_suffix_list_when_installed() -> None:
+    pytest.importorskip("publicsuffixlist")
+    assert domain("https://shop.example.gov.bd/x") == "example.gov.bd"  # wildcard rule *.bd
