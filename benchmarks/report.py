@@ -18,7 +18,9 @@ def ratio(value: float | None, base: float | None) -> str:
     if value is None or base is None or base <= 0:
         return "—"
     r = value / base
-    return f"{r:.1f}x" if r >= 1 else f"{r:.2f}x"
+    if r >= 1:
+        return f"{r:.1f}x"
+    return f"{r:.2f}x" if r >= 0.1 else f"{r:.2g}x"
 
 
 def num(value: float | None) -> str:

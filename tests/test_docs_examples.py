@@ -17,8 +17,10 @@ from policylang.errors import PolicySyntaxError
 from policylang.language.parser import parse, parse_expr
 
 ROOT = Path(__file__).resolve().parent.parent
-FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)[ \t]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
-                   re.DOTALL | re.MULTILINE)
+FENCE = re.compile(
+    r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)[ \t]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
+    re.DOTALL | re.MULTILINE,
+)
 
 
 def _doc_files() -> list[Path]:
@@ -38,8 +40,10 @@ def _blocks(lang: str) -> list[tuple[str, str]]:
                 continue
             line = text.count("\n", 0, m.start()) + 2  # first line of the body
             indent = m.group("indent")
-            body = "\n".join(ln[len(indent):] if ln.startswith(indent) else ln
-                             for ln in m.group("body").splitlines())
+            body = "\n".join(
+                ln[len(indent) :] if ln.startswith(indent) else ln
+                for ln in m.group("body").splitlines()
+            )
             out.append((f"{path.relative_to(ROOT)}:{line}", body))
     return out
 

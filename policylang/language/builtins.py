@@ -103,7 +103,7 @@ for _sig in [
     _m("getMonth", "get_month", TIMESTAMP, (STRING,), INT, 1),
     _m("getDayOfMonth", "get_day_of_month", TIMESTAMP, (STRING,), INT, 1),
     _m("getDate", "get_date", TIMESTAMP, (STRING,), INT, 1),
-    _m("getDayOfWeek", "day_of_week", TIMESTAMP, (STRING,), INT, 1),
+    _m("getDayOfWeek", "get_day_of_week", TIMESTAMP, (STRING,), INT, 1),
     _m("getDayOfYear", "get_day_of_year", TIMESTAMP, (STRING,), INT, 1),
     _m("getHours", "get_hours", DYN, (STRING,), INT, 1),
     _m("getMinutes", "get_minutes", DYN, (STRING,), INT, 1),

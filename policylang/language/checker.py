@@ -353,7 +353,7 @@ class Typer:
                                "patterns use RE2 syntax (no backreferences or look-around)")
         zone_arg = {"weekday": 1, "hour": 1, "minute": 1, "date": 1, "today": 0,
                     "business_hours": 2}.get(s.impl)
-        if s.receiver is not None and s.impl.startswith("get_") or s.impl == "day_of_week":
+        if s.receiver is not None and s.impl.startswith("get_"):
             zone_arg = 0
         if zone_arg is not None:
             zone = const(zone_arg)

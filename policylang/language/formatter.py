@@ -47,7 +47,8 @@ from policylang.errors import PolicyError, Span
 from policylang.language import ast
 from policylang.language.parser import parse
 
-__all__ = ["MAX_WIDTH", "FormatError", "format_expr", "format_file", "format_source"]
+__all__ = ["MAX_WIDTH", "FormatError", "format_duration", "format_expr", "format_file",
+           "format_message", "format_source", "format_type"]
 
 MAX_WIDTH = 100
 INDENT = "    "
@@ -97,6 +98,16 @@ def format_expr(e: ast.Expr) -> str:
     return _ExprPrinter().expr(e, 0)
 
 
+def format_type(t: ast.TypeExpr) -> str:
+    """Print a declared type as it goes after ``name:`` (``list<string | null>``)."""
+    return _type(t)
+
+
+def format_message(msg: ast.Message) -> str:
+    """Print a ``because`` message as the string literal that parses back to it."""
+    return _message(msg)
+
+
 # ---------------------------------------------------------------- literals
 
 
@@ -129,6 +140,9 @@ def _quote(text: str, template: bool = False) -> str:
     return "".join(out)
 
 
+_BYTE_ESCAPES = {0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r"}
+
+
 def _quote_bytes(data: bytes, template: bool = False) -> str:
     out = ['b"']
     for byte in data:
@@ -138,6 +152,8 @@ def _quote_bytes(data: bytes, template: bool = False) -> str:
             out.append("\\x22" if template else '\\"')
         elif 0x20 <= byte < 0x7F:
             out.append(chr(byte))
+        elif byte in _BYTE_ESCAPES:
+            out.append(_BYTE_ESCAPES[byte])
         else:
             out.append(f"\\x{byte:02x}")
     out.append('"')
@@ -279,8 +295,11 @@ class _ExprPrinter:
             case "duration":
                 assert isinstance(value, timedelta)
                 text = format_duration(value)
-            case "int" | "double":
-                text = _number(value) if e.kind == "int" else _double(value)  # type: ignore[arg-type]
+            case "int":
+                text = _number(value)
+            case "double":
+                assert isinstance(value, int | float)
+                text = _double(value)
             case _:
                 raise FormatError(f"unknown literal kind {e.kind!r}")
         # `-5` is a negative literal to the parser, but it binds like a unary minus:

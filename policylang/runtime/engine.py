@@ -27,14 +27,16 @@ from policylang.errors import Diagnostic, EvalError, PolicyError, RequestError, 
 from policylang.language import ast
 from policylang.runtime import celops, timefuncs
 from policylang.runtime.clock import Clock, SystemClock
-from policylang.runtime.decision import Decision, Effect, ErrorInfo, LimitState, RuleRef
+from policylang.runtime.decision import Decision, Effect, ErrorInfo, LimitState, RuleRef, fast
 from policylang.runtime.limits import LimitRequest, LimitStore, MemoryStore
 from policylang.runtime.loader import load_sources, read_path
+from policylang.language.types import Type
 from policylang.runtime.validation import object_checker
 
 AuditSink = Callable[[dict[str, Any]], None] | Any
 
 _EFFECTS = {"allow": Effect.ALLOW, "deny": Effect.DENY, "confirm": Effect.CONFIRM}
+_NOW_CACHE_SIZE = 256
 
 
 def combine(denied: bool, limit_exhausted: bool, confirmed: bool, allowed: bool,
@@ -62,9 +64,15 @@ class _Prepared:
                            for name, info in self.policy.tools.items()}
         p, c = self.policy.principal, self.policy.context
         self.principal_check = object_checker(p, zone, strict=False, what="principal field") if p else None
+        if c is not None:  # `now` is parsed once, through the engine's cache, in _now()
+            c = Type("object", fields=tuple(f for f in c.fields if f[0] != "now"))
         self.context_check = object_checker(c, zone, strict=False, what="context field") if c else None
+        self.context_owned = c is not None  # the checker returns a fresh dict we may fill in
         self.hash = self.policy.content_hash
         self.undeclared_open = self.policy.open_tools or self.policy.default == "allow"
+        self.now_cache: dict[str, datetime] = {}
+        # RuleRefs of rules with a fixed reason are shared between decisions (never mutated).
+        self.refs: dict[int, RuleRef] = {}
 
 
 class Engine:
@@ -175,8 +183,9 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - fail closed on anything at all
             decision = self._failure(prepared, tool, "internal_error",
                                      f"internal error while deciding: {type(exc).__name__}: {exc}")
-        decision.elapsed_us = (time.perf_counter() - started) * 1e6
-        decision.decision_id = f"{self._id_prefix}-{next(self._ids):x}"
+        fields = decision.__dict__  # plain writes: pydantic's __setattr__ costs a microsecond
+        fields["elapsed_us"] = (time.perf_counter() - started) * 1e6
+        fields["decision_id"] = f"{self._id_prefix}-{next(self._ids):x}"
         if self.audit is not None:
             decision = self._record(decision, prepared, tool, args, principal, context)
         return decision
@@ -229,10 +238,23 @@ class Engine:
     def _now(self, prepared: _Prepared, c: dict[str, Any]) -> datetime:
         pinned = c.get("now") if isinstance(c, dict) else None
         if pinned is not None:
+            if type(pinned) is str:
+                cached = prepared.now_cache.get(pinned)
+                if cached is not None:
+                    if prepared.context_owned:
+                        c["now"] = cached
+                    return cached
             try:
-                return timefuncs.parse_timestamp(pinned, prepared.zone)
+                parsed = timefuncs.parse_timestamp(pinned, prepared.zone)
             except EvalError as exc:
                 raise RequestError(f"context.now: {exc.message}", "now") from None
+            if type(pinned) is str:
+                if len(prepared.now_cache) >= _NOW_CACHE_SIZE:
+                    prepared.now_cache.clear()
+                prepared.now_cache[pinned] = parsed
+            if prepared.context_owned:
+                c["now"] = parsed
+            return parsed
         return self.clock.now().astimezone(prepared.zone)
 
     def _limits(self, prepared: _Prepared, ev: ToolEvaluator, a: Any, p: Any, c: Any, now: datetime,
@@ -270,7 +292,7 @@ class Engine:
             reason = str(exc) if isinstance(exc, StoreUnavailable) else f"{type(exc).__name__}: {exc}"
             return self._failure(prepared, tool, "store_unavailable",
                                  f"the rate-limit store is unavailable ({reason})")
-        states = [LimitState.model_construct(
+        states = [fast(LimitState, 
             id=lp.id, key=key_text or None, used=o.used, limit=float(lp.limit.amount),
             window_seconds=lp.limit.window.total_seconds(), cost=r.cost, exceeded=not o.fits,
             location=str(lp.span)) for (lp, key_text), o, r in zip(plans, outcomes, requests, strict=True)]
@@ -280,7 +302,7 @@ class Engine:
             who = f" for {hit.key}" if hit.key else ""
             reason = (f"rate limit {hit.id} reached: {celops.format_value(hit.limit)} per {window}{who} "
                       f"(used {celops.format_value(hit.used)})")
-            return Decision.model_construct(
+            return fast(Decision, 
                 effect=Effect.DENY, tool=tool, code="rate_limited", reasons=[reason], rules=[],
                 limits=states, errors=[], message=f"{tool} denied: {reason}; try again later",
                 decision_id="", policy=prepared.policy.name, policy_version=prepared.policy.version,
@@ -303,11 +325,18 @@ class Engine:
                     if env is None:
                         env = prepared.compiled.env(a, p, c, now, tool, None)
                     reason = self._render(prepared, r.because, env)
-            refs.append(RuleRef.model_construct(id=r.id, name=r.name, effect=_EFFECTS[r.effect],
-                                                location=r.location, reason=reason))
+            if r.because is None or r.because.is_plain:
+                ref = prepared.refs.get(r.index)
+                if ref is None:
+                    ref = prepared.refs[r.index] = fast(RuleRef, id=r.id, name=r.name, effect=_EFFECTS[r.effect],
+                                          location=r.location, reason=reason)
+            else:
+                ref = fast(RuleRef, id=r.id, name=r.name, effect=_EFFECTS[r.effect],
+                           location=r.location, reason=reason)
+            refs.append(ref)
             if reason is not None:
                 reasons.append(reason)
-        errors = [ErrorInfo.model_construct(rule=r.id, location=r.location, message=m)
+        errors = [fast(ErrorInfo, rule=r.id, location=r.location, message=m)
                   for r, m in (errs or [])]
         errored = {r.id for r, _ in (errs or [])}
         if effect is Effect.DENY:
@@ -333,7 +362,7 @@ class Engine:
             message = f"{tool} allowed" + (f": {'; '.join(reasons)}" if reasons else "")
         if errors and effect is not Effect.DENY:
             message += f" (note: {len(errors)} rule{'s' if len(errors) > 1 else ''} could not be evaluated)"
-        return Decision.model_construct(
+        return fast(Decision, 
             effect=effect, tool=tool, code=code, reasons=reasons, rules=refs, limits=limits,
             errors=errors, message=message, decision_id="", policy=prepared.policy.name,
             policy_version=prepared.policy.version, policy_hash=prepared.hash, at=now, elapsed_us=0.0)
@@ -351,9 +380,9 @@ class Engine:
     def _failure(self, prepared: _Prepared | None, tool: str, code: str, reason: str) -> Decision:
         hints = {"invalid_request": "; fix the arguments and try again",
                  "unknown_tool": "", "store_unavailable": "; try again later"}
-        return Decision.model_construct(
+        return fast(Decision, 
             effect=Effect.DENY, tool=tool, code=code, reasons=[reason], rules=[], limits=[],
-            errors=[ErrorInfo.model_construct(rule=None, location=None, message=reason)]
+            errors=[fast(ErrorInfo, rule=None, location=None, message=reason)]
             if code in ("internal_error", "evaluation_error", "store_unavailable") else [],
             message=f"{tool} denied: {reason}{hints.get(code, '')}", decision_id="",
             policy=prepared.policy.name if prepared else "",

@@ -63,7 +63,7 @@ def bind(zone: tzinfo) -> dict[str, Callable[..., Any]]:
         "date": to_date, "is_holiday": is_holiday, "business_hours": business_hours,
         "get_full_year": timefuncs.get_full_year, "get_month": timefuncs.get_month,
         "get_day_of_month": timefuncs.get_day_of_month, "get_date": timefuncs.get_date,
-        "day_of_week": timefuncs.day_of_week, "get_day_of_year": timefuncs.get_day_of_year,
+        "get_day_of_week": timefuncs.get_day_of_week, "get_day_of_year": timefuncs.get_day_of_year,
         "get_hours": _duration_or(timefuncs.get_hours, timefuncs.duration_hours),
         "get_minutes": _duration_or(timefuncs.get_minutes, timefuncs.duration_minutes),
         "get_seconds": _duration_or(timefuncs.get_seconds, timefuncs.duration_seconds),

@@ -157,8 +157,11 @@ def object_checker(t: Type, zone: tzinfo, strict: bool = True, depth: int = 0,
                                f"got {_kind(v)}")
         out: dict[str, Any] = {}
         prefix = f"{path}." if path else ""
+        found = 0
         for name, f, check in fields:
             value = v.get(name, MISSING)
+            if value is not MISSING:
+                found += 1
             if value is MISSING or (value is None and not f.nullable):
                 if f.has_default:
                     out[name] = f.default
@@ -168,7 +171,7 @@ def object_checker(t: Type, zone: tzinfo, strict: bool = True, depth: int = 0,
                     raise RequestError(f"missing required {what} '{prefix}{name}'", prefix + name)
                 continue
             out[name] = None if value is None else check(value, prefix + name)
-        if len(v) != len(out) or any(key not in known for key in v):
+        if found != len(v):
             extras = [key for key in v if key not in known]
             if extras and strict:
                 shown = ", ".join(f"'{prefix}{e}'" for e in extras[:3])
