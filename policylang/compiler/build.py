@@ -70,7 +70,7 @@ class CompiledPolicy:
         self.policy = policy
         self.reference = reference
         self.zone = timefuncs.get_zone(policy.timezone)
-        self.functions = library.bind(self.zone)
+        self.functions = library.bind(self.zone, declared=policy.timezone_declared)
         self.interpreter = Interpreter(self.functions, impl_name)
         self.plans = planner.build(policy)
         self.module = new_module()
@@ -94,9 +94,9 @@ class CompiledPolicy:
             "_mul": celops.mul, "_div": celops.div, "_mod": celops.mod, "_neg": celops.neg,
             "_not": celops.not_, "_truthy": celops.truthy, "_in": celops.in_,
             "_select": celops.select, "_has": celops.has, "_index": celops.index,
-            "_iter": _iter, "_mkmap": _mkmap, "_today": library.today,
+            "_iter": _iter, "_mkmap": _mkmap,
             "_unknown_name": _unknown, "_unknown_function": _unknown,
-            "_recover": self._recover, "_limit_slow": self._limit_slow,
+            "_recover": self._recover, "_limit_slow": self._limit_slow, "_SKIP": (False, None, 0),
         }
         for name, value in module.constants.items():
             ns[name] = self.functions[value] if name.startswith("F") else value
@@ -142,6 +142,8 @@ class CompiledPolicy:
         env = self.env(a, p, c, now, tool, s)
         lim = lp.limit
         applies = self.interpreter.evaluate(lim.when, env) if lim.when is not None else True
+        if applies is not True:
+            return applies, None, 0
         key = self.interpreter.evaluate(lim.key, env) if lim.key is not None else None
         cost = self.interpreter.evaluate(lim.cost, env) if lim.cost is not None else 1
         return applies, key, cost

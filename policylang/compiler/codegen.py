@@ -11,6 +11,7 @@ the rule they came from.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -226,7 +227,8 @@ class ExprEmitter:
             return "_unknown_function()"
         args = [self.emit(a) for a in e.args]
         if impl == "today":
-            return f"_today(now{''.join(', ' + a for a in args)})"
+            fn = self.m.const("today", "today", prefix="F")
+            return f"{fn}(now{''.join(', ' + a for a in args)})"
         recv_t = self.t(e.target) if e.target is not None else None
         if e.target is not None:
             recv = self.emit(e.target)
@@ -314,8 +316,7 @@ class ToolWriter:
 
     def expression(self, e: ast.Expr, want_bool: bool = True) -> str | None:
         """Python code for ``e``, or None when it cannot be compiled natively."""
-        typer = Typer(Scope(self.scope.args, self.scope.principal, self.scope.context,
-                            self.scope.data, self.scope.tool))
+        typer = Typer(dataclasses.replace(self.scope, locals={}))
         typer.infer(e)
         emitter = ExprEmitter(self.m, typer, self.data)
         try:
@@ -387,7 +388,7 @@ class ToolWriter:
                 ref = m.const(lp, "limit", prefix="L")
                 parts.append(f"_limit_slow({ref}, a, p, c, now, tool, s)")
             else:
-                parts.append(f"(({when}), {key}, {cost})")
+                parts.append(f"((True, {key}, {cost}) if {when} else _SKIP)")
         m.line("return (", limits[0].span)
         m.indent()
         for part in parts:

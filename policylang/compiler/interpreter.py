@@ -14,7 +14,7 @@ from typing import Any
 
 from policylang.errors import EvalError
 from policylang.language import ast
-from policylang.runtime import celops, library
+from policylang.runtime import celops
 
 
 class Err:
@@ -143,7 +143,7 @@ class Interpreter:
         if impl is None:
             return Err(f"unknown function '{e.function}'")
         if impl == "today":
-            return library.today(env["now"], *args)
+            return self.functions["today"](env["now"], *args)
         fn = self.functions[impl]
         return fn(target, *args) if e.target is not None else fn(*args)
 

@@ -272,6 +272,20 @@ class LimitRule:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionDecl:
+    """``session by KEY [keep N] [for TTL]``: the engine remembers calls per session.
+
+    Conditions then see ``session.calls`` (``{tool, args, effect, at}`` each, oldest
+    first) and the macros ``session.called(...)`` / ``session.count(...)``.
+    """
+
+    key: Expr
+    keep: int = 100
+    ttl: timedelta = timedelta(days=1)
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class Param:
     name: str
     type: TypeExpr | None = None
@@ -301,7 +315,7 @@ class Assertion:
 
 
 Statement = (Header | DefaultDecl | TimezoneDecl | ToolDecl | ShapeDecl | Rule | LimitRule
-             | FunctionDef | Assertion)
+             | FunctionDef | Assertion | SessionDecl)
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,8 @@ for _sig in [
     _g("domain", "domain", (STRING,), STRING, doc="registrable domain of a URL or host"),
     _g("emails", "emails", (STRING,), STRINGS),
     _g("regex_escape", "regex_escape", (STRING,), STRING),
+    _g("tool_matches", "tool_matches", (STRING, STRING), BOOL,
+       doc="whether a tool name matches a pattern such as payments.* (used by session.called)"),
     # strings
     _m("size", "size", DYN, (), INT),
     _m("startsWith", "starts_with", STRING, (STRING,), BOOL),

@@ -30,6 +30,7 @@ from policylang.language.types import (
     NUMBER,
     STRING,
     TIMESTAMP,
+    FieldType,
     Type,
     comparable,
     element_type,
@@ -54,6 +55,7 @@ class Scope:
     data: Type
     tool: str | None = None
     locals: dict[str, Type] = dataclasses.field(default_factory=dict)
+    session: Type | None = None  # None: the policy declares no session
 
 
 class Typer:
@@ -140,8 +142,13 @@ class Typer:
         if name in self.scope.locals:
             return self.scope.locals[name]
         s = self.scope
+        if name == "session":
+            if s.session is None:
+                return self.error("PL106", "'session' needs a session declaration", span,
+                                  "declare one, e.g. session by context.session_id keep 100 for 1d")
+            return s.session
         fixed = {"args": s.args, "principal": s.principal, "context": s.context, "data": s.data,
-                 "now": TIMESTAMP, "tool": STRING, "session": DYN}
+                 "now": TIMESTAMP, "tool": STRING}
         if name in fixed:
             return fixed[name]
         return self.error("PL106", f"unknown name '{name}'", span,
@@ -493,11 +500,19 @@ def depth(expr: ast.Expr) -> int:
 # ---------------------------------------------------------------- the check
 
 
+SESSION_CALL = Type("object", fields=(
+    ("tool", FieldType(STRING)), ("args", FieldType(DYN_MAP)), ("effect", FieldType(STRING)),
+    ("at", FieldType(TIMESTAMP))))
+SESSION = Type("object", fields=(("id", FieldType(STRING)),
+                                 ("calls", FieldType(list_of(SESSION_CALL)))))
+
+
 def scope_for(policy: Policy, tool: str | None) -> Scope:
     info = policy.tools.get(tool) if tool else None
     args = info.args if info is not None else DYN_MAP
     return Scope(args=args, principal=policy.principal or DYN_MAP,
-                 context=policy.context or DYN_MAP, data=data_type(policy.data), tool=tool)
+                 context=policy.context or DYN_MAP, data=data_type(policy.data), tool=tool,
+                 session=SESSION if policy.session is not None else None)
 
 
 def rule_tools(policy: Policy, patterns: Iterable[ast.ToolPattern]) -> list[str | None]:
@@ -523,6 +538,9 @@ def check(files: list[ast.PolicyFile], data: dict[str, Any] | None = None,
     policy.limits = [_expand_limit(r, expander, diags) for r in policy.limits]
     policy.assertions = [dataclasses.replace(a, when=_expand_checked(a.when, expander, diags))
                          for a in policy.assertions]
+    if policy.session is not None:
+        key = _expand_checked(policy.session.key, expander, diags)
+        policy.session = dataclasses.replace(policy.session, key=key or policy.session.key)
     for rule in policy.rules:
         _check_patterns(policy, rule.tools, diags)
         for tool in rule_tools(policy, rule.tools):
@@ -546,6 +564,12 @@ def check(files: list[ast.PolicyFile], data: dict[str, Any] | None = None,
                 typer.infer(limit.key)
             if limit.when is not None:
                 typer._expect_bool(typer.infer(limit.when), limit.when.span, "the limit's 'when'")
+    if policy.session is not None:
+        typer = Typer(scope_for(policy, None), diags, policy)
+        key_t = typer.infer(policy.session.key)
+        if key_t.base.kind not in ("string", "int", "dyn"):
+            typer.error("PL103", f"a session key must be a string or an int, not a {key_t}",
+                        policy.session.key.span)
     for a in policy.assertions:
         for tool in rule_tools(policy, a.tools):
             if a.when is not None:

@@ -189,6 +189,8 @@ def _syntax_error(exc: UnexpectedInput, text: str, path: str) -> PolicySyntaxErr
             hint = "rules start with allow, deny or confirm; is a keyword misspelt?"
         elif tok.type == "EQUAL" or tok.value == "=":
             hint = "use '==' to compare values"
+        elif tok.value == "|":
+            hint = "CEL writes 'or' as '||'"
     elif isinstance(exc, UnexpectedCharacters):
         ch = text[pos] if pos < len(text) else ""
         allowed = set(getattr(exc, "allowed", None) or ())
@@ -255,6 +257,8 @@ def _statement_exprs(stmt: ast.Statement) -> list[ast.Expr]:
             out.append(body)
         case ast.Assertion(when=w):
             out += [w] if w is not None else []
+        case ast.SessionDecl(key=k):
+            out.append(k)
         case ast.ToolDecl(params=fields) | ast.ShapeDecl(fields=fields):
             out += [f.default for f in fields if f.default is not None]
     return out
@@ -530,6 +534,28 @@ class _ToAst(Transformer_NonRecursive):
     def limit_fail(self, meta: Any, items: list[Token]) -> tuple[str, str]:
         return ("fail", "allow" if items[0].value == "open" else "deny")
 
+    def session_decl(self, meta: Any, items: list[Any]) -> ast.SessionDecl:
+        key, *opts = items
+        span = self._span(meta)
+        options: dict[str, Any] = {}
+        for name, value in opts:
+            if name in options:
+                raise self._error(f"'{name}' is given twice in the session declaration", span)
+            options[name] = value
+        keep = options.get("keep", 100)
+        if not 1 <= keep <= 100_000:
+            raise self._error("a session keeps between 1 and 100,000 calls", span)
+        ttl = options.get("for", timedelta(days=1))
+        if ttl.total_seconds() <= 0:
+            raise self._error("a session must be kept for longer than zero", span)
+        return ast.SessionDecl(key, keep, ttl, span=span)
+
+    def session_keep(self, meta: Any, items: list[Any]) -> tuple[str, int]:
+        return ("keep", int(self._number(items[0])))
+
+    def session_ttl(self, meta: Any, items: list[Any]) -> tuple[str, timedelta]:
+        return ("for", items[0])
+
     def def_stmt(self, meta: Any, items: list[Any]) -> ast.FunctionDef:
         name_tok, params, body = items
         return ast.FunctionDef(name_tok.value, tuple(params or ()), body, span=self._span(meta))
@@ -583,6 +609,9 @@ class _ToAst(Transformer_NonRecursive):
         args = tuple(args or ())
         span = self._span(meta)
         name = name_tok.value
+        if name in ("called", "count") and args and len(args) in (1, 3) and \
+                (len(args) == 1 or isinstance(args[1], ast.Ident)):
+            return _history_macro(name, target, args, span)
         macro = {"all": "all", "exists": "exists", "exists_one": "exists_one",
                  "existsOne": "exists_one", "filter": "filter", "map": "map"}.get(name)
         if macro is not None and args and isinstance(args[0], ast.Ident):
@@ -725,8 +754,9 @@ class _ToAst(Transformer_NonRecursive):
                 try:
                     expr = parse_expr(source, self.path)
                 except PolicySyntaxError as exc:
-                    raise self._error(f"bad expression {{{source}}} in because message: "
-                                      f"{exc.diagnostics[0].message}", span) from None
+                    raise _fail(f"bad expression {{{source}}} in because message: "
+                                f"{exc.diagnostics[0].message}", span,
+                                code=exc.diagnostics[0].code, source=self.text) from None
                 if buf:
                     parts.append("".join(buf))
                     buf = []
@@ -738,6 +768,27 @@ class _ToAst(Transformer_NonRecursive):
         if buf:
             parts.append("".join(buf))
         return ast.Message(tuple(parts), span=span)
+
+
+def _history_macro(name: str, target: ast.Expr, args: tuple[ast.Expr, ...], span: Span) -> ast.Expr:
+    """``session.called(T[, c, P])`` → ``session.calls.exists(c, <allowed call to T> && P)``.
+
+    Only calls that were allowed (and so ran) count; ``session.calls`` keeps all.
+    """
+    var = args[1].name if len(args) == 3 else "__call"  # type: ignore[union-attr]
+    call = ast.Ident(var, span=span)
+    cond: ast.Expr = ast.Binary(
+        "&&",
+        ast.Binary("==", ast.Select(call, "effect", span=span), ast.Literal_("allow", "string", span=span),
+                   span=span),
+        ast.Call("tool_matches", (ast.Select(call, "tool", span=span), args[0]), span=span),
+        span=span)
+    if len(args) == 3:
+        cond = ast.Binary("&&", cond, args[2], span=span)
+    calls = ast.Select(target, "calls", span=span)
+    if name == "called":
+        return ast.Comprehension("exists", calls, var, cond, span=span)
+    return ast.Call("size", (ast.Comprehension("filter", calls, var, cond, span=span),), span=span)
 
 
 def _closing_brace(text: str, start: int) -> int:

@@ -64,6 +64,8 @@ class Policy:
     sources: dict[str, str] = field(default_factory=dict)
     files: list[ast.PolicyFile] = field(default_factory=list)
     header_span: Span = NO_SPAN
+    timezone_declared: bool = False
+    session: ast.SessionDecl | None = None
 
     @property
     def open_tools(self) -> bool:
@@ -140,6 +142,7 @@ class Assembler:
                         policy.default = effect
                     case ast.TimezoneDecl(zone=zone):
                         policy.timezone = zone
+                        policy.timezone_declared = True
                         self._check_zone(zone, stmt.span)
                     case ast.ToolDecl(name=name):
                         if name in tool_decls:
@@ -166,6 +169,12 @@ class Assembler:
                         policy.defs[name] = stmt
                     case ast.Assertion():
                         policy.assertions.append(stmt)
+                    case ast.SessionDecl():
+                        if policy.session is not None:
+                            self.error("PL108", "a second session declaration: a policy has one",
+                                       stmt.span, related=(("the first one is here", policy.session.span),))
+                            continue
+                        policy.session = stmt
         if count > MAX_RULES:
             self.error("PL006", f"the policy has {count:,} statements; the limit is {MAX_RULES:,}",
                        files[0].span if files else NO_SPAN)

@@ -29,6 +29,7 @@ from policylang.runtime import celops, timefuncs
 from policylang.runtime.clock import Clock, SystemClock
 from policylang.runtime.decision import Decision, Effect, ErrorInfo, LimitState, RuleRef, fast
 from policylang.runtime.limits import LimitRequest, LimitStore, MemoryStore
+from policylang.runtime.sessions import MemorySessionStore, SessionStore
 from policylang.runtime.loader import load_sources, read_path
 from policylang.language.types import Type
 from policylang.runtime.validation import object_checker
@@ -80,11 +81,13 @@ class Engine:
 
     def __init__(self, compiled: CompiledPolicy | None = None, *, warnings: list[Diagnostic] | None = None,
                  clock: Clock | None = None, store: LimitStore | None = None,
-                 audit: AuditSink | None = None, source_path: str | Path | None = None):
+                 audit: AuditSink | None = None, source_path: str | Path | None = None,
+                 sessions: SessionStore | None = None):
         self._prepared = _Prepared(compiled, warnings or []) if compiled is not None else None
         self.clock: Clock = clock or SystemClock()
         self.store: LimitStore = store if store is not None else MemoryStore()
         self.audit = audit
+        self.sessions: SessionStore = sessions if sessions is not None else MemorySessionStore()
         self.source_path = Path(source_path) if source_path is not None else None
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
@@ -214,18 +217,67 @@ class Engine:
             now = self._now(prepared, c)
         except RequestError as exc:
             return self._failure(prepared, tool, "invalid_request", exc.message)
-        effect, hits, errs = ev.run(a, p, c, now, tool, None)
+        session = prepared.policy.session
+        s = None
+        if session is not None:
+            s = self._session(prepared, session, a, p, c, now, tool)
+            if isinstance(s, Decision):
+                return s
+        decision = self._evaluate(prepared, ev, tool, a, p, c, now, s)
+        if s is not None:
+            self._remember(session, s, tool, a, decision, now)
+        return decision
+
+    def _evaluate(self, prepared: _Prepared, ev: ToolEvaluator, tool: str, a: Any, p: Any, c: Any,
+                  now: datetime, s: Any) -> Decision:
+        effect, hits, errs = ev.run(a, p, c, now, tool, s)
         if effect == "deny":
             return self._build(prepared, tool, Effect.DENY, hits, errs, [], a, p, c, now)
         candidate = _EFFECTS[effect] if effect else _EFFECTS[prepared.policy.default]
         limits: list[LimitState] = []
         if ev.limits and candidate is not Effect.DENY:
-            outcome = self._limits(prepared, ev, a, p, c, now, tool, consume=candidate is Effect.ALLOW)
+            outcome = self._limits(prepared, ev, a, p, c, now, tool, consume=candidate is Effect.ALLOW,
+                                   s=s)
             if isinstance(outcome, Decision):
                 return outcome
             limits = outcome
         return self._build(prepared, tool, candidate, hits, errs, limits, a, p, c, now,
                            from_default=effect is None)
+
+    def _session(self, prepared: _Prepared, session: ast.SessionDecl, a: Any, p: Any, c: Any,
+                 now: datetime, tool: str) -> dict[str, Any] | Decision:
+        """This call's session and its remembered calls; an unknown session fails closed."""
+        compiled = prepared.compiled
+        env = compiled.env(a, p, c, now, tool, None)
+        try:
+            key = compiled.interpreter.evaluate(session.key, env)
+        except EvalError as exc:
+            return self._failure(prepared, tool, "evaluation_error",
+                                 f"the session key could not be evaluated: {exc.message}")
+        if type(key) not in (str, int):
+            return self._failure(prepared, tool, "evaluation_error",
+                                 f"the session key must be a string or an int, got {celops.type_name(key)}")
+        sid = str(key)
+        try:
+            calls = self.sessions.load(f"{prepared.policy.name}\x1f{sid}", now.timestamp(),
+                                       session.ttl.total_seconds())
+        except Exception as exc:  # noqa: BLE001 - no history, no decision
+            return self._failure(prepared, tool, "store_unavailable",
+                                 f"the session store is unavailable ({type(exc).__name__}: {exc})")
+        return {"id": sid, "calls": calls, "_key": f"{prepared.policy.name}\x1f{sid}"}
+
+    def _remember(self, session: ast.SessionDecl, s: dict[str, Any], tool: str, a: Any,
+                  decision: Decision, now: datetime) -> None:
+        call = {"tool": tool, "args": a, "effect": decision.effect.value, "at": now}
+        try:
+            self.sessions.append(s["_key"], call, now.timestamp(), session.keep,
+                                 session.ttl.total_seconds())
+        except Exception as exc:  # noqa: BLE001 - an unrecorded call must not be allowed
+            if decision.effect is not Effect.DENY:
+                reason = f"the session store is unavailable ({type(exc).__name__}: {exc})"
+                fields = decision.__dict__
+                fields.update(effect=Effect.DENY, code="store_unavailable", reasons=[reason],
+                              message=f"{tool} denied: {reason}")
 
     def _args(self, prepared: _Prepared, ev: ToolEvaluator, tool: str, args: Any) -> dict[str, Any]:
         if args is None:
@@ -258,10 +310,10 @@ class Engine:
         return self.clock.now().astimezone(prepared.zone)
 
     def _limits(self, prepared: _Prepared, ev: ToolEvaluator, a: Any, p: Any, c: Any, now: datetime,
-                tool: str, consume: bool) -> list[LimitState] | Decision:
+                tool: str, consume: bool, s: Any = None) -> list[LimitState] | Decision:
         compiled = prepared.compiled
         try:
-            values = compiled.limit_values(ev, a, p, c, now, tool, None)
+            values = compiled.limit_values(ev, a, p, c, now, tool, s)
         except EvalError as exc:
             return self._failure(prepared, tool, "evaluation_error",
                                  f"a rate limit could not be evaluated: {exc.message}")

@@ -30,13 +30,37 @@ def _duration_or(ts_fn: Callable[..., int], dur_fn: Callable[[Any], int]) -> Cal
     return accessor
 
 
-def bind(zone: tzinfo) -> dict[str, Callable[..., Any]]:
-    """The implementation table for a policy whose default zone is ``zone``."""
+def tool_matches(name: Any, pattern: Any) -> bool:
+    from policylang.language.policy import tool_matches as matches
+
+    if not isinstance(name, str) or not isinstance(pattern, str):
+        raise EvalError("tool_matches() takes two strings")
+    return matches(pattern, name)
+
+
+def bind(zone: tzinfo, declared: bool = False) -> dict[str, Callable[..., Any]]:
+    """The implementation table for a policy whose default zone is ``zone``.
+
+    Time functions called without a zone read the time in the policy's declared
+    ``timezone``; a policy that declares none reads it in the offset the
+    timestamp arrived with (so "2025-06-13T22:00:00-04:00" is a Friday).
+    """
+    default = zone if declared else None
+
+    def in_zone(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if default is None:
+            return fn
+
+        def with_default(ts: Any, tz: Any = None) -> Any:
+            return fn(ts, default if tz is None else tz)
+
+        return with_default
 
     def to_timestamp(v: Any) -> datetime:
         return timefuncs.parse_timestamp(v, zone)
 
     def to_date(v: Any, tz: Any = None) -> date:
+        tz = default if tz is None else tz
         if isinstance(v, datetime):
             return timefuncs.date_of(v, tz)
         if tz is not None and isinstance(v, str) and len(v) > 10:
@@ -44,10 +68,10 @@ def bind(zone: tzinfo) -> dict[str, Callable[..., Any]]:
         return timefuncs.parse_date(v, zone)
 
     def business_hours(ts: Any, window: str = "09:00-17:00", tz: Any = None) -> bool:
-        return timefuncs.business_hours(ts, window, tz)
+        return timefuncs.business_hours(ts, window, default if tz is None else tz)
 
     def is_holiday(ts: Any, calendar: Any, subdivision: Any = None) -> bool:
-        return timefuncs.is_holiday(ts, calendar, subdivision)
+        return timefuncs.is_holiday(ts, calendar, subdivision, default)
 
     table: dict[str, Callable[..., Any]] = {
         "size": celops.size, "to_int": celops.to_int, "to_double": celops.to_double,
@@ -59,7 +83,8 @@ def bind(zone: tzinfo) -> dict[str, Callable[..., Any]]:
         "replace": celops.replace, "index_of": celops.index_of,
         "last_index_of": celops.last_index_of, "substring": celops.substring,
         "char_at": celops.char_at, "join": celops.join,
-        "weekday": timefuncs.weekday, "hour": timefuncs.hour, "minute": timefuncs.minute,
+        "weekday": in_zone(timefuncs.weekday), "hour": in_zone(timefuncs.hour),
+        "minute": in_zone(timefuncs.minute),
         "date": to_date, "is_holiday": is_holiday, "business_hours": business_hours,
         "get_full_year": timefuncs.get_full_year, "get_month": timefuncs.get_month,
         "get_day_of_month": timefuncs.get_day_of_month, "get_date": timefuncs.get_date,
@@ -71,10 +96,7 @@ def bind(zone: tzinfo) -> dict[str, Callable[..., Any]]:
                                          timefuncs.duration_milliseconds),
         "urls": textfuncs.urls, "host": textfuncs.host, "domain": textfuncs.domain,
         "emails": textfuncs.emails, "regex_escape": textfuncs.regex_escape,
+        "tool_matches": tool_matches,
+        "today": lambda now, tz=None: timefuncs.date_of(now, default if tz is None else tz),
     }
     return table
-
-
-def today(now: datetime, tz: Any = None) -> date:
-    """``today([tz])``: the decision time's calendar day (needs ``now``, so it is special)."""
-    return timefuncs.date_of(now, tz)
