@@ -18,9 +18,13 @@ def ratio(value: float | None, base: float | None) -> str:
     if value is None or base is None or base <= 0:
         return "—"
     r = value / base
+    if r == 0:
+        return "0x"
     if r >= 1:
         return f"{r:.1f}x"
-    return f"{r:.2f}x" if r >= 0.1 else f"{r:.2g}x"
+    if r >= 0.1:
+        return f"{r:.2f}x"
+    return f"{r:.2g}x" if r >= 0.001 else "<0.001x"
 
 
 def num(value: float | None) -> str:

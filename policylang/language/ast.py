@@ -311,6 +311,7 @@ class Assertion:
     tools: tuple[ToolPattern, ...]
     when: Expr | None = None
     name: str | None = None
+    because: str | None = None
     span: Span = _span()
 
 

@@ -97,7 +97,7 @@ class Typer:
                 if base.kind == "object" and base.field(name) is None:
                     self._unknown_field(base, name, e.span, operand)
                 elif base.kind not in ("object", "map", "dyn"):
-                    self.error("PL103", f"has() needs a map or an object, not a {base}", e.span)
+                    self.error("PL103", f"has() needs a map or an object, not {an(base)}", e.span)
                 return BOOL
             case ast.Index(operand=operand, index=index):
                 return self._index(self.infer(operand), self.infer(index), e)
@@ -109,7 +109,7 @@ class Typer:
             case ast.Unary(op="-", operand=operand):
                 t = self.infer(operand).base
                 if not (is_numeric(t) or t.kind in ("duration", "dyn")):
-                    return self.error("PL103", f"cannot negate a {t}", e.span)
+                    return self.error("PL103", f"cannot negate {an(t)}", e.span)
                 return t
             case ast.Binary():
                 return self._binary(e)
@@ -187,7 +187,7 @@ class Typer:
             return base.params[1]
         if base.kind == "dyn":
             return DYN
-        return self.error("PL103", f"cannot read field '{name}' of a {base}", e.span)
+        return self.error("PL103", f"cannot read field '{name}' of {an(base)}", e.span)
 
     def _index(self, base: Type, idx: Type, e: ast.Index) -> Type:
         if base.kind == "list":
@@ -205,11 +205,11 @@ class Typer:
             return DYN
         if base.kind == "dyn":
             return DYN
-        return self.error("PL103", f"cannot index a {base}", e.span)
+        return self.error("PL103", f"cannot index {an(base)}", e.span)
 
     def _expect_bool(self, t: Type, span: Span, where: str) -> None:
         if t.kind not in ("bool", "dyn"):
-            self.error("PL110", f"{where} needs a bool, but this is a {t}", span,
+            self.error("PL110", f"{where} needs a bool, but this is {an(t)}", span,
                        "compare it with something, e.g. x != \"\" or size(x) > 0")
 
     def _binary(self, e: ast.Binary) -> Type:
@@ -221,7 +221,7 @@ class Typer:
             return BOOL
         if op in ("==", "!="):
             if not comparable(lt, rt):
-                self.error("PL103", f"comparing a {lt.base} with a {rt.base} is always "
+                self.error("PL103", f"comparing {an(lt.base)} with {an(rt.base)} is always "
                            f"{'false' if op == '==' else 'true'}", e.span,
                            "convert one side, e.g. string(x) or int(x)")
             self._enum_literal(lt, e.right)
@@ -229,28 +229,28 @@ class Typer:
             return BOOL
         if op in ("<", "<=", ">", ">="):
             if not orderable(lt, rt):
-                self.error("PL103", f"cannot order a {lt.base} against a {rt.base} with '{op}'",
+                self.error("PL103", f"cannot order {an(lt.base)} against {an(rt.base)} with '{op}'",
                            e.span)
             return BOOL
         if op == "in":
             r = rt.base
             if r.kind == "list":
                 if not comparable(lt, r.params[0]):
-                    self.error("PL103", f"a {lt.base} is never in a list of {r.params[0].base}",
+                    self.error("PL103", f"{an(lt.base)} is never in a list of {r.params[0].base}",
                                e.span)
                 elif isinstance(e.right, ast.ListExpr):
                     for item in e.right.items:
                         self._enum_literal(lt, item)
             elif r.kind == "map":
                 if not comparable(lt, r.params[0]):
-                    self.error("PL103", f"a {lt.base} is never a key of a map with {r.params[0]} keys",
+                    self.error("PL103", f"{an(lt.base)} is never a key of a map with {r.params[0]} keys",
                                e.span)
             elif r.kind == "object":
                 if lt.base.kind not in ("string", "dyn"):
-                    self.error("PL103", f"a {lt.base} is never a key of an object", e.span)
+                    self.error("PL103", f"{an(lt.base)} is never a key of an object", e.span)
             elif r.kind != "dyn":
                 hint = "to look for text in a string, use s.contains(x)" if r.kind == "string" else None
-                self.error("PL103", f"'in' needs a list or a map on the right, not a {r}", e.span, hint)
+                self.error("PL103", f"'in' needs a list or a map on the right, not {an(r)}", e.span, hint)
             return BOOL
         return self._arith(op, lt.base, rt.base, e)
 
@@ -288,7 +288,7 @@ class Typer:
             return table[pair]
         if op == "+" and lt.kind == "list" and rt.kind == "list":
             return list_of(join(lt.params[0], rt.params[0]))
-        return self.error("PL103", f"no '{op}' between a {lt} and a {rt}", e.span)
+        return self.error("PL103", f"no '{op}' between {an(lt)} and {an(rt)}", e.span)
 
     # ---- calls
 
@@ -327,8 +327,8 @@ class Typer:
                    if not _accepts(p, a)]
             if bad:
                 i, a = bad[0]
-                return self.error("PL103", f"argument {i + 1} of {label} must be a {s.params[i]}, "
-                                  f"not a {a}", e.args[i].span)
+                return self.error("PL103", f"argument {i + 1} of {label} must be {an(s.params[i])}, "
+                                  f"not {an(a)}", e.args[i].span)
             self._check_constant_args(s, e)
             if s.name == "size":
                 target = recv if recv is not None else arg_types[0]
@@ -337,7 +337,7 @@ class Typer:
                                       f"{target}", e.span)
             return s.result
         assert recv is not None
-        return self.error("PL103", f"{label} does not apply to a {recv}", e.span,
+        return self.error("PL103", f"{label} does not apply to {an(recv)}", e.span,
                           f"it applies to {arity_ok[0].receiver}")
 
     def _check_constant_args(self, s: Signature, e: ast.Call) -> None:
@@ -390,7 +390,7 @@ class Typer:
         elif target.kind == "dyn":
             var_t = DYN
         else:
-            self.error("PL103", f"'{e.kind}' needs a list or a map, not a {target}", e.target.span)
+            self.error("PL103", f"'{e.kind}' needs a list or a map, not {an(target)}", e.target.span)
             var_t = DYN
         if e.var in ("args", "principal", "context", "data", "now", "tool"):
             self.error("PL106", f"'{e.var}' is a reserved name; pick another variable name", e.span)
@@ -412,6 +412,12 @@ class Typer:
             self._expect_bool(body_t, e.body.span, "the body of 'filter'")
             return list_of(var_t)
         return list_of(body_t)
+
+
+def an(t: object) -> str:
+    """'a string', 'an int': messages read as sentences."""
+    text = str(t)
+    return f"{'an' if text[:1] in 'aeiou' else 'a'} {text}"
 
 
 def _accepts(param: Type, arg: Type) -> bool:
@@ -559,7 +565,7 @@ def check(files: list[ast.PolicyFile], data: dict[str, Any] | None = None,
             if limit.cost is not None:
                 t = typer.infer(limit.cost)
                 if not (is_numeric(t) or t.kind == "dyn"):
-                    typer.error("PL103", f"sum() needs a number, not a {t}", limit.cost.span)
+                    typer.error("PL103", f"sum() needs a number, not {an(t)}", limit.cost.span)
             if limit.key is not None:
                 typer.infer(limit.key)
             if limit.when is not None:
@@ -568,7 +574,7 @@ def check(files: list[ast.PolicyFile], data: dict[str, Any] | None = None,
         typer = Typer(scope_for(policy, None), diags, policy)
         key_t = typer.infer(policy.session.key)
         if key_t.base.kind not in ("string", "int", "dyn"):
-            typer.error("PL103", f"a session key must be a string or an int, not a {key_t}",
+            typer.error("PL103", f"a session key must be a string or an int, not {an(key_t)}",
                         policy.session.key.span)
     for a in policy.assertions:
         for tool in rule_tools(policy, a.tools):

@@ -15,8 +15,9 @@ Layout rules
   statements of different kinds and always surrounds a multi-line
   ``tool``/``principal``/``context`` block.
 * Declarations: ``tool x {}`` when empty, otherwise one field per line indented
-  four spaces, no commas (except after a field with a default that is followed
-  by a field called ``in``, which would otherwise continue the expression).
+  four spaces, no commas — except that a field with a default ends in a comma
+  when another field follows: without it a next field called ``in``,
+  ``principal``, ``when``... would be read as part of the default expression.
 * Rules, limits and asserts are on one line when it fits in 100 characters;
   otherwise the line breaks before each clause (``when``, ``unless``,
   ``because``; for limits ``by``, ``when``, ``fail``), each indented four
@@ -66,15 +67,18 @@ class FormatError(PolicyError):
 # ---------------------------------------------------------------- public API
 
 
-def format_source(text: str, path: str = "<string>") -> str:
+def format_source(text: str, path: str = "<string>", *, verify: bool = True) -> str:
     """Parse ``text`` and print it in the canonical layout, comments included.
 
     Raises :class:`~policylang.errors.PolicySyntaxError` when ``text`` does not
-    parse, and :class:`FormatError` if the result would not re-parse to the
-    same AST (a safety net: the formatter never silently changes a policy).
+    parse. With ``verify`` (the default) the result is parsed again and
+    :class:`FormatError` is raised if its AST or its comments differ — a safety
+    net so that ``fmt`` never silently changes a policy; it doubles the cost.
     """
     pf = parse(text, path)
     out = format_file(pf)
+    if not verify:
+        return out
     try:
         again = parse(out, path)
     except PolicyError as exc:  # pragma: no cover - would be a formatter bug
@@ -85,6 +89,8 @@ def format_source(text: str, path: str = "<string>") -> str:
                 raise FormatError(f"{old.span}: formatting would change this statement; "
                                   "the file was left as it is")
         raise FormatError(f"{path}: formatting would change the number of statements")
+    if sorted(c.text.rstrip() for c in again.comments) != sorted(c.text.rstrip() for c in pf.comments):
+        raise FormatError(f"{path}: formatting would lose a comment")  # pragma: no cover
     return out
 
 
@@ -558,8 +564,8 @@ class _FilePrinter:
         body = _Lines(INDENT)
         for i, f in enumerate(fields):
             text = _field(f)
-            if f.default is not None and i + 1 < len(fields) and fields[i + 1].name == "in":
-                text += ","  # `= x in: int` would read `in` as the operator
+            if f.default is not None and i + 1 < len(fields):
+                text += ","  # ends the expression: `= x in: int` would read on into `in`
             body.entry(placed, i, f.span, [text])
         body.tail(placed.rest)
         return [first, *body.lines, "}"]

@@ -34,7 +34,6 @@ MAX_DEPTH = 100
 MAX_STRING_LITERAL = 100_000
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _WINDOW_WORDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 
 _state = threading.local()
@@ -328,14 +327,25 @@ def _string_value(tok: Token) -> tuple[str, bool]:
     return unescape(raw_text[quote:-quote], raw), is_bytes
 
 
-def parse_duration_literal(text: str) -> timedelta:
-    """``1h30m`` → timedelta. The lexer guarantees the shape."""
-    import re
+_UNIT_NS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9,
+            "d": 86400 * 10**9, "w": 604800 * 10**9}
 
-    total = 0.0
+
+def parse_duration_literal(text: str) -> timedelta:
+    """``1h30m`` → timedelta, summed exactly (in nanoseconds, not floats).
+
+    Raises ValueError when the total does not fit a duration (about 2.7 million years).
+    """
+    import re
+    from decimal import Decimal
+
+    total_ns = Decimal(0)
     for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|us|ns|s|m|h|d|w)", text):
-        total += float(number) * _UNITS[unit]
-    return timedelta(seconds=total)
+        total_ns += Decimal(number) * _UNIT_NS[unit]
+    micros = int(total_ns / 1000)
+    if micros > timedelta.max // timedelta(microseconds=1):
+        raise ValueError("duration is too large")
+    return timedelta(microseconds=micros)
 
 
 # ---------------------------------------------------------------- transformer
@@ -517,13 +527,19 @@ class _ToAst(Transformer_NonRecursive):
         if len(items) == 2:  # `per 5 minutes`
             count, unit = self._number(items[0]), items[1].value.rstrip("s")
         elif items[0].type == "DURATION":
-            return parse_duration_literal(items[0].value)
+            try:
+                return parse_duration_literal(items[0].value)
+            except ValueError as exc:
+                raise self._error(str(exc), span) from None
         else:
             count, unit = 1, items[0].value
         if unit not in _WINDOW_WORDS:
             raise self._error(f"'{items[-1].value}' is not a time window", span,
                               "write a duration such as 1m, 1h or 1d, or minute, hour, day")
-        return timedelta(seconds=count * _WINDOW_WORDS[unit])
+        try:
+            return timedelta(seconds=count * _WINDOW_WORDS[unit])
+        except OverflowError:
+            raise self._error("the window is too long", span) from None
 
     def limit_by(self, meta: Any, items: list[Any]) -> tuple[str, Any]:
         return ("by", items[0])
@@ -564,14 +580,22 @@ class _ToAst(Transformer_NonRecursive):
         return items
 
     def def_param(self, meta: Any, items: list[Any]) -> ast.Param:
-        typ = items[1][0] if len(items) > 1 and items[1] is not None else None
+        typ = None
+        if len(items) > 1 and items[1] is not None:
+            typ = self._param_type(items[1], meta)
         return ast.Param(items[0].value, typ, span=self._span(meta))
 
     def assert_stmt(self, meta: Any, items: list[Any]) -> ast.Assertion:
         quant, (effect, _), tools, *clauses = items
         parts = {k: v for c in clauses if c is not None for k, v in [c]}
+        because = parts.get("because")
+        text = None
+        if because is not None:
+            text = "".join(x if isinstance(x, str) else "{...}" for x in because.parts)
+            if not because.is_plain:
+                raise self._error("an assertion's message cannot contain {expressions}", because.span)
         return ast.Assertion(quant.value, effect, tools, when=parts.get("when"),
-                             name=None, span=self._span(meta))
+                             name=None, because=text, span=self._span(meta))
 
     # ---- expressions
 
@@ -693,8 +717,11 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Literal_(data, "bytes", span=self._span(meta))
 
     def duration_lit(self, meta: Any, items: list[Token]) -> ast.Literal_:
-        return ast.Literal_(parse_duration_literal(items[0].value), "duration",
-                            span=self._span(meta))
+        try:
+            value = parse_duration_literal(items[0].value)
+        except ValueError as exc:
+            raise self._error(str(exc), self._span(meta)) from None
+        return ast.Literal_(value, "duration", span=self._span(meta))
 
     # ---- helpers
 
@@ -794,10 +821,15 @@ def _history_macro(name: str, target: ast.Expr, args: tuple[ast.Expr, ...], span
 def _closing_brace(text: str, start: int) -> int:
     depth = 0
     quote = ""
+    escaped = False
     for j in range(start, len(text)):
         ch = text[j]
         if quote:
-            if ch == quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
                 quote = ""
         elif ch in "\"'":
             quote = ch

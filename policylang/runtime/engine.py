@@ -330,7 +330,7 @@ class Engine:
                                      f"limit {lp.id} needs a non-negative number to sum, got "
                                      f"{celops.format_value(cost)}")
             key_text = "" if key is None else celops.format_value(key)
-            requests.append(LimitRequest(f"{prepared.policy.name}\x1f{lp.id}\x1f{key_text}",
+            requests.append(LimitRequest(limit_key(prepared.policy.name, lp.id, key_text),
                                          float(lp.limit.amount), lp.limit.window.total_seconds(),
                                          float(cost)))
             plans.append((lp, key_text))
@@ -441,6 +441,80 @@ class Engine:
             policy_version=prepared.policy.version if prepared else None,
             policy_hash=prepared.hash if prepared else "", at=None, elapsed_us=0.0)
 
+    # ---- hooks for guards (policylang.runtime.guard): audited refusals, approvals, refunds
+
+    def reject(self, tool: str, code: str, reason: str, *, args: Any = None, principal: Any = None,
+               context: Any = None) -> Decision:
+        """A deny made outside the policy (a guard refusing a call), with an id, audited like any other."""
+        prepared = self._prepared
+        decision = self._failure(prepared, str(tool), code, reason)
+        fields = decision.__dict__
+        fields["decision_id"] = f"{self._id_prefix}-{next(self._ids):x}"
+        if self.audit is not None:
+            decision = self._record(decision, prepared, str(tool), args, principal, context)
+        return decision
+
+    def write_audit(self, record: dict[str, Any]) -> None:
+        """Write a non-decision record (an outcome, an approval) to the audit sink; raises if it fails."""
+        sink: Any = self.audit
+        if sink is None:
+            return
+        if hasattr(sink, "write"):
+            sink.write(record)
+        else:
+            sink(record)
+
+    def limit_requests(self, decision: Decision) -> list[LimitRequest]:
+        """The store requests behind a decision's limits (what ``acquire`` checked or consumed)."""
+        return [LimitRequest(limit_key(decision.policy, s.id, s.key or ""), s.limit, s.window_seconds,
+                             float(s.cost)) for s in decision.limits]
+
+    def commit(self, decision: Decision) -> Decision:
+        """Consume the limits of an approved ``confirm`` decision, now (a confirm only checked them).
+
+        Returns the decision unchanged when everything fits (or it has no limits), else a
+        deny ``rate_limited`` / ``store_unavailable`` to use instead. Never raises.
+        """
+        requests = self.limit_requests(decision)
+        if not requests:
+            return decision
+        tool = decision.tool
+        try:
+            outcomes = self.store.acquire(requests, self.clock.now().timestamp(), True)
+        except Exception as exc:  # noqa: BLE001 - fail closed unless every limit is fail open
+            prepared = self._prepared
+            ev = prepared.compiled.evaluators.get(tool) if prepared is not None else None
+            open_ids = {lp.id for lp in (ev.limits if ev is not None else ()) if lp.limit.on_error == "allow"}
+            if all(s.id in open_ids for s in decision.limits):
+                return decision
+            return self.reject(tool, "store_unavailable", f"the rate-limit store is unavailable ({exc})")
+        for s, o in zip(decision.limits, outcomes, strict=True):
+            if not o.fits:
+                window = timefuncs.format_duration(_td(s.window_seconds))
+                return self.reject(tool, "rate_limited",
+                                   f"rate limit {s.id} reached: {celops.format_value(s.limit)} per {window}"
+                                   f"{f' for {s.key}' if s.key else ''} (used {celops.format_value(o.used)})")
+        return decision
+
+    def refund(self, decision: Decision) -> None:
+        """Give back what an allowed decision consumed (the call did not run, or failed)."""
+        requests = self.limit_requests(decision)
+        if requests:
+            self.store.refund(requests, self.clock.now().timestamp())
+
+    def guard(self, fn: Callable[..., Any], tool: str | None = None, **options: Any) -> Callable[..., Any]:
+        """Wrap ``fn`` so that every call is decided first; see :mod:`policylang.runtime.guard`."""
+        from policylang.runtime.guard import Guard
+
+        return Guard(self, **options).wrap(fn, tool)
+
+    def protect(self, tool: str | None = None, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator form of :meth:`guard`: ``@engine.protect("crm.update")``."""
+        from policylang.runtime.guard import Guard
+
+        guard = Guard(self, **options)
+        return lambda fn: guard.wrap(fn, tool)
+
     # ---- audit
 
     def _record(self, decision: Decision, prepared: _Prepared | None, tool: str, args: Any,
@@ -460,6 +534,11 @@ class Engine:
                     "effect": Effect.DENY, "code": "audit_unavailable",
                     "reasons": [reason], "message": f"{tool} denied: {reason}"})
         return decision
+
+
+def limit_key(policy: str, limit_id: str, key_text: str) -> str:
+    """The store key of one limit's allowance for one ``by`` value."""
+    return f"{policy}\x1f{limit_id}\x1f{key_text}"
 
 
 def audit_record(decision: Decision, prepared: _Prepared | None, args: Any, principal: Any,

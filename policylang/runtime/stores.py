@@ -20,6 +20,7 @@ engine then denies the call (``store_unavailable``), or skips limits declared
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sqlite3
@@ -109,10 +110,8 @@ class SQLiteStore:
 
     def close(self) -> None:
         for conn in self._all:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:
-                pass
         self._all.clear()
         self._local = threading.local()
 

@@ -475,6 +475,42 @@ def _synth_type(c: Constants, root: str) -> Type:
 
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]
+
+
+class UniformDraw:
+    """A ``draw`` whose small choices come from a seeded ``random.Random``.
+
+    Hypothesis deliberately correlates the choices inside one example (to find
+    bugs faster); for the coverage-guided exploration, uniform independent
+    choices find combinations of constants far more often. Strings, floats and
+    regex matches still come from Hypothesis.
+    """
+
+    def __init__(self, draw: Draw, rnd: Any):
+        self.draw = draw
+        self.rnd = rnd
+
+    def __call__(self, strategy: st.SearchStrategy[Any]) -> Any:
+        return self.draw(strategy)
+
+
+def _int(draw: Draw, lo: int, hi: int) -> int:
+    if isinstance(draw, UniformDraw):
+        return draw.rnd.randint(lo, hi)
+    return draw(st.integers(lo, hi))
+
+
+def _pick(draw: Draw, items: Any) -> Any:
+    items = list(items)
+    if isinstance(draw, UniformDraw):
+        return draw.rnd.choice(items)
+    return draw(st.sampled_from(items))
+
+
+def _coin(draw: Draw) -> bool:
+    if isinstance(draw, UniformDraw):
+        return draw.rnd.random() < 0.5
+    return draw(st.booleans())
 _ALPHABET = st.characters(min_codepoint=32, max_codepoint=126)
 
 
@@ -522,29 +558,29 @@ class RequestSpace:
         pc = self.consts.get(path)
         kind = t.kind
         if kind == "enum":
-            return draw(st.sampled_from(list(t.values)))
+            return _pick(draw, list(t.values))
         if kind in ("int", "double", "number"):
             return self._number(draw, pc, kind)
         if kind == "string":
             return self._string(draw, pc)
         if kind == "bool":
-            return draw(st.booleans())
+            return _coin(draw)
         if kind == "bytes":
             return self._string(draw, pc)
         if kind == "timestamp":
             return self._timestamp(draw, now, sibling)
         if kind == "duration":
-            d = draw(st.sampled_from(self.offsets + [timedelta(seconds=-1)]))
+            d = _pick(draw, self.offsets + [timedelta(seconds=-1)])
             return f"{int(d.total_seconds())}s"
         if kind == "date":
             return self._timestamp(draw, now, sibling)[:10]
         if kind == "list":
             elem = t.params[0] if t.params else Type("dyn")
-            sizes = sorted(set((pc.sizes if pc else []) + [0, 1, 2, 3]))
-            n = draw(st.sampled_from(sizes)) if depth < 3 else 0
+            sizes = sorted(set((pc.sizes if pc else []) + [1, 2, 0, 3]), key=lambda n: (n == 0, n))
+            n = _pick(draw, sizes) if depth < 3 else 0
             return [self.value(draw, path + "[]", elem, now, {}, depth + 1) for _ in range(n)]
         if kind == "map":
-            n = draw(st.integers(0, 2)) if depth < 3 else 0
+            n = _int(draw, 0, 2) if depth < 3 else 0
             vt = t.params[1] if len(t.params) > 1 else Type("dyn")
             return {self._string(draw, None): self.value(draw, path + "[]", vt, now, {}, depth + 1)
                     for _ in range(n)}
@@ -556,9 +592,9 @@ class RequestSpace:
     def object(self, draw: Draw, path: str, t: Type, now: datetime, depth: int = 0) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, f in t.fields:
-            if f.optional and not draw(st.booleans()):
+            if f.optional and not _coin(draw):
                 continue
-            if f.nullable and draw(st.integers(0, 5)) == 5:
+            if f.nullable and _int(draw, 0, 5) == 5:
                 out[name] = None
                 continue
             out[name] = self.value(draw, f"{path}.{name}", f.type, now, out, depth)
@@ -568,13 +604,13 @@ class RequestSpace:
         consts = list(pc.numbers) if pc and pc.numbers else []
         if kind == "int":
             consts = [int(math.floor(x)) for x in consts if isinstance(x, int) or float(x).is_integer()]
-        if consts and draw(st.integers(0, 4)) < 4:
-            return draw(st.sampled_from(consts))
-        if kind == "int" or draw(st.booleans()):
+        if consts and _int(draw, 0, 4) < 4:
+            return _pick(draw, consts)
+        if kind == "int" or _coin(draw):
             pool = [n for n in self.consts.numbers if isinstance(n, int) and not isinstance(n, bool)]
-            if pool and draw(st.booleans()):
-                return draw(st.sampled_from(pool))
-            return draw(st.integers(-1000, 100_000))
+            if pool and _coin(draw):
+                return _pick(draw, pool)
+            return _int(draw, -1000, 100_000)
         return round(draw(st.floats(-1000, 100_000, allow_nan=False, allow_infinity=False)), 2)
 
     def _regex(self, pattern: str) -> st.SearchStrategy[str] | None:
@@ -589,52 +625,54 @@ class RequestSpace:
     def _string(self, draw: Draw, pc: PathConsts | None) -> str:
         consts = list(pc.strings) if pc and pc.strings else []
         regexes = [r for r in (pc.regexes if pc else []) if self._regex(r) is not None]
-        choice = draw(st.integers(0, 9))
-        if consts and choice < 7:
-            return draw(st.sampled_from(consts))
-        if regexes and choice < 9:
-            s = draw(self._regex(draw(st.sampled_from(regexes))))  # type: ignore[arg-type]
+        choice = _int(draw, 0, 9)
+        if consts and choice < 5:
+            return _pick(draw, consts)
+        if regexes and 5 <= choice < 7:
+            s = draw(self._regex(_pick(draw, regexes)))  # type: ignore[arg-type]
             return s[:200]
-        if self.consts.strings and draw(st.booleans()):
-            return draw(st.sampled_from(self.consts.strings))
+        if self.consts.strings and choice == 7:
+            return _pick(draw, self.consts.strings)
         return draw(st.text(_ALPHABET, max_size=12))
 
     def _dyn(self, draw: Draw, pc: PathConsts | None) -> Any:
-        if pc and pc.numbers and (not pc.strings or draw(st.booleans())):
+        if pc and pc.numbers and (not pc.strings or _coin(draw)):
             return self._number(draw, pc, "number")
         if pc and pc.bools and not pc.strings:
-            return draw(st.booleans())
+            return _coin(draw)
         return self._string(draw, pc)
 
     def _timestamp(self, draw: Draw, now: datetime, sibling: dict[str, Any]) -> str:
-        choice = draw(st.integers(0, 9))
+        choice = _int(draw, 0, 9)
         if choice < 3:  # relative to now
-            d = draw(st.sampled_from(self.offsets))
-            sign = draw(st.sampled_from([1, -1]))
-            return format_ts(now + sign * d + draw(st.sampled_from(
-                [timedelta(0), timedelta(seconds=1), timedelta(seconds=-1)])))
+            d = _pick(draw, self.offsets)
+            sign = _pick(draw, [1, -1])
+            return format_ts(now + sign * d + _pick(draw, 
+                [timedelta(0), timedelta(seconds=1), timedelta(seconds=-1)]))
         earlier = [v for v in sibling.values() if isinstance(v, str) and len(v) >= 19 and v[4] == "-"]
         if earlier and choice < 6:  # relative to a timestamp drawn just before (end after start)
             try:
-                base = timefuncs.parse_timestamp(draw(st.sampled_from(earlier)), self.zone)
+                base = timefuncs.parse_timestamp(_pick(draw, earlier), self.zone)
             except Exception:  # noqa: BLE001
                 base = now
-            d = draw(st.sampled_from(self.offsets))
-            sign = draw(st.sampled_from([1, 1, -1]))
-            return format_ts(base + sign * d + draw(st.sampled_from(
-                [timedelta(0), timedelta(seconds=1), timedelta(seconds=-1)])))
+            d = _pick(draw, self.offsets)
+            sign = _pick(draw, [1, 1, -1])
+            return format_ts(base + sign * d + _pick(draw, 
+                [timedelta(0), timedelta(seconds=1), timedelta(seconds=-1)]))
         if choice < 9 and self.instants:
-            return format_ts(draw(st.sampled_from(self.instants)))
-        if self.local_strings and draw(st.booleans()):
-            return draw(st.sampled_from(self.local_strings))
-        secs = draw(st.integers(-400 * 86400, 400 * 86400))
+            return format_ts(_pick(draw, self.instants))
+        if self.local_strings and _coin(draw):
+            return _pick(draw, self.local_strings)
+        secs = _int(draw, -400 * 86400, 400 * 86400)
         return format_ts(now + timedelta(seconds=secs))
 
     # ---- whole requests
-    def fresh(self, tool: str) -> st.SearchStrategy[dict[str, Any]]:
+    def fresh(self, tool: str, uniform: bool = False) -> st.SearchStrategy[dict[str, Any]]:
         @st.composite
         def build(draw: Draw) -> dict[str, Any]:
-            now = draw(st.sampled_from(self.nows))
+            if uniform:
+                draw = UniformDraw(draw, draw(st.randoms(use_true_random=True)))
+            now = _pick(draw, self.nows)
             args = self.object(draw, "args", self.args_type(tool), now)
             principal = self.object(draw, "principal", self.principal_type, now)
             context = self.object(draw, "context", self.context_type, now)
@@ -644,7 +682,7 @@ class RequestSpace:
         return build()
 
     def mutate(self, tool: str, pool: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]],
-               focus: Iterable[str] = ()) -> st.SearchStrategy[dict[str, Any]]:
+               focus: Iterable[str] = (), uniform: bool = False) -> st.SearchStrategy[dict[str, Any]]:
         """Take a known request (a seed) and redraw one to three of its fields.
 
         ``focus`` paths (those an assertion or rule reads) are picked first.
@@ -652,30 +690,38 @@ class RequestSpace:
         """
         slots = self.slots(tool)
         focus = list(focus)
-        hot = [s for s in slots if any(f == f"{s[0]}.{s[1]}" or f.startswith(f"{s[0]}.{s[1]}.")
-                                      or f.startswith(f"{s[0]}.{s[1]}[") for f in focus)]
+
+        def hot_for(paths: Iterable[str]) -> list[tuple[str, str, FieldType]]:
+            paths = list(paths)
+            return [s for s in slots if any(f == f"{s[0]}.{s[1]}" or f.startswith(f"{s[0]}.{s[1]}.")
+                                            or f.startswith(f"{s[0]}.{s[1]}[") for f in paths)]
+
+        hot_default = hot_for(focus)
 
         @st.composite
         def build(draw: Draw) -> dict[str, Any]:
+            if uniform:
+                draw = UniformDraw(draw, draw(st.randoms(use_true_random=True)))
             seeds = pool() if callable(pool) else pool
-            seed = seeds[draw(st.integers(0, len(seeds) - 1))]
+            # half the time the first seed (explore keeps its best request there)
+            seed = seeds[0] if _coin(draw) else seeds[_int(draw, 0, len(seeds) - 1)]
             req = {"tool": tool, "args": dict(seed["args"]), "principal": dict(seed["principal"]),
                    "context": dict(seed["context"])}
+            hot = hot_for(seed.get("_focus")) if seed.get("_focus") else hot_default
             try:
                 now = timefuncs.parse_timestamp(req["context"].get("now"), self.zone)
             except Exception:  # noqa: BLE001
                 now = self.now
-            for _ in range(draw(st.integers(1, 3))):
-                if hot and draw(st.integers(0, 9)) < 7:
-                    section, name, f = draw(st.sampled_from(hot))
-                else:
-                    section, name, f = draw(st.sampled_from(slots))
+            chosen = [slot for slot in hot if _coin(draw)]
+            if not chosen or _coin(draw):
+                chosen.append(_pick(draw, slots))
+            for section, name, f in chosen:
                 target = req[section]
                 if section == "context" and name == "now":
-                    now = draw(st.sampled_from(self.nows + self.instants[:40]))
+                    now = _pick(draw, self.nows + self.instants[:40])
                     target["now"] = format_ts(now)
                     continue
-                if f.optional and draw(st.integers(0, 4)) == 0:
+                if f.optional and _int(draw, 0, 4) == 0:
                     target.pop(name, None)
                     continue
                 others = {k: v for k, v in target.items() if k != name}

@@ -52,9 +52,12 @@ def test_unknown_tool_with_did_you_mean():
     _check(text, "PL101", "payments.sned", "did you mean", "payments.send")
 
 
-def test_glob_matching_no_declared_tool():
-    text = HEAD + "deny refunds.* when true\n"
-    _check(text, "PL101", "refunds.*", "refunds.*")
+def test_glob_matching_no_declared_tool_is_a_warning():
+    text = HEAD + "deny refunds.* when true\nallow payments.send\n"
+    engine = Engine.from_string(text)
+    warns = [d for d in engine.warnings if d.code == "PL101"]
+    assert warns and warns[0].severity == "warning" and "refunds.*" in warns[0].message
+    assert (warns[0].span.line, warns[0].span.column) == _where(text, "refunds.*")
 
 
 def test_unknown_parameter_with_did_you_mean():

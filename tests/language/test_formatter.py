@@ -20,6 +20,7 @@ names are never used for plain method calls, and ``true``/``false``/``null``/
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from datetime import timedelta
@@ -172,7 +173,7 @@ def test_literals(value: object, kind: str, want: str) -> None:
     assert format_expr(lit) == want
     back = parse_expr(want)
     assert back == lit
-    assert type(back.value) is type(lit.value)  # type: ignore[union-attr]
+    assert isinstance(back, ast.Literal_) and type(back.value) is type(lit.value)
 
 
 @pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
@@ -288,9 +289,10 @@ def test_empty_block_with_a_comment_is_not_collapsed() -> None:
     assert format_source("principal { }") == "principal {}\n"
 
 
-def test_field_named_in_after_a_default_gets_a_comma() -> None:
-    out = format_source('tool t { a: int = 1, in: int, b: int = 2 c: int }')
-    assert out == "tool t {\n    a: int = 1,\n    in: int\n    b: int = 2\n    c: int\n}\n"
+def test_a_default_followed_by_a_field_ends_in_a_comma() -> None:
+    out = format_source('tool t { a: int = 1, in: int, b: int = 2, principal: int, c: int = 3 }')
+    assert out == ("tool t {\n    a: int = 1,\n    in: int\n    b: int = 2,\n    principal: int\n"
+                   "    c: int = 3\n}\n")
 
 
 def test_empty_file() -> None:
@@ -333,7 +335,7 @@ TRICKY = ['', '"', "'", "\\", "\\n", "\n", "\t", "{", "}", "{{", "}}", "{x}", "#
           '"""', "\x00", "\x7f", "\u00a0", "\u2028", "é", "😀", "\U000e0001", "}{"]
 texts = st.one_of(
     st.sampled_from(TRICKY),
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
+    st.text(st.characters(codec="utf-8"), max_size=12),
     st.lists(st.sampled_from(TRICKY), max_size=4).map("".join),
 )
 finite = st.floats(allow_nan=False, allow_infinity=False)
@@ -422,10 +424,14 @@ def _fields(depth: int) -> st.SearchStrategy[ast.Field]:
 
 
 fields = _fields(1)
+# A statement keyword cannot be the first tool of a rule (`allow deny` does not parse:
+# after an effect the LALR state also expects the next statement), so keep them out.
+STATEMENT_KEYWORDS = {"allow", "deny", "confirm", "policy", "default", "timezone", "tool",
+                      "principal", "context", "rule", "limit", "def", "assert"}
 tool_names = st.one_of(
-    st.sampled_from(["payments.send", "email-x.send", "a", "when", "to", "deny", "in"]),
+    st.sampled_from(["payments.send", "email-x.send", "a", "when", "to", "in", "unless"]),
     st.from_regex(r"[a-z_][a-z0-9_\-]{0,5}(\.[a-z0-9_\-]{1,5}){0,2}", fullmatch=True),
-)
+).filter(lambda s: s not in STATEMENT_KEYWORDS)
 tool_patterns = st.one_of(
     tool_names, st.sampled_from(["*", "payments.*", "*.delete_*", "a*b.c-*"])
 ).map(ast.ToolPattern)
@@ -437,7 +443,8 @@ amounts = st.one_of(st.integers(0, 10**9), st.floats(0, 1e300, allow_nan=False))
 windows = st.integers(1, 10**12).map(lambda us: timedelta(microseconds=us))
 
 statements: st.SearchStrategy[ast.Statement] = st.one_of(
-    st.builds(ast.Header, st.one_of(tool_names, texts), st.one_of(st.none(), texts)),
+    st.builds(ast.Header, st.one_of(tool_names, texts, st.sampled_from(sorted(KEYWORDS))),
+              st.one_of(st.none(), texts)),
     st.builds(ast.DefaultDecl, st.sampled_from(["allow", "deny"])),
     st.builds(ast.TimezoneDecl, texts),
     st.builds(ast.ToolDecl, tool_names.filter(lambda s: "*" not in s),
@@ -504,10 +511,8 @@ def test_parentheses_are_minimal(e: ast.Expr) -> None:
             pairs.append((stack.pop(), i))
     for start, end in pairs:
         stripped = text[:start] + " " + text[start + 1:end] + " " + text[end + 1:]
-        try:
+        with contextlib.suppress(PolicySyntaxError):  # not parsing at all is fine too
             assert parse_expr(stripped) != e, f"needless parentheses in {text!r}"
-        except PolicySyntaxError:
-            pass
 
 
 # ---------------------------------------------------------------- Hypothesis: messy texts
@@ -592,7 +597,7 @@ class Messy:
             toks += ["|", "null"] * f.nullable + ["?"] * f.optional
             if f.default is not None:
                 toks += ["=", *self.expr(f.default)]
-            needs_comma = f.default is not None and j + 1 < len(fs) and fs[j + 1].name == "in"
+            needs_comma = f.default is not None and j + 1 < len(fs)
             if needs_comma or self.rnd.random() < 0.3:
                 toks.append(",")
         return toks
@@ -692,8 +697,7 @@ def test_messy_expressions_round_trip(e: ast.Expr, rnd: random.Random) -> None:
 
 
 @PROPERTY
-@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",),
-                                      blacklist_characters="\n\x00"), max_size=20),
+@given(st.lists(st.text(st.characters(codec="utf-8", exclude_characters="\n\x00"), max_size=20),
                 min_size=1, max_size=5),
        st.randoms(use_true_random=False))
 def test_arbitrary_comment_text_survives(bodies: list[str], rnd: random.Random) -> None:
@@ -710,5 +714,5 @@ def test_arbitrary_comment_text_survives(bodies: list[str], rnd: random.Random) 
 
 
 def test_tool_named_like_a_keyword() -> None:
-    assert_round_trip("deny when when x\nlimit to, in to 1 per 1m\ntool deny {}")
+    assert_round_trip("deny when when x\nlimit to, in to 1 per 1m\ntool deny {}\nallow a, deny")
 

@@ -1,0 +1,1 @@
+"""The ``policylang`` command line: one module per command, wired up in :mod:`.main`."""

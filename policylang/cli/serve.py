@@ -1,0 +1,128 @@
+"""``policylang serve PATH``: the HTTP decision server (needs the ``server`` extra).
+
+Loads the policy, refuses to listen beyond loopback without a bearer token,
+optionally writes audit records to a JSON Lines file and reloads the policy
+when its files change (``--watch``), then serves until interrupted.
+Exit codes: 0 stopped cleanly, 2 bad usage or a policy that does not load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from policylang.errors import PolicyLoadError
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "serve", help="serve decisions over HTTP",
+        description="Serve decisions over HTTP: POST /v1/decide, POST /v1/decide/batch, "
+                    "GET /v1/policies, /healthz, /readyz, /metrics, /openapi.json.")
+    configure(p)
+    return p
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="a .policy file or a folder of them (with data files)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; any other than loopback "
+                        "needs a token)")
+    p.add_argument("--port", type=int, default=8181, help="port (default 8181)")
+    token = p.add_mutually_exclusive_group()
+    token.add_argument("--token-env", metavar="VAR",
+                       help="require 'Authorization: Bearer <token>', the token read from VAR")
+    token.add_argument("--token-file", metavar="FILE",
+                       help="require 'Authorization: Bearer <token>', the token read from FILE")
+    p.add_argument("--audit", metavar="FILE", help="append an audit record per decision to FILE "
+                   "(JSON Lines)")
+    p.add_argument("--watch", action="store_true",
+                   help="reload the policy when its files change (checked every second); a "
+                        "policy that fails to load leaves the running one in place")
+    p.add_argument("--max-batch", type=int, default=1000, help="most requests in one batch")
+    p.add_argument("--max-body", type=int, default=1 << 20, help="largest body in bytes "
+                   "(default 1 MiB)")
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(run=run)
+
+
+def _audit_sink(path: str) -> Any:
+    try:
+        from policylang.runtime.audit import JsonlSink  # type: ignore[import-not-found]
+    except ImportError:
+        return _AppendSink(path)
+    return JsonlSink(path)
+
+
+class _AppendSink:
+    """Fallback when policylang.runtime.audit is not there: one JSON line per decision."""
+
+    def __init__(self, path: str):
+        import threading
+
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, Any]) -> None:
+        import json
+
+        line = json.dumps(record, separators=(",", ":"), default=str)
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from policylang.server import Metrics, PolicyWatcher, check_bind, create_app, read_token
+        from policylang.server import run as serve
+    except ModuleNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from policylang.runtime.engine import Engine
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    try:
+        token = read_token(args.token_env, args.token_file)
+        check_bind(args.host, token)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    options: dict[str, Any] = {}
+    if args.audit:
+        try:
+            options["audit"] = _audit_sink(args.audit)
+        except OSError as exc:
+            print(f"error: cannot open the audit file {args.audit}: {exc}", file=sys.stderr)
+            return 2
+    try:
+        engine = Engine.from_path(args.path, **options)
+    except PolicyLoadError as exc:
+        print(exc.render(), file=sys.stderr)
+        if not args.watch:
+            return 2
+        print("warning: starting without a policy (/readyz answers 503; every decision is deny "
+              "no_policy) until the files are fixed", file=sys.stderr)
+        engine = Engine.empty(**options)
+    metrics = Metrics()
+    watcher = PolicyWatcher(engine, args.path, metrics) if args.watch else None
+    app = create_app(engine, token=token, metrics=metrics, watcher=watcher,
+                     max_body_bytes=args.max_body, max_batch=args.max_batch)
+    print(f"policylang: serving {engine.policy_name or '(no policy)'} on http://{args.host}:"
+          f"{args.port}{' (bearer token required)' if token else ''}", file=sys.stderr)
+    serve(app, args.host, args.port, log_level=args.log_level)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="policylang serve")
+    configure(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
