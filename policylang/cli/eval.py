@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import timedelta
 from typing import Any
 
 from policylang.cli.common import (
@@ -25,6 +26,7 @@ from policylang.cli.common import (
 )
 from policylang.errors import RequestError
 from policylang.language import ast
+from policylang.runtime.timefuncs import format_duration
 
 EXIT_ALLOW, EXIT_DENY, EXIT_CONFIRM = 0, 1, 3
 ENV_NAMES = frozenset({"args", "principal", "context", "data", "now", "tool", "session"})
@@ -267,8 +269,8 @@ def text_report(decision: Any, explanation: dict[str, Any] | None, paint: Painte
         lines.append("limits:")
         for lim in decision.limits:
             state = "exceeded" if lim.exceeded else "ok"
-            lines.append(f"  {lim.id}: {short(lim.used)}/{short(lim.limit)} per "
-                         f"{short(lim.window_seconds)}s {state}")
+            window = format_duration(timedelta(seconds=lim.window_seconds))
+            lines.append(f"  {lim.id}: {short(lim.used)}/{short(lim.limit)} per {window} {state}")
     if decision.errors:
         lines.append("errors:")
         lines.extend(f"  - {e.rule or '-'}: {e.message}" for e in decision.errors)

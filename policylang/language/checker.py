@@ -451,6 +451,10 @@ class Expander:
             return subst[e.name]
         if isinstance(e, ast.Comprehension) and e.var in subst:
             subst = {k: v for k, v in subst.items() if k != e.var}
+        if isinstance(e, ast.Call) and e.target is not None and e.function in ("called", "count") \
+                and len(e.args) in (1, 3) and (len(e.args) == 1 or isinstance(e.args[1], ast.Ident)):
+            expanded = _history_macro(e.function, e.target, e.args, e.span)
+            return self._expand(expanded, subst, stack)
         if isinstance(e, ast.Call) and e.target is None and e.function in self.defs:
             d = self.defs[e.function]
             args = [self._expand(a, subst, stack) for a in e.args]
@@ -468,6 +472,27 @@ class Expander:
             inner = {p.name: a for p, a in zip(d.params, args, strict=True)}
             return self._expand(d.body, inner, (*stack, e.function))
         return _map_children(e, lambda c: self._expand(c, subst, stack))
+
+
+def _history_macro(name: str, target: ast.Expr, args: tuple[ast.Expr, ...], span: Span) -> ast.Expr:
+    """``session.called(T[, c, P])`` → ``session.calls.exists(c, <allowed call to T> && P)``.
+
+    Only calls that were allowed (and so ran) count; ``session.calls`` keeps all.
+    """
+    var = args[1].name if len(args) == 3 else "__call"  # type: ignore[union-attr]
+    call = ast.Ident(var, span=span)
+    cond: ast.Expr = ast.Binary(
+        "&&",
+        ast.Binary("==", ast.Select(call, "effect", span=span), ast.Literal_("allow", "string", span=span),
+                   span=span),
+        ast.Call("tool_matches", (ast.Select(call, "tool", span=span), args[0]), span=span),
+        span=span)
+    if len(args) == 3:
+        cond = ast.Binary("&&", cond, args[2], span=span)
+    calls = ast.Select(target, "calls", span=span)
+    if name == "called":
+        return ast.Comprehension("exists", calls, var, cond, span=span)
+    return ast.Call("size", (ast.Comprehension("filter", calls, var, cond, span=span),), span=span)
 
 
 def _map_children(e: ast.Expr, fn: Any) -> ast.Expr:

@@ -429,12 +429,13 @@ def _statement(stmt: ast.Statement) -> list[str]:
             clauses = []
             if stmt.when is not None:
                 clauses.append(f"when {format_expr(stmt.when)}")
-            because = getattr(stmt, "because", None)  # not kept by the parser (yet)
-            if because is not None:
-                clauses.append(f"because {_message(because)}")
+            if stmt.because is not None:
+                clauses.append(f"because {_quote(stmt.because)}")
             head = (f"{_named(stmt.name)}assert {stmt.quantifier} {stmt.effect} "
                     f"{_tools(stmt.tools)}")
             return _clauses(head, clauses)
+        case ast.SessionDecl(key=key, keep=keep, ttl=ttl):
+            return [f"session by {format_expr(key)} keep {keep} calls for {format_duration(ttl)}"]
     raise FormatError(f"cannot format {type(stmt).__name__} as a statement")
 
 
@@ -525,6 +526,7 @@ _KINDS: dict[type, str] = {
     ast.Header: "preamble", ast.DefaultDecl: "preamble", ast.TimezoneDecl: "preamble",
     ast.ToolDecl: "declaration", ast.ShapeDecl: "declaration", ast.Rule: "rule",
     ast.LimitRule: "limit", ast.FunctionDef: "def", ast.Assertion: "assert",
+    ast.SessionDecl: "preamble",
 }
 
 

@@ -633,9 +633,6 @@ class _ToAst(Transformer_NonRecursive):
         args = tuple(args or ())
         span = self._span(meta)
         name = name_tok.value
-        if name in ("called", "count") and args and len(args) in (1, 3) and \
-                (len(args) == 1 or isinstance(args[1], ast.Ident)):
-            return _history_macro(name, target, args, span)
         macro = {"all": "all", "exists": "exists", "exists_one": "exists_one",
                  "existsOne": "exists_one", "filter": "filter", "map": "map"}.get(name)
         if macro is not None and args and isinstance(args[0], ast.Ident):
@@ -795,27 +792,6 @@ class _ToAst(Transformer_NonRecursive):
         if buf:
             parts.append("".join(buf))
         return ast.Message(tuple(parts), span=span)
-
-
-def _history_macro(name: str, target: ast.Expr, args: tuple[ast.Expr, ...], span: Span) -> ast.Expr:
-    """``session.called(T[, c, P])`` → ``session.calls.exists(c, <allowed call to T> && P)``.
-
-    Only calls that were allowed (and so ran) count; ``session.calls`` keeps all.
-    """
-    var = args[1].name if len(args) == 3 else "__call"  # type: ignore[union-attr]
-    call = ast.Ident(var, span=span)
-    cond: ast.Expr = ast.Binary(
-        "&&",
-        ast.Binary("==", ast.Select(call, "effect", span=span), ast.Literal_("allow", "string", span=span),
-                   span=span),
-        ast.Call("tool_matches", (ast.Select(call, "tool", span=span), args[0]), span=span),
-        span=span)
-    if len(args) == 3:
-        cond = ast.Binary("&&", cond, args[2], span=span)
-    calls = ast.Select(target, "calls", span=span)
-    if name == "called":
-        return ast.Comprehension("exists", calls, var, cond, span=span)
-    return ast.Call("size", (ast.Comprehension("filter", calls, var, cond, span=span),), span=span)
 
 
 def _closing_brace(text: str, start: int) -> int:
