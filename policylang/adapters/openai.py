@@ -127,6 +127,7 @@ def execute_tool_calls(engine: Any, tool_calls: Iterable[Any],
         if not run:
             results.append(ToolCallResult(call, decision, output=refusal(decision)))
             continue
+        fn: Callable[..., Any] | None = None
         if isinstance(functions, Mapping):
             fn = functions.get(call.name)
             if fn is None:
@@ -134,11 +135,9 @@ def execute_tool_calls(engine: Any, tool_calls: Iterable[Any],
                     "error": f"no function is registered for the tool '{call.name}'"},
                     error="unregistered"))
                 continue
-            invoke: Callable[[], Any] = lambda fn=fn, call=call: fn(**call.arguments)  # noqa: E731
-        else:
-            invoke = lambda call=call: functions(call.name, call.arguments)  # type: ignore[operator]  # noqa: E731
         try:
-            output = invoke()
+            output = (fn(**call.arguments) if fn is not None
+                      else functions(call.name, call.arguments))  # type: ignore[operator]
         except Exception as exc:
             if not catch_errors:
                 raise

@@ -51,7 +51,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def _audit_sink(path: str) -> Any:
     try:
-        from policylang.runtime.audit import JsonlSink  # type: ignore[import-not-found]
+        from policylang.runtime.audit import JsonlSink
     except ImportError:
         return _AppendSink(path)
     return JsonlSink(path)

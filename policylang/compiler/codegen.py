@@ -321,7 +321,8 @@ class ToolWriter:
         emitter = ExprEmitter(self.m, typer, self.data)
         try:
             code = emitter.bool_expr(e) if want_bool else emitter.emit(e)
-            compile(code, "<policy expression>", "eval")
+            if code.count("(") + code.count("[") > 150:  # near Python's own nesting limit
+                compile(code, "<policy expression>", "eval")
         except (SyntaxError, RecursionError, MemoryError, ValueError):
             return None
         return code

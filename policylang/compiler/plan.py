@@ -122,10 +122,25 @@ PASSES: list[tuple[str, Callable[[list[ToolPlan]], list[ToolPlan]]]] = [
 
 
 def build(policy: Policy) -> list[ToolPlan]:
-    plans = [plan_for_tool(policy, name) for name in policy.tools]
-    for _, run in PASSES:
-        plans = run(plans)
-    return plans
+    """One plan per declared tool, in time linear in rules × the tools each names."""
+    plans = {name: ToolPlan(name) for name in policy.tools}
+    for plan, rule in zip(rule_plans(policy), policy.rules, strict=True):
+        for name in _targets(policy, rule.tools):
+            getattr(plans[name], plan.effect).append(plan)
+    for i, lim in enumerate(policy.limits):
+        lp = LimitPlan(i, policy.rule_id(lim), lim, lim.span)
+        for name in _targets(policy, lim.tools):
+            plans[name].limits.append(lp)
+    return run_passes(list(plans.values()))
+
+
+def _targets(policy: Policy, patterns: tuple[ast.ToolPattern, ...]) -> list[str]:
+    """Declared tools named by a comma list, each once, in declaration order if globbed."""
+    names: dict[str, None] = {}
+    for p in patterns:
+        for name in policy.tools_matching(p.pattern):
+            names[name] = None
+    return list(names)
 
 
 def run_passes(plans: list[ToolPlan]) -> list[ToolPlan]:

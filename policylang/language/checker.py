@@ -16,7 +16,7 @@ from policylang.errors import Diagnostic, PolicyCheckError, Span
 from policylang.language import ast
 from policylang.language.builtins import GLOBALS, METHODS, VARIABLES, Signature
 from policylang.language.parser import INT64_MAX, MAX_DEPTH
-from policylang.language.policy import Assembler, Policy, data_type, suggest
+from policylang.language.policy import Assembler, Policy, policy_data_type, suggest
 from policylang.language.types import (
     BOOL,
     BYTES,
@@ -94,7 +94,7 @@ class Typer:
                 return self._select(self.infer(operand), name, e, operand)
             case ast.Has(operand=operand, field=name):
                 base = self.infer(operand)
-                if base.kind == "object" and base.field(name) is None:
+                if base.kind == "object" and base.field(name) is None and not _open_shape(operand):
                     self._unknown_field(base, name, e.span, operand)
                 elif base.kind not in ("object", "map", "dyn"):
                     self.error("PL103", f"has() needs a map or an object, not {an(base)}", e.span)
@@ -199,6 +199,8 @@ class Typer:
         if base.kind == "object":
             if isinstance(e.index, ast.Literal_) and isinstance(e.index.value, str):
                 f = base.field(e.index.value)
+                if f is None and _open_shape(e.operand):
+                    return DYN
                 if f is None:
                     return self._unknown_field(base, e.index.value, e.index.span, e.operand)
                 return f.type
@@ -420,6 +422,11 @@ def an(t: object) -> str:
     return f"{'an' if text[:1] in 'aeiou' else 'a'} {text}"
 
 
+def _open_shape(operand: ast.Expr) -> bool:
+    """principal and context pass undeclared keys through: has() and [] may read them."""
+    return isinstance(operand, ast.Ident) and operand.name in ("principal", "context")
+
+
 def _accepts(param: Type, arg: Type) -> bool:
     if param.kind == "dyn" or arg.kind == "dyn":
         return True
@@ -542,7 +549,7 @@ def scope_for(policy: Policy, tool: str | None) -> Scope:
     info = policy.tools.get(tool) if tool else None
     args = info.args if info is not None else DYN_MAP
     return Scope(args=args, principal=policy.principal or DYN_MAP,
-                 context=policy.context or DYN_MAP, data=data_type(policy.data), tool=tool,
+                 context=policy.context or DYN_MAP, data=policy_data_type(policy), tool=tool,
                  session=SESSION if policy.session is not None else None)
 
 

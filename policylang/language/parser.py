@@ -48,9 +48,13 @@ def _on_comment(token: Token) -> None:
 @cache
 def _lark() -> Lark:
     grammar = resources.files("policylang.language").joinpath("grammar.lark").read_text("utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", start=["start", "expr"],
-                propagate_positions=True, maybe_placeholders=True,
-                lexer_callbacks={"COMMENT": _on_comment})
+    options: dict[str, Any] = dict(
+        parser="lalr", lexer="contextual", start=["start", "expr"], propagate_positions=True,
+        maybe_placeholders=True, lexer_callbacks={"COMMENT": _on_comment})
+    try:  # the LALR tables take ~0.3 s to build; Lark caches them in the temp folder
+        return Lark(grammar, cache=True, **options)
+    except OSError:  # a read-only temp folder: build them every time
+        return Lark(grammar, **options)
 
 
 # ---------------------------------------------------------------- public API

@@ -81,6 +81,8 @@ class Policy:
         return h.hexdigest()[:16]
 
     def tools_matching(self, pattern: str) -> list[str]:
+        if "*" not in pattern:
+            return [pattern] if pattern in self.tools else []
         return [name for name in self.tools if tool_matches(pattern, name)]
 
     def rule_id(self, rule: ast.Rule | ast.LimitRule | ast.Assertion) -> str:
@@ -282,6 +284,14 @@ def constant_value(expr: ast.Expr) -> Any:
 
 def data_type(data: dict[str, Any]) -> Type:
     return Type("object", fields=tuple((k, FieldType(type_of_value(v))) for k, v in data.items()))
+
+
+def policy_data_type(policy: Policy) -> Type:
+    """The type of ``data`` for a policy, inferred once (data can be large)."""
+    cached = policy.__dict__.get("_data_type")
+    if cached is None:
+        cached = policy.__dict__["_data_type"] = data_type(policy.data)
+    return cached
 
 
 __all__ = ["Policy", "ToolInfo", "Assembler", "tool_matches", "suggest", "data_type", "DYN", "NULL"]

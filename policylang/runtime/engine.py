@@ -32,7 +32,7 @@ from policylang.runtime.limits import LimitRequest, LimitStore, MemoryStore
 from policylang.runtime.sessions import MemorySessionStore, SessionStore
 from policylang.runtime.loader import load_sources, read_path
 from policylang.language.types import Type
-from policylang.runtime.validation import object_checker
+from policylang.runtime.validation import fast_object_checker, object_checker
 
 AuditSink = Callable[[dict[str, Any]], None] | Any
 
@@ -61,13 +61,18 @@ class _Prepared:
         self.warnings = warnings
         zone = compiled.zone
         self.zone: tzinfo = zone
-        self.validators = {name: object_checker(info.args, zone, strict=True)
-                           for name, info in self.policy.tools.items()}
+        self.validators = {
+            name: fast_object_checker(info.args, object_checker(info.args, zone, strict=True), copy=False)
+            for name, info in self.policy.tools.items()}
         p, c = self.policy.principal, self.policy.context
-        self.principal_check = object_checker(p, zone, strict=False, what="principal field") if p else None
+        self.principal_check = fast_object_checker(
+            p, object_checker(p, zone, strict=False, what="principal field"), copy=False,
+            strict=False) if p else None
         if c is not None:  # `now` is parsed once, through the engine's cache, in _now()
             c = Type("object", fields=tuple(f for f in c.fields if f[0] != "now"))
-        self.context_check = object_checker(c, zone, strict=False, what="context field") if c else None
+        self.context_check = fast_object_checker(
+            c, object_checker(c, zone, strict=False, what="context field"), copy=True,
+            strict=False) if c else None
         self.context_owned = c is not None  # the checker returns a fresh dict we may fill in
         self.hash = self.policy.content_hash
         self.undeclared_open = self.policy.open_tools or self.policy.default == "allow"

@@ -216,3 +216,67 @@ def pydantic_model(t: Type, name: str = "Args") -> Any:
         else:
             spec[fname] = (typ, ...)
     return create_model(name, __config__=ConfigDict(extra="forbid"), **spec)
+
+
+# ---------------------------------------------------------------- generated fast path
+
+
+def _fast_test(t: Type, var: str, consts: dict[str, Any]) -> str | None:
+    """A Python test that holds only for values needing no conversion (None: no fast test)."""
+    k = t.kind
+    if k == "string":
+        return f"type({var}) is str"
+    if k == "int":
+        return f"(type({var}) is int and -9223372036854775808 <= {var} <= 9223372036854775807)"
+    if k == "number":
+        return (f"((type({var}) is int and -9223372036854775808 <= {var} <= 9223372036854775807)"
+                f" or (type({var}) is float and {var} - {var} == 0.0))")
+    if k == "double":
+        return f"(type({var}) is float and {var} - {var} == 0.0)"
+    if k == "bool":
+        return f"type({var}) is bool"
+    if k == "dyn":
+        return "True"
+    if k == "enum" and all(type(v) is str for v in t.values):
+        name = f"E{len(consts)}"
+        consts[name] = frozenset(t.values)
+        return f"(type({var}) is str and {var} in {name})"
+    if k == "list" and t.params[0].kind in ("string", "dyn"):
+        if t.params[0].kind == "dyn":
+            return f"type({var}) is list"
+        return f"(type({var}) is list and all(type(i) is str for i in {var}))"
+    return None
+
+
+def fast_object_checker(t: Type, slow: Check, copy: bool, strict: bool = True) -> Check:
+    """Compile a checker that returns well-formed input as is and defers the rest to ``slow``.
+
+    Well-formed: a dict with every required field present, every value already
+    of its canonical type (no timestamp to parse), no default to fill in and,
+    when ``strict``, no undeclared key. Anything else takes ``slow``, which
+    converts, fills defaults and raises the precise error: both paths agree.
+    """
+    consts: dict[str, Any] = {"_slow": slow, "MISSING": MISSING}
+    lines = ["def check(v, path):", "    if type(v) is not dict:", "        return _slow(v, path)",
+             "    n = 0"]
+    for i, (name, f) in enumerate(t.fields):
+        key = f"K{i}"
+        consts[key] = name
+        test = _fast_test(f.type, "x", consts)
+        absent = "pass" if f.optional and not f.has_default else "return _slow(v, path)"
+        lines += [f"    x = v.get({key}, MISSING)", "    if x is MISSING:", f"        {absent}",
+                  "    else:", "        n += 1"]
+        if test is None:
+            lines.append("        return _slow(v, path)")
+        else:
+            ok = f"{test} or x is None" if f.nullable else test
+            lines += [f"        if not ({ok}):", "            return _slow(v, path)"]
+    if strict:
+        lines += ["    if n != len(v):", "        return _slow(v, path)"]
+    lines.append(f"    return {'dict(v)' if copy else 'v'}")
+    source = "\n".join(lines) + "\n"
+    ns: dict[str, Any] = {"__builtins__": {"type": type, "str": str, "int": int, "float": float,
+                                           "bool": bool, "list": list, "dict": dict, "all": all,
+                                           "len": len}, **consts}
+    exec(compile(source, "<policylang validator>", "exec"), ns)  # noqa: S102 - our own source
+    return ns["check"]  # type: ignore[no-any-return]

@@ -50,9 +50,7 @@ _TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*")
 # are quoted anyway so that `args.null` never reads as something it is not.
 _RESERVED = frozenset({"true", "false", "null"})
 _INT64 = 2**63
-_ANNOTATIONS = frozenset("""title description default examples example $comment $schema $id id
-    readOnly deprecated format nullable discriminator xml externalDocs contentMediaType
-    contentEncoding $anchor $defs definitions""".split())
+_ANNOTATIONS = frozenset(["title", "description", "default", "examples", "example", "$comment", "$schema", "$id", "id", "readOnly", "deprecated", "format", "nullable", "discriminator", "xml", "externalDocs", "contentMediaType", "contentEncoding", "$anchor", "$defs", "definitions"])
 _UNMAPPED_KEYWORDS = {
     "not": "'not' (a negated schema)",
     "if": "'if'/'then'/'else'",
@@ -309,7 +307,7 @@ class _ToolMapper:
                 return None
         siblings = {k: v for k, v in schema.items() if k != "$ref"}
         if not isinstance(target, dict):
-            return target if not siblings else siblings
+            return siblings or target
         return {**target, **siblings, "__ref__": ref}
 
     def merge_all_of(self, schema: dict[str, Any], path: str) -> dict[str, Any]:
@@ -368,7 +366,8 @@ class _ToolMapper:
         for key, what in _UNMAPPED_KEYWORDS.items():
             if key in schema and not (key == "patternProperties" and not schema[key]):
                 self.note(path, f"{what} is not checked")
-        nullable = schema.get("nullable") is True
+        nullable = schema.get("nullable") is True or (isinstance(schema.get("type"), list)
+                                                      and "null" in schema["type"])
         secret = schema.get("writeOnly") is True or schema.get("format") == "password"
         alternatives = schema.get("anyOf") if "anyOf" in schema else schema.get("oneOf")
         if isinstance(alternatives, list):
@@ -557,9 +556,12 @@ class _ToolMapper:
                 def wrap(cond: str, acc: _Access = acc, key: str = key) -> str:
                     return acc.wrap(f"{acc.expr}.exists({key}, {cond})")
 
-                value_acc = _Access(f"{acc.expr}[{key}]", f"{path}.*",
-                                    lambda c, w=wrap, e=f"{acc.expr}[{key}]": w(f"{e} != null && {c}"),
-                                    acc.depth + 1)
+                item = f"{acc.expr}[{key}]"
+
+                def value_wrap(cond: str, wrap: Callable[[str], str] = wrap, item: str = item) -> str:
+                    return wrap(f"{item} != null && {cond}")
+
+                value_acc = _Access(item, f"{path}.*", value_wrap, acc.depth + 1)
                 value = self.map_type(extra, value_acc)
                 return _Mapped(f"map<string, {self._inner(value, path + '.*')}>", "map")
             return _Mapped("map<string, dyn>", "map")
@@ -726,7 +728,7 @@ def _one_line(text: str, width: int = 100) -> str:
 
 
 def _indent(lines: list[str]) -> list[str]:
-    out = []
+    out: list[str] = []
     for line in lines:
         out.extend("    " + part for part in line.split("\n"))
     return out

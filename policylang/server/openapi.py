@@ -27,7 +27,7 @@ def openapi_document(*, max_batch: int, max_body_bytes: int, auth: bool,
         "415": _error_response("Content type is not application/json (code `unsupported_media_type`)."),
         "422": _error_response("JSON of the wrong shape (code `invalid_body`)."),
     }
-    secured = [{"bearerAuth": []}] if auth else []
+    secured: list[dict[str, list[str]]] = [{"bearerAuth": []}] if auth else []
     json_body = {"required": True, "content": {"application/json": {"schema": None}}}
 
     def body(ref: str) -> dict[str, Any]:

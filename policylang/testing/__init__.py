@@ -7,8 +7,21 @@
 >>> report = run_path("rules/")                    # what `policylang test rules/` runs
 """
 
-from policylang.testing.cases import Case, CaseResult, coverage, find_case_files, load_cases, run_case
-from policylang.testing.properties import CheckResult, Harness, auto_checks, check_assertion, explore
+from policylang.testing.cases import (
+    Case,
+    CaseResult,
+    coverage,
+    find_case_files,
+    load_cases,
+    run_case,
+)
+from policylang.testing.properties import (
+    CheckResult,
+    Harness,
+    auto_checks,
+    check_assertion,
+    explore,
+)
 from policylang.testing.runner import Report, run_path, summary_table, write_junit
 from policylang.testing.strategies import RequestSpace, collect_constants, requests
 

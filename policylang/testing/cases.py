@@ -142,8 +142,8 @@ class _LineLoader(yaml.SafeLoader):
     pass
 
 
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    mapping: dict[Any, Any] = loader.construct_mapping(node, deep=True)
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
 
@@ -193,7 +193,13 @@ def load_cases(path: str | Path) -> list[Case]:
 
 
 def _zone(engine: Engine, given: dict[str, Any]) -> Any:
-    return timefuncs.get_zone(given.get("timezone") or engine.compiled.policy.timezone)
+    return timefuncs.get_zone(given.get("timezone") or _compiled(engine).policy.timezone)
+
+
+def _compiled(engine: Engine) -> Any:
+    if engine.compiled is None:
+        raise ValueError("the engine has no policy loaded")
+    return engine.compiled
 
 
 def _ts(value: Any, zone: Any) -> datetime:
@@ -225,8 +231,7 @@ def _decide(engine: Engine, req: dict[str, Any]) -> Decision:
 
 def _fill_counters(engine: Engine, counters: Any, now: datetime) -> None:
     """Pre-fill rate-limit usage: ``[{limit, key, used}]`` or ``{limit: {key: used}}``."""
-    compiled = engine.compiled
-    policy = compiled.policy
+    policy = _compiled(engine).policy
     items: list[tuple[str, Any, float]] = []
     if isinstance(counters, dict):
         for lid, per_key in counters.items():
@@ -343,7 +348,7 @@ def _duration(v: Any) -> timedelta:
 
 def coverage(engine: Engine, results: list[CaseResult]) -> tuple[list[str], list[str]]:
     """(covered, uncovered) rule ids: rules some case was decided by, and the rest."""
-    policy = engine.compiled.policy
+    policy = _compiled(engine).policy
     seen: set[str] = set()
     for r in results:
         seen |= r.rules_seen

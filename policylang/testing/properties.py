@@ -148,6 +148,7 @@ class Exploration:
     pools: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     fired: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule id -> request
     allowed: dict[str, dict[str, Any]] = field(default_factory=dict)  # tool -> request
+    confirmed: dict[str, dict[str, Any]] = field(default_factory=dict)  # tool -> request
     problems: list[CheckResult] = field(default_factory=list)
     examples: int = 0
 
@@ -160,7 +161,8 @@ def _rules_for(h: Harness, tool: str) -> list[Any]:
 
 
 def explore(h: Harness, max_examples: int = 200, seed: int | None = None,
-            progress: Callable[[str], None] | None = None) -> Exploration:
+            progress: Callable[[str], None] | None = None,
+            tools: list[str] | None = None) -> Exploration:
     """Coverage-guided search per tool: grows a pool of interesting requests (seeds).
 
     A request joins the pool when it makes a rule fire for the first time, is
@@ -170,7 +172,7 @@ def explore(h: Harness, max_examples: int = 200, seed: int | None = None,
     """
     ex = Exploration()
     space = h.space
-    for tool in space.tools:
+    for tool in (space.tools if tools is None else tools):
         if progress:
             progress(f"exploring {tool}")
         pool: list[dict[str, Any]] = []
@@ -178,22 +180,20 @@ def explore(h: Harness, max_examples: int = 200, seed: int | None = None,
         rules = _rules_for(h, tool)
         seen: set[tuple[str, str]] = set()
         best = [10**9]  # fewest deny rules hit so far: the pool hill-climbs towards allow
-        blocking: list[Any] = [None]
         blocker_sets: set[frozenset[str]] = set()
         conds = {r.id: r.condition for r in rules}
         rounds = 10
         for rnd in range(rounds):
             # each round mutates a frozen snapshot of the pool (Hypothesis needs a fixed strategy)
             snapshot = list(pool)
-            focus: list[str] = []
-            for rid in blocking[0] or []:
-                focus += expr_paths(h.policy, conds.get(rid))
+            # seeds carry their own focus: the paths their blocking rules read
             parts = [space.fresh(tool, uniform=True)] + (
-                [space.mutate(tool, snapshot, focus, uniform=True)] if snapshot else [])
+                [space.mutate(tool, snapshot, (), uniform=True)] if snapshot else [])
 
             def fn(req: dict[str, Any], tool: str = tool, rules: list[Any] = rules,
                    pool: list[dict[str, Any]] = pool, seen: set[tuple[str, str]] = seen,
-                   best: list[int] = best, blocker_sets: set[Any] = blocker_sets) -> None:
+                   best: list[int] = best, blocker_sets: set[Any] = blocker_sets,
+                   conds: dict[str, Any] = conds) -> None:
                 ex.examples += 1
                 new = _observe(h, ex, tool, req, rules)
                 d = h.decide(req)
@@ -238,6 +238,8 @@ def _observe(h: Harness, ex: Exploration, tool: str, req: dict[str, Any], rules:
         ex.problems.append(CheckResult(
             "deterministic", tool, False, "error",
             f"the same request got {d1.effect.value} ({d1.code}) then {d2.effect.value} ({d2.code})", req))
+    if d1.effect.value == "confirm" and tool not in ex.confirmed:
+        ex.confirmed[tool] = req
     if d1.effect.value == "allow" and tool not in ex.allowed:
         ex.allowed[tool] = req
         new = True
@@ -262,7 +264,7 @@ def auto_checks(h: Harness, ex: Exploration, max_examples: int = 200, seed: int 
             results.append(CheckResult(kind, "all tools", True, examples=ex.examples,
                                        message=f"{ex.examples} requests decided twice"))
     # every rule can fire
-    for i, rule in enumerate(policy.rules):
+    for rule in policy.rules:
         rid = policy.rule_id(rule)
         if rid not in ex.fired:
             tools = tools_of(policy, rule.tools)
@@ -276,7 +278,7 @@ def auto_checks(h: Harness, ex: Exploration, max_examples: int = 200, seed: int 
                     progress(f"searching for a request that fires {rid}")
                 focus = expr_paths(policy, cond)
                 _focused(h, ex, tool, focus, max_examples, seed, f"fire:{rid}:{tool}",
-                         lambda req, env, d, c=cond: env is not None and h.holds(c, env))
+                         _fires(h, cond))
                 if rid in ex.fired:
                     break
         ok = rid in ex.fired
@@ -295,10 +297,21 @@ def auto_checks(h: Harness, ex: Exploration, max_examples: int = 200, seed: int 
                     _focused(h, ex, tool, focus, max_examples, seed, f"allow:{tool}",
                              lambda req, env, d: d is not None and d.effect.value == "allow")
             ok = tool in ex.allowed
-            results.append(CheckResult("tool-allowed", tool, ok, "warning",
-                                       "" if ok else f"tool {tool} is never allowed (no request found "
-                                       "that any allow rule lets through under default deny)"))
+            if ok:
+                msg = ""
+            elif tool in ex.confirmed:
+                msg = f"tool {tool} is never allowed outright: at best a person must confirm it"
+            else:
+                msg = (f"tool {tool} is never allowed (no request found that any allow rule lets "
+                       "through under default deny)")
+            results.append(CheckResult("tool-allowed", tool, ok, "warning", msg))
     return results
+
+
+def _fires(h: Harness, cond: Any) -> Callable[[dict[str, Any], dict[str, Any] | None, Decision | None], bool]:
+    def goal(req: dict[str, Any], env: dict[str, Any] | None, d: Decision | None) -> bool:
+        return env is not None and h.holds(cond, env)
+    return goal
 
 
 def _focused(h: Harness, ex: Exploration, tool: str, focus: list[str], max_examples: int,
@@ -427,7 +440,7 @@ def _sweep(space: RequestSpace, tool: str, pool: list[dict[str, Any]], focus: li
         values: list[Any] = [*pc.numbers[:30], *pc.strings[:30], *pc.bools]
         for seed_req in pool[:12]:
             for v in values:
-                req = {"tool": tool, "args": dict(seed_req["args"]),
+                req: dict[str, Any] = {"tool": tool, "args": dict(seed_req["args"]),
                        "principal": dict(seed_req["principal"]), "context": dict(seed_req["context"])}
                 req[section][name] = v
                 out.append(req)

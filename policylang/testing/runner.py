@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 from xml.etree import ElementTree as ET
 
 from policylang.errors import PolicyError
@@ -25,7 +25,13 @@ from policylang.testing.cases import (
     load_cases,
     run_case,
 )
-from policylang.testing.properties import CheckResult, Harness, auto_checks, check_assertion, explore
+from policylang.testing.properties import (
+    CheckResult,
+    Harness,
+    auto_checks,
+    check_assertion,
+    explore,
+)
 
 DEFAULT_MAX_EXAMPLES = 200
 
@@ -74,12 +80,18 @@ def run_path(path: str | Path, *, max_examples: int = DEFAULT_MAX_EXAMPLES, seed
     report.cases, errors = run_cases(engine, path, progress)
     report.errors += errors
     report.covered, report.uncovered = coverage(engine, report.cases)
+    assert engine.compiled is not None
     policy = engine.compiled.policy
     if properties and (policy.assertions or auto):
         h = Harness(engine)
         if progress:
             progress(f"exploring {len(h.space.tools)} tool(s), {max_examples} examples each")
-        ex = explore(h, max_examples, seed, progress)
+        tools = None
+        if not auto:  # only what the assertions need
+            from policylang.testing.strategies import tools_of
+
+            tools = [t for t in h.space.tools if any(t in tools_of(policy, a.tools) for a in policy.assertions)]
+        ex = explore(h, max_examples, seed, progress, tools)
         for a in policy.assertions:
             if progress:
                 progress(f"checking assertion {policy.rule_id(a)}")

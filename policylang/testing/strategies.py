@@ -20,6 +20,7 @@ Every request carries a pinned ``context.now`` so decisions are reproducible.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -223,7 +224,7 @@ class _Collector:
             case ast.Call(function="size", target=None, args=(arg,)) | \
                     ast.Call(function="size", target=arg, args=()):
                 if isinstance(v, int) and not isinstance(v, bool):
-                    for p in self.paths(arg, vars_):
+                    for p in self.paths(arg, vars_) if arg is not None else []:
                         for n in (v - 1, v, v + 1):
                             if 0 <= n <= 50:
                                 self.c.at(p).add("sizes", n)
@@ -263,10 +264,8 @@ class _Collector:
                 _add_unique(self.c.countries, (country, sub))
             members = self.data_members(args[1])
             for m in members or []:
-                try:
+                with contextlib.suppress(Exception):  # a data entry that is not a date
                     _add_unique(self.c.calendars, timefuncs.parse_date(m))
-                except Exception:  # noqa: BLE001 - a data entry that is not a date
-                    pass
         if t is None and fn == "business_hours":
             window = lits[1][1] if len(args) > 1 and lits[1][0] else "09:00-17:00"
             zone = lits[2][1] if len(args) > 2 and lits[2][0] else None
@@ -302,7 +301,7 @@ def collect_constants(policy: Policy) -> Constants:
         c.zones.insert(0, policy.timezone)
     if "UTC" not in c.zones:
         c.zones.append("UTC")
-    for w, z in c.windows:
+    for _w, z in c.windows:
         if z and z not in c.zones:
             c.zones.append(z)
     return c
@@ -410,9 +409,9 @@ def instant_pool(policy: Policy, c: Constants, now: datetime) -> list[datetime]:
     # DST changes
     for z in zones:
         for tr in _dst_transitions(z, base.year):
-            for d in (timedelta(0), timedelta(seconds=-1), timedelta(minutes=30),
-                      timedelta(hours=-1), timedelta(hours=1)):
-                out.append((tr + d).astimezone(z))
+            for delta in (timedelta(0), timedelta(seconds=-1), timedelta(minutes=30),
+                          timedelta(hours=-1), timedelta(hours=1)):
+                out.append((tr + delta).astimezone(z))
     seen: set[tuple[datetime, str]] = set()
     uniq = []
     for dt in out:
@@ -445,7 +444,8 @@ def _declared_tools(policy: Policy) -> list[str]:
     if policy.tools:
         return list(policy.tools)
     names: list[str] = []
-    for stmt in [*policy.rules, *policy.limits, *policy.assertions]:
+    stmts: list[Any] = [*policy.rules, *policy.limits, *policy.assertions]
+    for stmt in stmts:
         for p in stmt.tools:
             if not p.is_glob and p.pattern not in names:
                 names.append(p.pattern)
@@ -647,7 +647,7 @@ class RequestSpace:
         if choice < 3:  # relative to now
             d = _pick(draw, self.offsets)
             sign = _pick(draw, [1, -1])
-            return format_ts(now + sign * d + _pick(draw, 
+            return format_ts(now + sign * d + _pick(draw,
                 [timedelta(0), timedelta(seconds=1), timedelta(seconds=-1)]))
         earlier = [v for v in sibling.values() if isinstance(v, str) and len(v) >= 19 and v[4] == "-"]
         if earlier and choice < 6:  # relative to a timestamp drawn just before (end after start)
@@ -657,7 +657,7 @@ class RequestSpace:
                 base = now
             d = _pick(draw, self.offsets)
             sign = _pick(draw, [1, 1, -1])
-            return format_ts(base + sign * d + _pick(draw, 
+            return format_ts(base + sign * d + _pick(draw,
                 [timedelta(0), timedelta(seconds=1), timedelta(seconds=-1)]))
         if choice < 9 and self.instants:
             return format_ts(_pick(draw, self.instants))
@@ -705,9 +705,9 @@ class RequestSpace:
             seeds = pool() if callable(pool) else pool
             # half the time the first seed (explore keeps its best request there)
             seed = seeds[0] if _coin(draw) else seeds[_int(draw, 0, len(seeds) - 1)]
-            req = {"tool": tool, "args": dict(seed["args"]), "principal": dict(seed["principal"]),
-                   "context": dict(seed["context"])}
-            hot = hot_for(seed.get("_focus")) if seed.get("_focus") else hot_default
+            req: dict[str, Any] = {"tool": tool, "args": dict(seed["args"]),
+                                   "principal": dict(seed["principal"]), "context": dict(seed["context"])}
+            hot = hot_for(seed.get("_focus") or ()) if seed.get("_focus") else hot_default
             try:
                 now = timefuncs.parse_timestamp(req["context"].get("now"), self.zone)
             except Exception:  # noqa: BLE001
@@ -749,10 +749,8 @@ def space_for(engine_or_policy: Any) -> RequestSpace:
     cache = getattr(policy, "_policylang_space", None)
     if cache is None:
         cache = RequestSpace(policy)
-        try:
+        with contextlib.suppress(AttributeError):
             policy._policylang_space = cache  # type: ignore[attr-defined]
-        except AttributeError:
-            pass
     return cache
 
 

@@ -524,9 +524,6 @@ def test_time_arithmetic_with_durations_and_now_plus():
         assert e.decide("t", args={"start": (T0 + timedelta(days=91)).isoformat()}).effect is DENY
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (checker): docs/language.md §4 says undeclared principal/"
-                   "context keys 'may be read with has() and []', but the checker rejects "
-                   "has(context.flag) and context[\"flag\"] with PL102")
 def test_undeclared_context_keys_can_be_read_with_has_and_index():
     text = ("policy s\ntool t {}\ncontext { confidence: number = 0.0 }\n"
             'deny t when has(context.flag) && context["flag"] == "stop"\nallow t\n')

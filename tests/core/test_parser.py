@@ -176,8 +176,11 @@ def test_moderate_nesting_compiles_and_decides(kind, n):
         assert engine.decide("t", args={"n": 7}).effect is Effect.DENY
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("n", [101, 150, 1000, 10_000])
+_DEEP = [(k, n) for k in KINDS for n in (101, 150, 1000, 10_000)
+         if n < 10_000 or k not in ("or", "ternary")]  # the slow extras stop at 1,000
+
+
+@pytest.mark.parametrize(("kind", "n"), _DEEP)
 def test_deep_nesting_is_a_clear_error_never_a_crash(kind, n):
     text = HEAD + f"allow t when {_nested(kind, n)}\n"
     try:
