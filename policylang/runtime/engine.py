@@ -559,7 +559,7 @@ def audit_record(decision: Decision, prepared: _Prepared | None, args: Any, prin
     pid = principal.get("id") if isinstance(principal, dict) else None
     record = decision.model_dump(mode="json")
     record.update({"args": _jsonable(shown_args), "principal_id": _jsonable(pid),
-                   "context": _jsonable(context)})
+                   "principal": _jsonable(principal), "context": _jsonable(context)})
     return record
 
 

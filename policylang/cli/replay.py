@@ -1,0 +1,109 @@
+"""``policylang replay AUDIT.jsonl --policy NEW``: what a policy change would flip.
+
+Re-decides every recorded request against a candidate policy, at the time it
+was recorded, and reports the decisions that would change, grouped by tool,
+principal and rule, with examples. Exit 1 when anything flips from deny (or
+confirm) to allow, so CI can stop a policy change that opens a door.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from policylang.cli.common import EXIT_FINDINGS, EXIT_OK, CliError, load_engine
+
+_RANK = {"deny": 0, "confirm": 1, "allow": 2}
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "replay", help="re-decide recorded requests against a candidate policy",
+        description="Re-decide every request in an audit log against a candidate policy, with "
+                    "the recorded time, and report the decisions that would change.",
+        epilog="example:\n  policylang replay audit.jsonl --policy rules-next/\n\n"
+               "exit codes: 0 nothing opens up, 1 some call would flip to allow, 2 usage error",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("audit", help="the audit log (JSON Lines, as written by JsonlSink)")
+    p.add_argument("--policy", required=True, help="the candidate policy (file or folder)")
+    p.add_argument("--examples", type=int, default=3, help="examples shown per kind of flip")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=run)
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read the audit log ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: the audit log is not UTF-8 text") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if n == len(lines):  # a torn last line from a crash
+                continue
+            raise CliError(f"{path}:{n}: not a JSON record") from None
+        if isinstance(record, dict) and "kind" not in record and "tool" in record and "effect" in record:
+            out.append(record)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    records = _records(Path(args.audit))
+    engine = load_engine(args.policy)
+    flips: Counter[tuple[str, str, str]] = Counter()
+    by_tool: Counter[str] = Counter()
+    by_principal: Counter[str] = Counter()
+    by_rule: Counter[str] = Counter()
+    examples: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    opened = 0
+    for rec in records:
+        context = dict(rec.get("context") or {})
+        if rec.get("at") and "now" not in context:
+            context["now"] = rec["at"]
+        principal = rec.get("principal")
+        if principal is None and rec.get("principal_id") is not None:
+            principal = {"id": rec["principal_id"]}
+        new = engine.decide(rec["tool"], args=rec.get("args"), principal=principal, context=context)
+        old_effect, new_effect = str(rec["effect"]), new.effect.value
+        if old_effect == new_effect:
+            continue
+        flips[(rec["tool"], old_effect, new_effect)] += 1
+        by_tool[rec["tool"]] += 1
+        by_principal[str(rec.get("principal_id"))] += 1
+        for rid in new.rule_names or [new.code]:
+            by_rule[rid] += 1
+        if _RANK.get(new_effect, 0) > _RANK.get(old_effect, 0) and new_effect == "allow":
+            opened += 1
+        bucket = examples.setdefault((old_effect, new_effect), [])
+        if len(bucket) < args.examples:
+            bucket.append({"tool": rec["tool"], "args": rec.get("args"), "principal": principal,
+                           "context": context, "was": old_effect, "now": new_effect,
+                           "message": new.message})
+    report = {"records": len(records), "changed": sum(flips.values()), "opened": opened,
+              "flips": [{"tool": t, "from": a, "to": b, "count": n} for (t, a, b), n in flips.most_common()],
+              "by_principal": dict(by_principal.most_common(10)), "by_rule": dict(by_rule.most_common(10)),
+              "examples": {f"{a}->{b}": ex for (a, b), ex in examples.items()}}
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(f"{len(records)} recorded decisions replayed; {report['changed']} would change, "
+              f"{opened} of them to allow")
+        for (tool, a, b), n in flips.most_common():
+            print(f"  {tool}: {a} -> {b}  x{n}")
+        if by_rule:
+            print("rules behind the new decisions: " +
+                  ", ".join(f"{r} ({n})" for r, n in by_rule.most_common(5)))
+        for (a, b), ex in examples.items():
+            print(f"examples {a} -> {b}:")
+            for e in ex:
+                print(f"  {e['tool']} {json.dumps(e['args'], default=str)[:100]}: {e['message']}")
+    return EXIT_FINDINGS if opened else EXIT_OK
