@@ -142,6 +142,18 @@ class Engine:
             self._prepared = _Prepared(compiled, warnings)
             self.source_path = Path(target)
 
+    def watch(self, interval: float = 1.0, *, on_reload: Callable[[Engine], Any] | None = None,
+              on_error: Callable[[Any], Any] | None = None) -> Any:
+        """Reload automatically when the policy's files change (see :mod:`policylang.runtime.watch`).
+
+        Returns the watcher; call ``stop()`` on it (or use it in a ``with``) to end watching.
+        """
+        from policylang.runtime.watch import PolicyWatcher
+
+        if self.source_path is None:
+            raise PolicyError("only an engine loaded with Engine.from_path() can watch its files")
+        return PolicyWatcher(self, self.source_path, interval, on_reload, on_error)
+
     def reload_string(self, text: str, *, data: dict[str, Any] | None = None, path: str = "<string>") -> None:
         with self._reload_lock:
             compiled, warnings = load_sources({path: text}, data or {})
