@@ -49,7 +49,7 @@ def main() -> int:
         per = (time.perf_counter() - t0) / (3 * args.seeds)
         has_props = bool(r.properties)
         n = args.seeds
-        fmt = (lambda k: f"{k}/{n}") if has_props else (lambda k: "n/a")
+        fmt = (lambda k, n=n: f"{k}/{n}") if has_props else (lambda k, n=n: "n/a")
         print(f"{pair.name:<14} {caught:>5}/{n} {fmt(by_prop):>12} {fmt(no_sweep):>9} "
               f"{false_alarm:>15}/{n} {per:>6.2f}", flush=True)
     return 0

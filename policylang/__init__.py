@@ -11,8 +11,15 @@
 """
 
 from policylang.errors import (
-    Diagnostic, EvalError, PolicyCheckError, PolicyError, PolicyLoadError, PolicySyntaxError,
-    RequestError, Span, StoreUnavailable,
+    Diagnostic,
+    EvalError,
+    PolicyCheckError,
+    PolicyError,
+    PolicyLoadError,
+    PolicySyntaxError,
+    RequestError,
+    Span,
+    StoreUnavailable,
 )
 from policylang.runtime.clock import Clock, FixedClock, SystemClock
 from policylang.runtime.decision import Decision, Effect, ErrorInfo, LimitState, RuleRef

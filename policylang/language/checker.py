@@ -177,7 +177,7 @@ class Typer:
                           (f"known: {', '.join(names[:8])}" if names else f"{owner} declares none"))
 
     def _select(self, base: Type, name: str, e: ast.Expr, operand: ast.Expr) -> Type:
-        base = base.base if base.kind == "enum" else base
+        base = base.base if base.kind in ("enum", "nullable") else base
         if base.kind == "object":
             f = base.field(name)
             if f is None:
@@ -190,6 +190,7 @@ class Typer:
         return self.error("PL103", f"cannot read field '{name}' of {an(base)}", e.span)
 
     def _index(self, base: Type, idx: Type, e: ast.Index) -> Type:
+        base = base.base if base.kind == "nullable" else base
         if base.kind == "list":
             if idx.base.kind not in ("int", "dyn", "number"):
                 self.error("PL103", f"a list index must be an int, not {idx}", e.index.span)
@@ -210,7 +211,7 @@ class Typer:
         return self.error("PL103", f"cannot index {an(base)}", e.span)
 
     def _expect_bool(self, t: Type, span: Span, where: str) -> None:
-        if t.kind not in ("bool", "dyn"):
+        if t.base.kind not in ("bool", "dyn"):
             self.error("PL110", f"{where} needs a bool, but this is {an(t)}", span,
                        "compare it with something, e.g. x != \"\" or size(x) > 0")
 

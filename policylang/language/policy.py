@@ -255,7 +255,7 @@ class Assembler:
                 if name == "map" and len(args) == 1:
                     return map_of(STRING, args[0])
                 if name == "nullable" and len(args) == 1:
-                    return args[0]
+                    return Type("nullable", (args[0],))  # list<T | null>: elements may be null
                 if name in SCALARS or name in ("list", "map"):
                     self.error("PL109", f"'{name}' takes a different number of type parameters",
                                t.span, "e.g. list<string> or map<string, int>")

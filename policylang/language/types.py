@@ -27,6 +27,8 @@ class Type:
                                    for n, f in self.fields[:4]) + (", ...}" if len(self.fields) > 4 else "}")
         if self.kind == "enum":
             return " | ".join(repr(v) if isinstance(v, str) else str(v) for v in self.values)
+        if self.kind == "nullable":
+            return f"{self.params[0]} | null"
         return self.kind
 
     def field(self, name: str) -> FieldType | None:
@@ -37,7 +39,9 @@ class Type:
 
     @property
     def base(self) -> Type:
-        """An enum behaves as the type of its members; other types as themselves."""
+        """An enum behaves as the type of its members, ``T | null`` as T; others as themselves."""
+        if self.kind == "nullable":
+            return self.params[0].base
         if self.kind == "enum":
             kinds = {type(v) for v in self.values}
             if kinds <= {str}:

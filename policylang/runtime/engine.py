@@ -25,13 +25,13 @@ from policylang.compiler.interpreter import Err
 from policylang.compiler.plan import RulePlan
 from policylang.errors import Diagnostic, EvalError, PolicyError, RequestError, StoreUnavailable
 from policylang.language import ast
+from policylang.language.types import Type
 from policylang.runtime import celops, timefuncs
 from policylang.runtime.clock import Clock, SystemClock
 from policylang.runtime.decision import Decision, Effect, ErrorInfo, LimitState, RuleRef, fast
 from policylang.runtime.limits import LimitRequest, LimitStore, MemoryStore
-from policylang.runtime.sessions import MemorySessionStore, SessionStore
 from policylang.runtime.loader import load_sources, read_path
-from policylang.language.types import Type
+from policylang.runtime.sessions import MemorySessionStore, SessionStore
 from policylang.runtime.validation import fast_object_checker, object_checker
 
 AuditSink = Callable[[dict[str, Any]], None] | Any
@@ -235,14 +235,13 @@ class Engine:
         except RequestError as exc:
             return self._failure(prepared, tool, "invalid_request", exc.message)
         session = prepared.policy.session
-        s = None
-        if session is not None:
-            s = self._session(prepared, session, a, p, c, now, tool)
-            if isinstance(s, Decision):
-                return s
+        if session is None:
+            return self._evaluate(prepared, ev, tool, a, p, c, now, None)
+        s = self._session(prepared, session, a, p, c, now, tool)
+        if isinstance(s, Decision):
+            return s
         decision = self._evaluate(prepared, ev, tool, a, p, c, now, s)
-        if s is not None:
-            self._remember(session, s, tool, a, decision, now)
+        self._remember(session, s, tool, a, decision, now)
         return decision
 
     def _evaluate(self, prepared: _Prepared, ev: ToolEvaluator, tool: str, a: Any, p: Any, c: Any,
@@ -361,7 +360,7 @@ class Engine:
             reason = str(exc) if isinstance(exc, StoreUnavailable) else f"{type(exc).__name__}: {exc}"
             return self._failure(prepared, tool, "store_unavailable",
                                  f"the rate-limit store is unavailable ({reason})")
-        states = [fast(LimitState, 
+        states = [fast(LimitState,
             id=lp.id, key=key_text or None, used=o.used, limit=float(lp.limit.amount),
             window_seconds=lp.limit.window.total_seconds(), cost=r.cost, exceeded=not o.fits,
             location=str(lp.span)) for (lp, key_text), o, r in zip(plans, outcomes, requests, strict=True)]
@@ -371,7 +370,7 @@ class Engine:
             who = f" for {hit.key}" if hit.key else ""
             reason = (f"rate limit {hit.id} reached: {celops.format_value(hit.limit)} per {window}{who} "
                       f"(used {celops.format_value(hit.used)})")
-            return fast(Decision, 
+            return fast(Decision,
                 effect=Effect.DENY, tool=tool, code="rate_limited", reasons=[reason], rules=[],
                 limits=states, errors=[], message=f"{tool} denied: {reason}; try again later",
                 decision_id="", policy=prepared.policy.name, policy_version=prepared.policy.version,
@@ -431,7 +430,7 @@ class Engine:
             message = f"{tool} allowed" + (f": {'; '.join(reasons)}" if reasons else "")
         if errors and effect is not Effect.DENY:
             message += f" (note: {len(errors)} rule{'s' if len(errors) > 1 else ''} could not be evaluated)"
-        return fast(Decision, 
+        return fast(Decision,
             effect=effect, tool=tool, code=code, reasons=reasons, rules=refs, limits=limits,
             errors=errors, message=message, decision_id="", policy=prepared.policy.name,
             policy_version=prepared.policy.version, policy_hash=prepared.hash, at=now, elapsed_us=0.0)
@@ -449,7 +448,7 @@ class Engine:
     def _failure(self, prepared: _Prepared | None, tool: str, code: str, reason: str) -> Decision:
         hints = {"invalid_request": "; fix the arguments and try again",
                  "unknown_tool": "", "store_unavailable": "; try again later"}
-        return fast(Decision, 
+        return fast(Decision,
             effect=Effect.DENY, tool=tool, code=code, reasons=[reason], rules=[], limits=[],
             errors=[fast(ErrorInfo, rule=None, location=None, message=reason)]
             if code in ("internal_error", "evaluation_error", "store_unavailable") else [],

@@ -110,6 +110,12 @@ def checker_for(t: Type, zone: tzinfo, strict_objects: bool = True, depth: int =
             raise RequestError(f"argument '{path}' must be one of {shown}, got "
                                f"{celops.format_value(v)!r}", path)
         return check_enum
+    if k == "nullable":
+        inner = checker_for(t.params[0], zone, strict_objects, depth + 1)
+
+        def check_nullable(v: Any, path: str) -> Any:
+            return None if v is None else inner(v, path)
+        return check_nullable
     if depth > MAX_DEPTH:
         return lambda v, path: v
     if k == "list":
@@ -279,4 +285,4 @@ def fast_object_checker(t: Type, slow: Check, copy: bool, strict: bool = True) -
                                            "bool": bool, "list": list, "dict": dict, "all": all,
                                            "len": len}, **consts}
     exec(compile(source, "<policylang validator>", "exec"), ns)  # noqa: S102 - our own source
-    return ns["check"]  # type: ignore[no-any-return]
+    return ns["check"]

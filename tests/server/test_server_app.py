@@ -12,7 +12,14 @@ pytest.importorskip("httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
 from policylang import Decision, Engine  # noqa: E402
-from policylang.server import Metrics, PolicyWatcher, check_bind, create_app, is_loopback, read_token  # noqa: E402
+from policylang.server import (  # noqa: E402
+    Metrics,
+    PolicyWatcher,
+    check_bind,
+    create_app,
+    is_loopback,
+    read_token,
+)
 from policylang.server.openapi import openapi_document  # noqa: E402
 
 POLICY = """

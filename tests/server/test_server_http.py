@@ -83,7 +83,7 @@ def test_watch_reloads_a_running_server(live_server, tmp_path: Path) -> None:
         conn.close()
 
 
-def test_schemathesis_finds_no_server_errors(live_server) -> None:
+def test_schemathesis_finds_no_server_errors(live_server, tmp_path: Path) -> None:
     """Fuzz every operation in /openapi.json (bounded): no 5xx, responses match the document."""
     pytest.importorskip("schemathesis")
     rules = Path(__file__).resolve().parents[2] / "rules"
@@ -96,6 +96,6 @@ def test_schemathesis_finds_no_server_errors(live_server) -> None:
             [*cmd, "run", f"{srv.url}/openapi.json", "--checks", "all", "--max-examples", "25",
              "--seed", "1", "--generation-deterministic", "-H", "Authorization: Bearer fuzz",
              "--no-color"],
-            capture_output=True, text=True, timeout=120)
+            capture_output=True, text=True, timeout=120, cwd=tmp_path)  # its cache goes there
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
         assert "No issues found" in proc.stdout
