@@ -13,7 +13,6 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
-
 M = TypeVar("M", bound=BaseModel)
 
 

@@ -38,6 +38,27 @@ AuditSink = Callable[[dict[str, Any]], None] | Any
 
 _EFFECTS = {"allow": Effect.ALLOW, "deny": Effect.DENY, "confirm": Effect.CONFIRM}
 _NOW_CACHE_SIZE = 256
+_OUTCOME_CACHE_SIZE = 4096
+_DECISION_EXTRAS = {"__pydantic_extra__": None, "__pydantic_private__": None}
+
+
+def _decision(effect: Effect, tool: str, code: str, reasons: list[str], refs: list[Any],
+              limits: list[Any], errors: list[Any], message: str, prepared: _Prepared,
+              now: datetime) -> Decision:
+    """A Decision built from fields our own code produced (no validation: see decision.fast)."""
+    d = Decision.__new__(Decision)
+    object.__setattr__(d, "__dict__", {
+        "effect": effect, "tool": tool, "code": code, "reasons": reasons, "rules": refs,
+        "limits": limits, "errors": errors, "message": message, "decision_id": "",
+        "policy": prepared.name, "policy_version": prepared.version, "policy_hash": prepared.hash,
+        "at": now, "elapsed_us": 0.0})
+    object.__setattr__(d, "__pydantic_fields_set__", _ALL_FIELDS)
+    object.__setattr__(d, "__pydantic_extra__", None)
+    object.__setattr__(d, "__pydantic_private__", None)
+    return d
+
+
+_ALL_FIELDS = frozenset(Decision.model_fields)
 
 
 def combine(denied: bool, limit_exhausted: bool, confirmed: bool, allowed: bool,
@@ -77,6 +98,9 @@ class _Prepared:
         self.hash = self.policy.content_hash
         self.undeclared_open = self.policy.open_tools or self.policy.default == "allow"
         self.now_cache: dict[str, datetime] = {}
+        self.outcomes: dict[tuple[Any, ...], tuple[str, tuple[str, ...], tuple[Any, ...], str]] = {}
+        self.name = self.policy.name
+        self.version = self.policy.version
         # RuleRefs of rules with a fixed reason are shared between decisions (never mutated).
         self.refs: dict[int, RuleRef] = {}
 
@@ -380,6 +404,13 @@ class Engine:
     def _build(self, prepared: _Prepared, tool: str, effect: Effect, hits: list[RulePlan],
                errs: list[tuple[RulePlan, str]] | None, limits: list[LimitState], a: Any, p: Any,
                c: Any, now: datetime, from_default: bool = False) -> Decision:
+        if not errs:  # the common case: the outcome's texts depend only on which rules matched
+            key = (tool, effect, from_default, *[r.index for r in hits])
+            cached = prepared.outcomes.get(key)
+            if cached is not None:
+                code, reasons_t, refs_t, message = cached
+                return _decision(effect, tool, code, list(reasons_t), list(refs_t), limits, [],
+                                 message, prepared, now)
         refs = []
         reasons = []
         env = None
@@ -430,10 +461,12 @@ class Engine:
             message = f"{tool} allowed" + (f": {'; '.join(reasons)}" if reasons else "")
         if errors and effect is not Effect.DENY:
             message += f" (note: {len(errors)} rule{'s' if len(errors) > 1 else ''} could not be evaluated)"
-        return fast(Decision,
-            effect=effect, tool=tool, code=code, reasons=reasons, rules=refs, limits=limits,
-            errors=errors, message=message, decision_id="", policy=prepared.policy.name,
-            policy_version=prepared.policy.version, policy_hash=prepared.hash, at=now, elapsed_us=0.0)
+        if not errs and env is None:  # no template was rendered: safe to reuse
+            if len(prepared.outcomes) >= _OUTCOME_CACHE_SIZE:
+                prepared.outcomes.clear()
+            prepared.outcomes[(tool, effect, from_default, *[r.index for r in hits])] = (
+                code, tuple(reasons), tuple(refs), message)
+        return _decision(effect, tool, code, reasons, refs, limits, errors, message, prepared, now)
 
     def _render(self, prepared: _Prepared, message: ast.Message, env: dict[str, Any]) -> str:
         out = []
