@@ -70,3 +70,12 @@ def test_cel_example_parses(where: str, body: str) -> None:
         parse_expr(body, where)
     except PolicySyntaxError as exc:  # pragma: no cover
         pytest.fail(f"expression at {where} does not parse:\n{exc}")
+
+
+def test_diagnostic_code_table_matches_the_registry():
+    """docs/language.md lists exactly the codes policylang can report, with their summaries."""
+    from policylang.language.codes import CODES
+
+    text = (ROOT / "docs" / "language.md").read_text("utf-8")
+    for code, c in CODES.items():
+        assert f"| `{code}` | {c.name} | {c.severity} | {c.summary} |" in text, code
