@@ -15,6 +15,7 @@ import itertools
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -39,6 +40,7 @@ AuditSink = Callable[[dict[str, Any]], None] | Any
 _EFFECTS = {"allow": Effect.ALLOW, "deny": Effect.DENY, "confirm": Effect.CONFIRM}
 _NOW_CACHE_SIZE = 256
 _OUTCOME_CACHE_SIZE = 4096
+_PENDING_CONFIRMS = 10_000
 _DECISION_EXTRAS = {"__pydantic_extra__": None, "__pydantic_private__": None}
 
 
@@ -121,6 +123,9 @@ class Engine:
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
         self._reload_lock = threading.Lock()
+        # confirm decisions waiting for approval: decision id -> their session record
+        self._pending: OrderedDict[str, tuple[ast.SessionDecl, str, dict[str, Any]]] = OrderedDict()
+        self._pending_lock = threading.Lock()
 
     # ---- construction
 
@@ -222,20 +227,21 @@ class Engine:
         """Decide one tool call. Never raises: any failure is a deny that says why."""
         started = time.perf_counter()
         prepared = self._prepared  # one snapshot for the whole decision
+        did = f"{self._id_prefix}-{next(self._ids):x}"
         try:
-            decision = self._decide(prepared, tool, args, principal, context)
+            decision = self._decide(prepared, tool, args, principal, context, did)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything at all
             decision = self._failure(prepared, tool, "internal_error",
                                      f"internal error while deciding: {type(exc).__name__}: {exc}")
         fields = decision.__dict__  # plain writes: pydantic's __setattr__ costs a microsecond
         fields["elapsed_us"] = (time.perf_counter() - started) * 1e6
-        fields["decision_id"] = f"{self._id_prefix}-{next(self._ids):x}"
+        fields["decision_id"] = did
         if self.audit is not None:
             decision = self._record(decision, prepared, tool, args, principal, context)
         return decision
 
     def _decide(self, prepared: _Prepared | None, tool: Any, args: Any, principal: Any,
-                context: Any) -> Decision:
+                context: Any, did: str = "") -> Decision:
         if prepared is None:
             return self._failure(None, str(tool), "no_policy", "no policy is loaded")
         if not isinstance(tool, str) or not tool:
@@ -265,14 +271,14 @@ class Engine:
         if isinstance(s, Decision):
             return s
         decision = self._evaluate(prepared, ev, tool, a, p, c, now, s)
-        self._remember(session, s, tool, a, decision, now)
+        self._remember(session, s, tool, a, decision, now, did)
         return decision
 
     def _evaluate(self, prepared: _Prepared, ev: ToolEvaluator, tool: str, a: Any, p: Any, c: Any,
                   now: datetime, s: Any) -> Decision:
         effect, hits, errs = ev.run(a, p, c, now, tool, s)
         if effect == "deny":
-            return self._build(prepared, tool, Effect.DENY, hits, errs, [], a, p, c, now)
+            return self._build(prepared, tool, Effect.DENY, hits, errs, [], a, p, c, now, s=s)
         candidate = _EFFECTS[effect] if effect else _EFFECTS[prepared.policy.default]
         limits: list[LimitState] = []
         if ev.limits and candidate is not Effect.DENY:
@@ -282,7 +288,7 @@ class Engine:
                 return outcome
             limits = outcome
         return self._build(prepared, tool, candidate, hits, errs, limits, a, p, c, now,
-                           from_default=effect is None)
+                           from_default=effect is None, s=s)
 
     def _session(self, prepared: _Prepared, session: ast.SessionDecl, a: Any, p: Any, c: Any,
                  now: datetime, tool: str) -> dict[str, Any] | Decision:
@@ -307,8 +313,13 @@ class Engine:
         return {"id": sid, "calls": calls, "_key": f"{prepared.policy.name}\x1f{sid}"}
 
     def _remember(self, session: ast.SessionDecl, s: dict[str, Any], tool: str, a: Any,
-                  decision: Decision, now: datetime) -> None:
+                  decision: Decision, now: datetime, did: str = "") -> None:
         call = {"tool": tool, "args": a, "effect": decision.effect.value, "at": now}
+        if decision.effect is Effect.CONFIRM and did:  # commit() records the approved call
+            with self._pending_lock:
+                self._pending[did] = (session, s["_key"], call)
+                while len(self._pending) > _PENDING_CONFIRMS:
+                    self._pending.popitem(last=False)
         try:
             self.sessions.append(s["_key"], call, now.timestamp(), session.keep,
                                  session.ttl.total_seconds())
@@ -403,7 +414,7 @@ class Engine:
 
     def _build(self, prepared: _Prepared, tool: str, effect: Effect, hits: list[RulePlan],
                errs: list[tuple[RulePlan, str]] | None, limits: list[LimitState], a: Any, p: Any,
-               c: Any, now: datetime, from_default: bool = False) -> Decision:
+               c: Any, now: datetime, from_default: bool = False, s: Any = None) -> Decision:
         if not errs:  # the common case: the outcome's texts depend only on which rules matched
             key = (tool, effect, from_default, *[r.index for r in hits])
             cached = prepared.outcomes.get(key)
@@ -422,7 +433,7 @@ class Engine:
                     reason = first if isinstance(first, str) else ""
                 else:
                     if env is None:
-                        env = prepared.compiled.env(a, p, c, now, tool, None)
+                        env = prepared.compiled.env(a, p, c, now, tool, s)
                     reason = self._render(prepared, r.because, env)
             if r.because is None or r.because.is_plain:
                 ref = prepared.refs.get(r.index)
@@ -526,7 +537,7 @@ class Engine:
         """
         requests = self.limit_requests(decision)
         if not requests:
-            return decision
+            return self._approved(decision)
         tool = decision.tool
         try:
             outcomes = self.store.acquire(requests, self.clock.now().timestamp(), True)
@@ -543,6 +554,21 @@ class Engine:
                 return self.reject(tool, "rate_limited",
                                    f"rate limit {s.id} reached: {celops.format_value(s.limit)} per {window}"
                                    f"{f' for {s.key}' if s.key else ''} (used {celops.format_value(o.used)})")
+        return self._approved(decision)
+
+    def _approved(self, decision: Decision) -> Decision:
+        """An approved confirm ran: the session history now counts it as allowed."""
+        with self._pending_lock:
+            pending = self._pending.pop(decision.decision_id, None)
+        if pending is not None:
+            session, key, call = pending
+            now = self.clock.now()
+            try:
+                self.sessions.append(key, {**call, "effect": "allow", "at": now}, now.timestamp(),
+                                     session.keep, session.ttl.total_seconds())
+            except Exception as exc:  # noqa: BLE001 - an unrecorded approval must not run
+                return self.reject(decision.tool, "store_unavailable",
+                                   f"the session store is unavailable ({type(exc).__name__}: {exc})")
         return decision
 
     def refund(self, decision: Decision) -> None:

@@ -530,3 +530,19 @@ def test_undeclared_context_keys_can_be_read_with_has_and_index():
     e = eng(text)
     assert e.decide("t", context={"flag": "stop"}).effect is DENY
     assert e.decide("t", context={}).effect is ALLOW
+
+
+def test_an_approved_confirm_counts_as_allowed_in_the_session_history():
+    text = ('context { sid: string }\nsession by context.sid\ntool t.run { x: int }\nallow t.run\n'
+            'confirm t.run when args.x > 10 because "big"\n'
+            'rule once: deny t.run when session.count("t.run") >= 1 because "{session.count(\'t.run\')} earlier"\n')
+    e = Engine.from_string(text)
+    ctx = {"sid": "a"}
+    first = e.decide("t.run", args={"x": 50}, context=ctx)
+    assert first.effect is CONFIRM
+    # not approved yet: the confirm alone does not count as a call that ran
+    assert e.decide("t.run", args={"x": 1}, context={"sid": "b"}).effect is ALLOW
+    assert e.commit(first).effect is CONFIRM
+    again = e.decide("t.run", args={"x": 1}, context=ctx)
+    assert again.effect is DENY
+    assert again.reasons == ["1 earlier"]
