@@ -35,6 +35,7 @@ from policylang.runtime.clock import FixedClock
 from policylang.runtime.decision import Decision
 from policylang.runtime.engine import Engine
 from policylang.runtime.limits import MemoryStore
+from policylang.runtime.sessions import MemorySessionStore
 from policylang.runtime.validation import object_checker
 from policylang.testing.strategies import RequestSpace, expr_paths, format_ts, space_for, tools_of
 
@@ -83,10 +84,13 @@ class Harness:
             now = timefuncs.parse_timestamp(pinned, self.zone) if pinned is not None else self.space.now
         except (RequestError, EvalError, TypeError, ValueError):
             return None
-        return self.compiled.env(a, p, c, now, tool, None)
+        session = {"id": "", "calls": []} if self.policy.session is not None else None
+        return self.compiled.env(a, p, c, now, tool, session)
 
     def decide(self, req: dict[str, Any]) -> Decision:
+        """Decide one request as if it were the first: no limit state, no session history."""
         self.engine.store = MemoryStore()
+        self.engine.sessions = MemorySessionStore()
         return self.engine.decide(req["tool"], args=copy.deepcopy(req.get("args")),
                                   principal=copy.deepcopy(req.get("principal")),
                                   context=copy.deepcopy(req.get("context")))

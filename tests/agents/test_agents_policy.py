@@ -188,8 +188,6 @@ rule once: deny t.run when session.count("t.run") >= 1 because "{session.count('
     assert d.reasons == ["1 earlier call(s)"]
 
 
-@pytest.mark.xfail(strict=True, reason="the test harness keeps session history between generated "
-                   "requests, so deciding a request twice looks nondeterministic")
 def test_policy_test_isolates_session_history(tmp_path: Path) -> None:
     (tmp_path / "p.policy").write_text("""
 policy repro

@@ -165,7 +165,7 @@ def test_pytest_plugin_collects_cases_and_assertions(pytester) -> None:  # type:
     src = Path(__file__).parent / "buggy" / "off_by_one" / "buggy"
     for f in src.iterdir():
         (pytester.path / f.name).write_text(f.read_text())
-    result = pytester.runpytest("-p", "policylang.testing.pytest_plugin", "-p", "no:cacheprovider",
+    result = pytester.runpytest("-p", "no:cacheprovider",  # the plugin loads by its entry point
                                 "--policylang-max-examples", "100")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*amount: 10000*", "*want:*", "*- deny*"])
