@@ -272,6 +272,22 @@ class LimitRule:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerDecl:
+    """``breaker TOOLS after N failures in WINDOW for COOLDOWN``: a circuit breaker.
+
+    Guards count the executor's failures per tool; after N within the window
+    calls are denied ``circuit_open`` for the cool-down, then one probe runs.
+    """
+
+    tools: tuple[ToolPattern, ...]
+    failures: int
+    window: timedelta
+    cooldown: timedelta
+    name: str | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class SessionDecl:
     """``session by KEY [keep N] [for TTL]``: the engine remembers calls per session.
 
@@ -316,7 +332,7 @@ class Assertion:
 
 
 Statement = (Header | DefaultDecl | TimezoneDecl | ToolDecl | ShapeDecl | Rule | LimitRule
-             | FunctionDef | Assertion | SessionDecl)
+             | FunctionDef | Assertion | SessionDecl | BreakerDecl)
 
 
 @dataclass(frozen=True, slots=True)

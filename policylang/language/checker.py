@@ -591,6 +591,8 @@ def check(files: list[ast.PolicyFile], data: dict[str, Any] | None = None,
                 for part in rule.because.parts:
                     if not isinstance(part, str):
                         typer.infer(part)
+    for breaker in policy.breakers:
+        _check_patterns(policy, breaker.tools, diags)
     for limit in policy.limits:
         _check_patterns(policy, limit.tools, diags)
         for tool in rule_tools(policy, limit.tools):

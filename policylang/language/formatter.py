@@ -434,6 +434,9 @@ def _statement(stmt: ast.Statement) -> list[str]:
             head = (f"{_named(stmt.name)}assert {stmt.quantifier} {stmt.effect} "
                     f"{_tools(stmt.tools)}")
             return _clauses(head, clauses)
+        case ast.BreakerDecl(tools=tools, failures=n, window=window, cooldown=cooldown):
+            return [f"{_named(stmt.name)}breaker {_tools(tools)} after {n} failures in "
+                    f"{format_duration(window)} for {format_duration(cooldown)}"]
         case ast.SessionDecl(key=key, keep=keep, ttl=ttl):
             return [f"session by {format_expr(key)} keep {keep} calls for {format_duration(ttl)}"]
     raise FormatError(f"cannot format {type(stmt).__name__} as a statement")
@@ -526,7 +529,7 @@ _KINDS: dict[type, str] = {
     ast.Header: "preamble", ast.DefaultDecl: "preamble", ast.TimezoneDecl: "preamble",
     ast.ToolDecl: "declaration", ast.ShapeDecl: "declaration", ast.Rule: "rule",
     ast.LimitRule: "limit", ast.FunctionDef: "def", ast.Assertion: "assert",
-    ast.SessionDecl: "preamble",
+    ast.SessionDecl: "preamble", ast.BreakerDecl: "limit",
 }
 
 

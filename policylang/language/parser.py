@@ -492,7 +492,7 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Rule(effect, tools, when=parts.get("when"), unless=parts.get("unless"),
                         because=parts.get("because"), span=self._span(meta))
 
-    def named_stmt(self, meta: Any, items: list[Any]) -> ast.Rule | ast.LimitRule | ast.Assertion:
+    def named_stmt(self, meta: Any, items: list[Any]) -> Any:
         name_tok, stmt = items
         name = self._string(name_tok) if name_tok.type == "STRING" else name_tok.value
         if not name.strip():
@@ -553,6 +553,16 @@ class _ToAst(Transformer_NonRecursive):
 
     def limit_fail(self, meta: Any, items: list[Token]) -> tuple[str, str]:
         return ("fail", "allow" if items[0].value == "open" else "deny")
+
+    def breaker_stmt(self, meta: Any, items: list[Any]) -> ast.BreakerDecl:
+        tools, count_tok, _in, window, cooldown = items
+        span = self._span(meta)
+        count = int(self._number(count_tok))
+        if count < 1:
+            raise self._error("a breaker opens after at least 1 failure", span)
+        if cooldown.total_seconds() <= 0:
+            raise self._error("a breaker's cool-down must be longer than zero", span)
+        return ast.BreakerDecl(tools, count, window, cooldown, span=span)
 
     def session_decl(self, meta: Any, items: list[Any]) -> ast.SessionDecl:
         key, *opts = items

@@ -66,6 +66,7 @@ class Policy:
     header_span: Span = NO_SPAN
     timezone_declared: bool = False
     session: ast.SessionDecl | None = None
+    breakers: list[ast.BreakerDecl] = field(default_factory=list)
 
     @property
     def open_tools(self) -> bool:
@@ -171,6 +172,8 @@ class Assembler:
                         policy.defs[name] = stmt
                     case ast.Assertion():
                         policy.assertions.append(stmt)
+                    case ast.BreakerDecl():
+                        policy.breakers.append(stmt)
                     case ast.SessionDecl():
                         if policy.session is not None:
                             self.error("PL108", "a second session declaration: a policy has one",

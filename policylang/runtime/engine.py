@@ -227,6 +227,8 @@ class Engine:
         """Decide one tool call. Never raises: any failure is a deny that says why."""
         started = time.perf_counter()
         prepared = self._prepared  # one snapshot for the whole decision
+        if type(tool) is not str and isinstance(tool, str):
+            tool = str.__str__(tool)  # a str subclass's own __format__/__eq__ never runs in here
         did = f"{self._id_prefix}-{next(self._ids):x}"
         try:
             decision = self._decide(prepared, tool, args, principal, context, did)
@@ -605,9 +607,10 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - the sink failing must not allow anything
             if decision.effect is not Effect.DENY:
                 reason = f"the audit log is unavailable ({type(exc).__name__}: {exc})"
-                decision = decision.model_copy(update={
-                    "effect": Effect.DENY, "code": "audit_unavailable",
-                    "reasons": [reason], "message": f"{tool} denied: {reason}"})
+                # plain writes, like _remember: the fast-built Decision has a frozen fields-set,
+                # so pydantic's model_copy(update=...) would raise here
+                decision.__dict__.update(effect=Effect.DENY, code="audit_unavailable",
+                                         reasons=[reason], message=f"{tool} denied: {reason}")
         return decision
 
 

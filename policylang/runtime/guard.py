@@ -367,9 +367,24 @@ class Guard:
                 config = next((v for k, v in self.breaker_config.items()
                                if any(ch in k for ch in "*?[") and fnmatch.fnmatchcase(tool, k)), None)
             if config is None:
+                config = self._declared_breaker(tool)
+            if config is None:
                 return None
             b = self._breakers[tool] = _BreakerState(config)
             return b
+
+    def _declared_breaker(self, tool: str) -> Breaker | None:
+        """A breaker the policy declares (``breaker TOOLS after N failures in W for C``)."""
+        from policylang.language.policy import tool_matches
+
+        compiled = self.engine.compiled
+        if compiled is None:
+            return None
+        for decl in compiled.policy.breakers:
+            if any(tool_matches(p.pattern, tool) for p in decl.tools):
+                return Breaker(failures=decl.failures, window=decl.window.total_seconds(),
+                               cooldown=decl.cooldown.total_seconds())
+        return None
 
     def _who(self, principal: Any, context: Any) -> tuple[Any, Any]:
         if principal is None:

@@ -298,3 +298,26 @@ def test_outcome_records_are_json(engine, records):
     guard = Guard(engine, {"pay": lambda amount, to: "ok"})
     guard.call("pay", {"amount": 1, "to": "b"}, principal=AGENT)
     json.dumps(records)
+
+
+def test_breaker_declared_in_the_policy_opens_after_failures():
+    from policylang import Engine
+    from policylang.runtime.guard import Guard, PolicyDenied
+
+    src = ("tool crm.update { id: string }\nallow crm.update\n"
+           "rule crm_breaker: breaker crm.* after 2 failures in 1m for 5m\n")
+    engine = Engine.from_string(src)
+    ran: list[str] = []
+
+    def update(id: str) -> None:
+        ran.append(id)
+        raise RuntimeError("crm is down")
+
+    guard = Guard(engine, tools={"crm.update": update})
+    for i in range(2):
+        with pytest.raises(RuntimeError):
+            guard.call("crm.update", {"id": str(i)})
+    with pytest.raises(PolicyDenied) as info:
+        guard.call("crm.update", {"id": "2"})
+    assert info.value.decision.code == "circuit_open"
+    assert ran == ["0", "1"]  # the third call never reached the executor
