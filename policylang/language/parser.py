@@ -138,7 +138,7 @@ _FRIENDLY = {
     "OPTIONAL": "'?'", "NEG": "'-'",
 }
 _STATEMENT_STARTS = {"ALLOW", "DENY", "CONFIRM", "LIMIT", "TOOL", "RULE", "DEF", "ASSERT",
-                     "POLICY", "DEFAULT", "TIMEZONE", "PRINCIPAL", "CONTEXT"}
+                     "POLICY", "DEFAULT", "TIMEZONE", "PRINCIPAL", "CONTEXT", "SESSION", "BREAKER"}
 _OPERATORS = {"REL_OP", "IN", "ADD_OP", "MUL_OP", "AMPAMP", "OROR", "QMARK", "DOT", "LSQB", "LPAR"}
 
 

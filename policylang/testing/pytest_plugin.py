@@ -14,6 +14,7 @@ Keep deliberately broken fixtures out with pytest's own ``collect_ignore``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,21 @@ def pytest_collect_file(file_path: Path, parent: Any) -> Any:
     if name.endswith(CASE_SUFFIXES):
         return CasesFile.from_parent(parent, path=file_path)
     if name.endswith(".policy"):
-        first = sorted(p.name for p in file_path.parent.glob("*.policy"))
-        if first and first[0] == name:
+        files = sorted(file_path.parent.glob("*.policy"))
+        if files and files[0].name == name and any(_has_assertions(f) for f in files):
             return PolicyFolder.from_parent(parent, path=file_path)
     return None
+
+
+_ASSERT = re.compile(r"(?m)^\s*(?:rule\s+\S+?\s*:\s*)?assert\s+(?:always|never)\b")
+
+
+def _has_assertions(path: Path) -> bool:
+    """Cheap text check, so folders without assertions are never loaded just to look."""
+    try:
+        return _ASSERT.search(path.read_text("utf-8", errors="replace")) is not None
+    except OSError:
+        return False
 
 
 _ENGINES: dict[str, Any] = {}
