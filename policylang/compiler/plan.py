@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from policylang.errors import Span
 from policylang.language import ast
 from policylang.language.checker import rule_tools
-from policylang.language.policy import Policy, tool_matches
-
-TRUE = ast.Literal_(True, "bool")
+from policylang.language.policy import TRUE, Policy, condition_of, tool_matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,15 +53,6 @@ class ToolPlan:
 
     def rules(self) -> list[RulePlan]:
         return [*self.deny, *self.confirm, *self.allow]
-
-
-def condition_of(rule: ast.Rule) -> ast.Expr:
-    """``when W unless U`` → ``W && !U``; no ``when`` → true."""
-    cond = rule.when if rule.when is not None else TRUE
-    if rule.unless is not None:
-        neg = ast.Unary("!", rule.unless, span=rule.unless.span)
-        cond = neg if rule.when is None else ast.Binary("&&", cond, neg, span=rule.span)
-    return cond
 
 
 def rule_plans(policy: Policy) -> list[RulePlan]:

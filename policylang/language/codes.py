@@ -164,6 +164,12 @@ _ALL: list[Code] = [
          "The header names the policy in decisions and audit records; without it the name is 'policy'. "
          "In a folder, put it in one file (e.g. main.policy).",
          "default deny\nallow x", 'add: policy payments version "1.0.0"'),
+    Code("PL211", "session-too-short", "warning",
+         "A rule counts more earlier calls than the session declaration keeps.",
+         "The engine remembers at most 'keep' calls per session; a count above that can never be "
+         "reached, so the rule silently stops working.",
+         'session by context.session_id keep 10\ndeny t when session.count("t") > 20',
+         "raise keep, or count over a shorter history"),
 ]
 
 CODES: dict[str, Code] = {c.code: c for c in _ALL}

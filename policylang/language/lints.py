@@ -26,7 +26,7 @@ from typing import Any
 
 from policylang.errors import Diagnostic, Span
 from policylang.language import ast
-from policylang.language.policy import Policy, tool_matches
+from policylang.language.policy import Policy, condition_of, tool_matches
 
 __all__ = ["lint", "Domain"]
 
@@ -265,7 +265,6 @@ class _Linter:
         return text
 
     def run(self) -> list[Diagnostic]:
-        from policylang.compiler.plan import condition_of
 
         for rule in self.policy.rules:
             self.conditions(condition_of(rule), rule.span)
@@ -280,6 +279,7 @@ class _Linter:
                 self.warn("PL208", f"limit {self.policy.rule_id(lim)} allows zero calls, so it "
                           "denies every call it applies to", lim.span,
                           "write a deny rule with a reason instead, or raise the limit")
+        self.session_history()
         self.data_regexes()
         self.shadowed_allows()
         self.duplicates()
@@ -372,7 +372,6 @@ class _Linter:
     # ---- PL203
 
     def shadowed_allows(self) -> None:
-        from policylang.compiler.plan import condition_of
 
         policy = self.policy
         denies = [(r, _Conj.of(condition_of(r))) for r in policy.rules if r.effect == "deny"]
@@ -463,6 +462,19 @@ class _Linter:
                           "add an allow rule for it, or remove the declaration")
 
     # ---- PL207
+
+    def session_history(self) -> None:
+        """PL211: a rule counts more earlier calls than the session remembers."""
+        session = self.policy.session
+        if session is None:
+            return
+        for rule in self.policy.rules:
+            for needed, node in session_needs(condition_of(rule)):
+                if needed > session.keep:
+                    self.warn("PL211", f"rule {self.policy.rule_id(rule)} counts {needed} earlier calls, "
+                              f"but the session keeps only {session.keep}", node.span if node.span.line
+                              else rule.span,
+                              f"raise it: session by ... keep {needed} calls")
 
     def data_regexes(self) -> None:
         from policylang.runtime.celops import regex_problem
@@ -587,6 +599,30 @@ def _matches_calls(root: ast.Expr, data: dict[str, Any]) -> Iterator[tuple[ast.C
             stack.extend((c, inner) for c in ([node.condition] if node.condition else []) + [node.body])
             continue
         stack.extend((c, local) for c in ast.children(node))
+
+
+def _counts_session_calls(e: ast.Expr) -> bool:
+    """``size(session.calls...)``, as ``session.count(...)`` expands."""
+    if not (isinstance(e, ast.Call) and e.function == "size" and len(e.args) == 1):
+        return False
+    arg = e.args[0]
+    if isinstance(arg, ast.Comprehension):
+        arg = arg.target
+    return (isinstance(arg, ast.Select) and arg.field == "calls" and isinstance(arg.operand, ast.Ident)
+            and arg.operand.name == "session")
+
+
+def session_needs(expr: ast.Expr) -> Iterator[tuple[int, ast.Expr]]:
+    """How many remembered calls each session count in ``expr`` needs to be able to hold."""
+    flip = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+    for node in ast.walk(expr):
+        if not isinstance(node, ast.Binary) or node.op not in flip:
+            continue
+        for count, other, op in ((node.left, node.right, node.op), (node.right, node.left, flip[node.op])):
+            if _counts_session_calls(count) and isinstance(other, ast.Literal_) \
+                    and type(other.value) is int:
+                n = other.value
+                yield (n + 1 if op in (">", "<=") else n), node
 
 
 def lint(policy: Policy, files: list[ast.PolicyFile], sources: dict[str, str]) -> list[Diagnostic]:

@@ -92,6 +92,18 @@ class Policy:
         return f"{short_path(rule.span.file)}:{rule.span.line}"
 
 
+TRUE = ast.Literal_(True, "bool")
+
+
+def condition_of(rule: ast.Rule) -> ast.Expr:
+    """``when W unless U`` → ``W && !U``; no ``when`` → true."""
+    cond = rule.when if rule.when is not None else TRUE
+    if rule.unless is not None:
+        neg = ast.Unary("!", rule.unless, span=rule.unless.span)
+        cond = neg if rule.when is None else ast.Binary("&&", cond, neg, span=rule.span)
+    return cond
+
+
 def short_path(path: str) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1]
 

@@ -183,3 +183,22 @@ def test_every_code_is_documented() -> None:
         assert code in explain(code)
     for n in [*range(1, 7), *range(101, 118), *range(201, 211)]:
         assert f"PL{n:03d}" in CODES
+
+
+def test_pl211_fires_when_a_rule_counts_more_calls_than_the_session_keeps():
+    from policylang.language.checker import check
+    from policylang.language.lints import lint
+    from policylang.language.parser import parse
+
+    def codes(text: str) -> list[str]:
+        files = [parse(text, "s.policy")]
+        policy, _ = check(files, {}, {"s.policy": text})
+        return [d.code for d in lint(policy, files, {"s.policy": text})]
+
+    head = 'policy s\ntool t {}\ncontext { sid: string }\nallow t\n'
+    assert "PL211" in codes(head + 'session by context.sid keep 10\n'
+                            'deny t when session.count("t") > 10 because "too many"\n')
+    assert "PL211" in codes(head + 'session by context.sid keep 10\n'
+                            'deny t when 11 <= session.count("t") because "too many"\n')
+    assert "PL211" not in codes(head + 'session by context.sid keep 10\n'
+                                'deny t when session.count("t") >= 10 because "enough"\n')
