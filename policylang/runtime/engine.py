@@ -38,8 +38,8 @@ from policylang.runtime.validation import fast_object_checker, object_checker
 AuditSink = Callable[[dict[str, Any]], None] | Any
 
 _EFFECTS = {"allow": Effect.ALLOW, "deny": Effect.DENY, "confirm": Effect.CONFIRM}
-_NOW_CACHE_SIZE = 256
-_OUTCOME_CACHE_SIZE = 4096
+_NOW_CACHE_SIZE = 4096
+_OUTCOME_CACHE_SIZE = 65_536
 _PENDING_CONFIRMS = 10_000
 _DECISION_EXTRAS = {"__pydantic_extra__": None, "__pydantic_private__": None}
 
@@ -630,13 +630,41 @@ def audit_record(decision: Decision, prepared: _Prepared | None, args: Any, prin
     if isinstance(args, dict) and secret:
         shown_args = {k: ("[redacted]" if k in secret else v) for k, v in args.items()}
     pid = principal.get("id") if isinstance(principal, dict) else None
-    record = decision.model_dump(mode="json")
-    record.update({"args": _jsonable(shown_args), "principal_id": _jsonable(pid),
-                   "principal": _jsonable(principal), "context": _jsonable(context)})
-    return record
+    d = decision.__dict__
+    at = d["at"]
+    # Built by hand: the same keys and values as decision.model_dump(mode="json"),
+    # several times cheaper on the decision path (tests check they stay equal).
+    return {
+        "effect": d["effect"].value, "tool": d["tool"], "code": d["code"],
+        "reasons": list(d["reasons"]),
+        "rules": [_RULE_KEYS(r.__dict__) for r in d["rules"]],
+        "limits": [dict(s.__dict__) for s in d["limits"]],
+        "errors": [dict(x.__dict__) for x in d["errors"]],
+        "message": d["message"], "decision_id": d["decision_id"], "policy": d["policy"],
+        "policy_version": d["policy_version"], "policy_hash": d["policy_hash"],
+        "at": _iso(at) if at is not None else None, "elapsed_us": d["elapsed_us"],
+        "args": _jsonable(shown_args), "principal_id": _jsonable(pid),
+        "principal": _jsonable(principal), "context": _jsonable(context),
+    }
+
+
+def _RULE_KEYS(r: dict[str, Any]) -> dict[str, Any]:
+    return {"id": r["id"], "name": r["name"], "effect": r["effect"].value, "location": r["location"],
+            "reason": r["reason"]}
+
+
+def _iso(at: datetime) -> str:
+    text = at.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+_SCALARS = (str, int, bool, type(None))
 
 
 def _jsonable(v: Any, depth: int = 0) -> Any:
+    if type(v) is dict and depth == 0 and all(type(x) in _SCALARS for x in v.values()) \
+            and all(type(k) is str for k in v):
+        return v  # the common case: a flat map of JSON-safe values needs no copy
     if depth > 32:
         return "[too deep]"
     if v is None or isinstance(v, bool | int | str):

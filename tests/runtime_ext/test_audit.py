@@ -236,3 +236,19 @@ def test_logging_and_callback_sinks(caplog):
     with caplog.at_level("INFO", logger="policylang.audit"):
         Engine.from_string(POLICY, audit=LoggingSink()).decide("pay", {"amount": 1, "card": "4111"})
     assert '"effect":"allow"' in caplog.text and "4111" not in caplog.text
+
+
+def test_the_audit_record_carries_exactly_the_decision_as_pydantic_serialises_it():
+    from policylang import Engine
+    from policylang.runtime.engine import audit_record
+
+    engine = Engine.from_string('tool t { x: int, @secret card: string? }\nprincipal { id: string }\n'
+                                'limit t to 5 per 1m by principal.id\nallow t because "ok {args.x}"\n'
+                                'confirm t when args.x > 5 because "big"\n')
+    for x in (1, 9):
+        d = engine.decide("t", args={"x": x, "card": "4111"}, principal={"id": "u"},
+                          context={"now": "2025-06-11T10:00:00Z"})
+        record = audit_record(d, engine._prepared, {"x": x, "card": "4111"}, {"id": "u"}, None)
+        for key, value in d.model_dump(mode="json").items():
+            assert record[key] == value, key
+        assert record["args"] == {"x": x, "card": "[redacted]"}
