@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from policylang.compiler import plan as planner
@@ -40,6 +40,7 @@ class ToolEvaluator:
     limits_fn: Callable[..., tuple[Any, ...]] | None
     info: ToolInfo | None
     plan: ToolPlan
+    messages: dict[int, Callable[..., tuple[Any, ...]]] = field(default_factory=dict)
 
 
 def _iter(x: Any) -> Any:
@@ -117,7 +118,8 @@ class CompiledPolicy:
             ns = self._namespace(module)
         exec(code, ns)  # noqa: S102 - our own generated source; user text only as bound constants
         info = self.policy.tools.get(p.tool) if p.tool else None
-        return ToolEvaluator(p.tool, ns[fname], p.limits, ns.get(f"{fname}_limits"), info, p)
+        messages = {index: ns[name] for (owner, index), name in module.messages.items() if owner == fname}
+        return ToolEvaluator(p.tool, ns[fname], p.limits, ns.get(f"{fname}_limits"), info, p, messages)
 
     # ---- slow paths
 

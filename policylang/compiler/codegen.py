@@ -46,6 +46,7 @@ class Module:
     constants: dict[str, Any] = field(default_factory=dict)
     line_map: dict[int, Span] = field(default_factory=dict)
     tool_ranges: dict[str | None, tuple[int, int]] = field(default_factory=dict)
+    messages: dict[tuple[str, int], str] = field(default_factory=dict)  # (fname, rule) -> function
     function_names: dict[str | None, str] = field(default_factory=dict)
     _const_ids: dict[tuple[str, Any], str] = field(default_factory=dict)
     _indent: int = 0
@@ -349,6 +350,9 @@ class ToolWriter:
         m.line()
         if plan.limits:
             self._limits(plan.limits, fname)
+        if not self.reference:
+            for rule in plan.rules():
+                self._message(rule, fname)
         m.tool_ranges[plan.tool] = (start, len(m.lines))
         m.function_names[plan.tool] = fname
 
@@ -373,6 +377,22 @@ class ToolWriter:
         m.indent()
         m.line(f"errs = _recover({ref}, hits, errs, a, p, c, now, tool, s)", rule.span)
         m.dedent()
+
+    def _message(self, rule: RulePlan, fname: str) -> None:
+        """``<fname>_m<rule>`` returns the values of a because template's ``{...}`` parts."""
+        if rule.because is None or rule.because.is_plain:
+            return
+        codes = [self.expression(part, want_bool=False) for part in rule.because.parts
+                 if not isinstance(part, str)]
+        if any(code is None for code in codes):
+            return  # the interpreter renders this one
+        name = f"{fname}_m{rule.index}"
+        self.m.line(f"def {name}(a, p, c, now, tool, s):", rule.span)
+        self.m.indent()
+        self.m.line(f"return ({', '.join(codes)},)", rule.span)  # type: ignore[arg-type]
+        self.m.dedent()
+        self.m.line()
+        self.m.messages[(fname, rule.index)] = name
 
     def _limits(self, limits: list[LimitPlan], fname: str) -> None:
         """``<fname>_limits`` returns, per limit, (applies, key, cost) — or raises."""

@@ -101,6 +101,7 @@ class _Prepared:
         self.undeclared_open = self.policy.open_tools or self.policy.default == "allow"
         self.now_cache: dict[str, datetime] = {}
         self.outcomes: dict[tuple[Any, ...], tuple[str, tuple[str, ...], tuple[Any, ...], str]] = {}
+        self.limit_consts: dict[int, tuple[str, float, float, str]] = {}
         self.name = self.policy.name
         self.version = self.policy.version
         # RuleRefs of rules with a fixed reason are shared between decisions (never mutated).
@@ -280,7 +281,7 @@ class Engine:
                   now: datetime, s: Any) -> Decision:
         effect, hits, errs = ev.run(a, p, c, now, tool, s)
         if effect == "deny":
-            return self._build(prepared, tool, Effect.DENY, hits, errs, [], a, p, c, now, s=s)
+            return self._build(prepared, tool, Effect.DENY, hits, errs, [], a, p, c, now, s=s, ev=ev)
         candidate = _EFFECTS[effect] if effect else _EFFECTS[prepared.policy.default]
         limits: list[LimitState] = []
         if ev.limits and candidate is not Effect.DENY:
@@ -290,7 +291,7 @@ class Engine:
                 return outcome
             limits = outcome
         return self._build(prepared, tool, candidate, hits, errs, limits, a, p, c, now,
-                           from_default=effect is None, s=s)
+                           from_default=effect is None, s=s, ev=ev)
 
     def _session(self, prepared: _Prepared, session: ast.SessionDecl, a: Any, p: Any, c: Any,
                  now: datetime, tool: str) -> dict[str, Any] | Decision:
@@ -372,6 +373,7 @@ class Engine:
                                  f"a rate limit could not be evaluated: {exc.message}")
         requests: list[LimitRequest] = []
         plans = []
+        consts = prepared.limit_consts
         for lp, (applies, key, cost) in zip(ev.limits, values, strict=True):
             if applies is not True:
                 if applies is False:
@@ -382,25 +384,26 @@ class Engine:
                 return self._failure(prepared, tool, "evaluation_error",
                                      f"limit {lp.id} needs a non-negative number to sum, got "
                                      f"{celops.format_value(cost)}")
-            key_text = "" if key is None else celops.format_value(key)
-            requests.append(LimitRequest(limit_key(prepared.policy.name, lp.id, key_text),
-                                         float(lp.limit.amount), lp.limit.window.total_seconds(),
-                                         float(cost)))
-            plans.append((lp, key_text))
+            key_text = "" if key is None else key if type(key) is str else celops.format_value(key)
+            fixed = consts.get(lp.index)
+            if fixed is None:  # per limit, once: its key prefix, numbers and location
+                fixed = consts[lp.index] = (limit_key(prepared.name, lp.id, ""), float(lp.limit.amount),
+                                            lp.limit.window.total_seconds(), str(lp.span))
+            requests.append(LimitRequest(fixed[0] + key_text, fixed[1], fixed[2], float(cost)))
+            plans.append((lp, key_text, fixed))
         if not requests:
             return []
         try:
             outcomes = self.store.acquire(requests, now.timestamp(), consume)
         except Exception as exc:  # noqa: BLE001 - a broken store fails closed unless told otherwise
-            if all(lp.limit.on_error == "allow" for lp, _ in plans):
+            if all(lp.limit.on_error == "allow" for lp, _, _ in plans):
                 return []
             reason = str(exc) if isinstance(exc, StoreUnavailable) else f"{type(exc).__name__}: {exc}"
             return self._failure(prepared, tool, "store_unavailable",
                                  f"the rate-limit store is unavailable ({reason})")
-        states = [fast(LimitState,
-            id=lp.id, key=key_text or None, used=o.used, limit=float(lp.limit.amount),
-            window_seconds=lp.limit.window.total_seconds(), cost=r.cost, exceeded=not o.fits,
-            location=str(lp.span)) for (lp, key_text), o, r in zip(plans, outcomes, requests, strict=True)]
+        states = [fast(LimitState, id=lp.id, key=key_text or None, used=o.used, limit=fixed[1],
+                       window_seconds=fixed[2], cost=r.cost, exceeded=not o.fits, location=fixed[3])
+                  for (lp, key_text, fixed), o, r in zip(plans, outcomes, requests, strict=True)]
         if any(s.exceeded for s in states):
             hit = next(s for s in states if s.exceeded)
             window = timefuncs.format_duration(_td(hit.window_seconds))
@@ -416,7 +419,8 @@ class Engine:
 
     def _build(self, prepared: _Prepared, tool: str, effect: Effect, hits: list[RulePlan],
                errs: list[tuple[RulePlan, str]] | None, limits: list[LimitState], a: Any, p: Any,
-               c: Any, now: datetime, from_default: bool = False, s: Any = None) -> Decision:
+               c: Any, now: datetime, from_default: bool = False, s: Any = None,
+               ev: ToolEvaluator | None = None) -> Decision:
         if not errs:  # the common case: the outcome's texts depend only on which rules matched
             key = (tool, effect, from_default, *[r.index for r in hits])
             cached = prepared.outcomes.get(key)
@@ -427,6 +431,7 @@ class Engine:
         refs = []
         reasons = []
         env = None
+        templated = False  # a reason was filled from this request: never reuse the texts
         for r in hits:
             reason = None
             if r.because is not None:
@@ -434,9 +439,13 @@ class Engine:
                     first = r.because.parts[0] if r.because.parts else ""
                     reason = first if isinstance(first, str) else ""
                 else:
-                    if env is None:
-                        env = prepared.compiled.env(a, p, c, now, tool, s)
-                    reason = self._render(prepared, r.because, env)
+                    templated = True
+                    fn = ev.messages.get(r.index) if ev is not None else None
+                    reason = _fill(r.because, fn, a, p, c, now, tool, s) if fn is not None else None
+                    if reason is None:
+                        if env is None:
+                            env = prepared.compiled.env(a, p, c, now, tool, s)
+                        reason = self._render(prepared, r.because, env)
             if r.because is None or r.because.is_plain:
                 ref = prepared.refs.get(r.index)
                 if ref is None:
@@ -474,7 +483,7 @@ class Engine:
             message = f"{tool} allowed" + (f": {'; '.join(reasons)}" if reasons else "")
         if errors and effect is not Effect.DENY:
             message += f" (note: {len(errors)} rule{'s' if len(errors) > 1 else ''} could not be evaluated)"
-        if not errs and env is None:  # no template was rendered: safe to reuse
+        if not errs and not templated:  # the texts depend only on which rules matched
             if len(prepared.outcomes) >= _OUTCOME_CACHE_SIZE:
                 prepared.outcomes.clear()
             prepared.outcomes[(tool, effect, from_default, *[r.index for r in hits])] = (
@@ -612,6 +621,17 @@ class Engine:
                 decision.__dict__.update(effect=Effect.DENY, code="audit_unavailable",
                                          reasons=[reason], message=f"{tool} denied: {reason}")
         return decision
+
+
+def _fill(message: ast.Message, fn: Callable[..., tuple[Any, ...]], a: Any, p: Any, c: Any,
+          now: datetime, tool: str, s: Any) -> str | None:
+    """A because template filled by its generated function; None: let the interpreter do it."""
+    try:
+        values = iter(fn(a, p, c, now, tool, s))
+        return "".join(part if isinstance(part, str) else celops.format_value(next(values))
+                       for part in message.parts)
+    except Exception:  # noqa: BLE001 - the interpreter gives CEL's exact value or error text
+        return None
 
 
 def limit_key(policy: str, limit_id: str, key_text: str) -> str:

@@ -546,3 +546,10 @@ def test_an_approved_confirm_counts_as_allowed_in_the_session_history():
     again = e.decide("t.run", args={"x": 1}, context=ctx)
     assert again.effect is DENY
     assert again.reasons == ["1 earlier"]
+
+
+def test_templated_reasons_are_never_reused_across_requests():
+    text = 'tool t { x: int }\nconfirm t when args.x > 5 because "x is {args.x}"\nallow t\n'
+    for e in both(text):
+        assert e.decide("t", args={"x": 7}).reasons == ["x is 7"]
+        assert e.decide("t", args={"x": 8}).reasons == ["x is 8"]
