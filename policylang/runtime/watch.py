@@ -26,13 +26,16 @@ log = logging.getLogger("policylang.watch")
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """(mtime_ns, size) of every file that makes up the policy at ``root``."""
     paths: list[Path] = []
-    if root.is_file():
-        paths = [root]
-    elif root.is_dir():
-        for folder in (root, root / "data"):
-            if folder.is_dir():
-                paths += [p for p in folder.iterdir()
-                          if p.is_file() and p.suffix in (".policy", ".yaml", ".yml", ".json")]
+    try:
+        if root.is_file():
+            paths = [root]
+        elif root.is_dir():
+            for folder in (root, root / "data"):
+                if folder.is_dir():
+                    paths += [p for p in folder.iterdir()
+                              if p.is_file() and p.suffix in (".policy", ".yaml", ".yml", ".json")]
+    except OSError:  # a folder vanished or became unreadable mid-scan: nothing to compare
+        return {}
     out = {}
     for p in paths:
         try:

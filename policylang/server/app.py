@@ -124,25 +124,9 @@ class PolicyWatcher:
         self._seen = self.snapshot()
 
     def snapshot(self) -> dict[str, tuple[int, int]]:
-        files: list[Path] = []
-        try:
-            if self.path.is_dir():
-                for folder in (self.path, self.path / "data"):
-                    if folder.is_dir():
-                        files.extend(p for p in folder.iterdir() if p.suffix in
-                                     (".policy", ".yaml", ".yml", ".json") and p.is_file())
-            else:
-                files.append(self.path)
-        except OSError:
-            return {}
-        out = {}
-        for p in files:
-            try:
-                st = p.stat()
-            except OSError:
-                continue
-            out[str(p)] = (st.st_mtime_ns, st.st_size)
-        return out
+        from policylang.runtime.watch import snapshot
+
+        return snapshot(self.path)
 
     def check(self) -> bool | None:
         """Reload if something changed: True reloaded, False failed, None nothing to do."""
