@@ -501,7 +501,8 @@ class Engine:
         return "".join(out)
 
     def _failure(self, prepared: _Prepared | None, tool: str, code: str, reason: str) -> Decision:
-        hints = {"invalid_request": "; fix the arguments and try again",
+        hints = {"invalid_request": "; fix the arguments and try again" if "argument" in reason
+                 else "; fix the request and try again",
                  "unknown_tool": "", "store_unavailable": "; try again later"}
         return fast(Decision,
             effect=Effect.DENY, tool=tool, code=code, reasons=[reason], rules=[], limits=[],
