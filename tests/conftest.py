@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True,
@@ -16,3 +17,24 @@ settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile("thorough", max_examples=2000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def redis_server():  # type: ignore[no-untyped-def]
+    """A real redis-server on a free loopback port, stopped afterwards."""
+    import shutil
+    import signal
+
+    from redis_support import RedisServer, free_port
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH (CI installs it: apt-get install redis-server)")
+    pytest.importorskip("redis", reason="the redis client is not installed (pip install 'redis>=5')")
+    server = RedisServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.proc is not None:
+            server.signal(signal.SIGCONT)
+        server.kill()

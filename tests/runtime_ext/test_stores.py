@@ -4,9 +4,7 @@ MemoryStore, and failing closed (fast) when the store is gone."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -44,60 +42,8 @@ limit u to 100 per 1m fail open
 """
 
 
-# ---------------------------------------------------------------- a real redis-server
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    def __init__(self, port: int):
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-
-@pytest.fixture
-def redis_server():
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not on PATH (CI installs it: apt-get install redis-server)")
-    pytest.importorskip("redis", reason="the redis client is not installed (pip install 'redis>=5')")
-    server = RedisServer(_free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.proc is not None:
-            server.signal(signal.SIGCONT)
-        server.kill()
-
+# The real redis-server fixture (redis_server) lives in tests/conftest.py.
+from redis_support import free_port as _free_port  # noqa: E402
 
 # ---------------------------------------------------------------- exact admission, 4 processes x 2 threads
 
