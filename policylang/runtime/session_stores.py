@@ -52,7 +52,7 @@ def dumps(call: dict[str, Any]) -> str:
 
 
 def loads(text: str | bytes) -> dict[str, Any]:
-    return json.loads(text, object_hook=_decode)  # type: ignore[no-any-return]
+    return json.loads(text, object_hook=_decode)
 
 
 class SQLiteSessionStore:
