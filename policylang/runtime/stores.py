@@ -92,7 +92,17 @@ class SQLiteStore:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
+                # switching a fresh file to WAL fails at once ("database is locked", the busy
+                # handler is not consulted) while another process is opening it: retry in time
+                deadline = time.monotonic() + self.busy_timeout
+                while True:
+                    try:
+                        conn.execute("PRAGMA journal_mode = WAL")
+                        break
+                    except sqlite3.OperationalError:
+                        if time.monotonic() >= deadline:
+                            raise
+                        time.sleep(0.005)
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'policylang_events'").fetchone():
                 conn.executescript(_SCHEMA)

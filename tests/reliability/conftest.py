@@ -1,0 +1,63 @@
+"""Shared pieces of the reliability suite: size scaling, measured figures, a real redis-server.
+
+* ``POLICYLANG_THOROUGH=1`` switches every test to its thorough size (see ``scale``).
+* ``POLICYLANG_FIGURES=/path/figures.jsonl``: tests append what they measured there
+  (``figure`` fixture); ``benchmarks/reliability_report.py`` turns it into a table.
+* ``redis_server``: a real ``redis-server`` on a free loopback port (copied from
+  tests/runtime_ext/test_stores.py), skipped only when the binary or client is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+THOROUGH = os.environ.get("POLICYLANG_THOROUGH") == "1"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def scale(ci: int, thorough: int) -> int:
+    """A size for this run: ``ci`` normally, ``thorough`` when POLICYLANG_THOROUGH=1."""
+    return thorough if THOROUGH else ci
+
+
+def record_figure(name: str, value: float | int | str, unit: str = "", test: str = "") -> None:
+    """Print a measured figure and, when POLICYLANG_FIGURES is set, append it to that file."""
+    print(f"[figure] {name}: {value} {unit}".rstrip())
+    path = os.environ.get("POLICYLANG_FIGURES")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"name": name, "value": value, "unit": unit, "test": test,
+                                "thorough": THOROUGH}) + "\n")
+
+
+@pytest.fixture
+def figure(request):
+    def rec(name: str, value: float | int | str, unit: str = "") -> None:
+        record_figure(name, value, unit, request.node.nodeid)
+    return rec
+
+
+# ---------------------------------------------------------------- a real redis-server
+# RedisServer and the per-test ``redis_server`` fixture are shared (tests/redis_support.py,
+# tests/conftest.py); the reliability suite adds one server per module.
+
+from redis_support import RedisServer, free_port  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def redis_module_server():
+    """One server for a whole module (Hypothesis tests reuse it with fresh key prefixes)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH (CI installs it: apt-get install redis-server)")
+    pytest.importorskip("redis", reason="the redis client is not installed (pip install 'redis>=5')")
+    server = RedisServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
