@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 import platform
+import statistics
 from datetime import UTC, datetime
 
 from benchmarks.engines import REGISTRY
@@ -25,6 +27,13 @@ def ratio(value: float | None, base: float | None) -> str:
     if r >= 0.1:
         return f"{r:.2f}x"
     return f"{r:.2g}x" if r >= 0.001 else "<0.001x"
+
+
+def stats(samples: list[int]) -> tuple[float, float]:
+    """Median and p99 of nanosecond samples, in microseconds."""
+    ordered = sorted(samples)
+    return (statistics.median(ordered) / 1000,
+            ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] / 1000)
 
 
 def num(value: float | None) -> str:

@@ -31,7 +31,6 @@ import os
 import platform
 import random
 import re
-import statistics
 import sys
 import time
 from collections import Counter
@@ -46,6 +45,7 @@ if __package__ in (None, ""):
 else:
     ROOT = Path(__file__).resolve().parent.parent
 
+from benchmarks.report import num, ratio, stats  # noqa: E402
 from policylang import Engine  # noqa: E402
 from policylang.runtime.limits import MemoryStore  # noqa: E402
 from policylang.runtime.loader import read_path  # noqa: E402
@@ -390,22 +390,10 @@ def timed_round(decide: Callable[..., str], requests: list[Request], samples: li
         gc.enable()
 
 
-def stats(samples: list[int]) -> tuple[float, float]:
-    s = sorted(samples)
-    return statistics.median(s) / 1000, s[max(0, math.ceil(0.99 * len(s)) - 1)] / 1000
 
 
-def num(v: float | None) -> str:
-    if v is None:
-        return "—"
-    return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
 
 
-def ratio(v: float | None, base: float | None) -> str:
-    if v is None or not base:
-        return "—"
-    r = v / base
-    return f"{r:.1f}x" if r >= 1 else f"{r:.2f}x"
 
 
 def _version(pkg: str) -> str:

@@ -22,12 +22,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import math
 import os
 import platform
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +38,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from benchmarks.report import num, ratio, stats  # noqa: E402
 from policylang import Engine  # noqa: E402
 from policylang.runtime.audit import JsonlSink  # noqa: E402
 from policylang.runtime.limits import MemoryStore  # noqa: E402
@@ -85,22 +84,10 @@ def measure_blocks(variants: dict[str, Callable[[int], Any]], calls: dict[str, i
     return samples
 
 
-def stats(s: list[int]) -> tuple[float, float]:
-    s = sorted(s)
-    return statistics.median(s) / 1000, s[max(0, math.ceil(0.99 * len(s)) - 1)] / 1000
 
 
-def num(v: float | None) -> str:
-    if v is None:
-        return "—"
-    return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
 
 
-def ratio(v: float | None, base: float | None) -> str:
-    if v is None or not base:
-        return "—"
-    r = v / base
-    return f"{r:.1f}x" if r >= 1 else f"{r:.2f}x"
 
 
 # ---------------------------------------------------------------- redis
