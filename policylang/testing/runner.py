@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
 from policylang.errors import PolicyError
@@ -97,9 +97,24 @@ def run_path(path: str | Path, *, max_examples: int = DEFAULT_MAX_EXAMPLES, seed
                 progress(f"checking assertion {policy.rule_id(a)}")
             report.properties.append(check_assertion(h, a, ex, max_examples, seed, sweep))
         if auto:
+            _learn_from_cases(ex, report.cases)
             report.auto = auto_checks(h, ex, max_examples, seed, progress)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _learn_from_cases(ex: Any, cases: list[CaseResult]) -> None:
+    """What the cases showed counts as found: a rule that decided a case fires, a tool a
+    case allowed can be allowed (so the automatic checks never contradict a passing case)."""
+    for result in cases:
+        for step in result.steps:
+            tool = step.request.get("tool") if isinstance(step.request, dict) else None
+            for rid in step.rules:
+                ex.fired.setdefault(rid, step.request)
+            if isinstance(tool, str) and step.got == "allow":
+                ex.allowed.setdefault(tool, step.request)
+            if isinstance(tool, str) and step.got == "confirm":
+                ex.confirmed.setdefault(tool, step.request)
 
 
 def run_cases(engine: Engine, path: str | Path,

@@ -177,3 +177,19 @@ def test_load_cases_accepts_a_cases_map(tmp_path: Path) -> None:
     assert case.name == "a" and case.line == 2
     r = run_case(engine(), case)
     assert not r.ok and r.steps[0].got == "deny"
+
+
+def test_automatic_checks_never_contradict_a_passing_case(tmp_path) -> None:
+    """A tool a case allows is 'allowable', whatever the random search happened to find."""
+    from policylang.testing import run_path
+
+    (tmp_path / "p.policy").write_text(
+        'policy p\ntool t { code: string }\n'
+        'allow t when args.code == "s3cr3t-only-this-exact-value-opens-it"\n')
+    (tmp_path / "p.cases.yaml").write_text(
+        "- name: the one code\n"
+        "  request: {tool: t, args: {code: s3cr3t-only-this-exact-value-opens-it}}\n"
+        "  want: allow\n")
+    report = run_path(tmp_path, max_examples=5, seed=1)
+    allowed = [r for r in report.auto if r.kind == "tool-allowed" and r.name == "t"]
+    assert allowed and allowed[0].ok
