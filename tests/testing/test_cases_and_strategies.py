@@ -183,13 +183,11 @@ def test_automatic_checks_never_contradict_a_passing_case(tmp_path) -> None:
     """A tool a case allows is 'allowable', whatever the random search happened to find."""
     from policylang.testing import run_path
 
+    # only n = 16935 (mod 100003) opens it: no search over the rule's constants finds that
     (tmp_path / "p.policy").write_text(
-        'policy p\ntool t { code: string }\n'
-        'allow t when args.code == "s3cr3t-only-this-exact-value-opens-it"\n')
+        "policy p\ntool t { n: int }\nallow t when args.n * 7919 % 100003 == 4242\n")
     (tmp_path / "p.cases.yaml").write_text(
-        "- name: the one code\n"
-        "  request: {tool: t, args: {code: s3cr3t-only-this-exact-value-opens-it}}\n"
-        "  want: allow\n")
+        "- name: the one number\n  request: {tool: t, args: {n: 16935}}\n  want: allow\n")
     report = run_path(tmp_path, max_examples=5, seed=1)
     allowed = [r for r in report.auto if r.kind == "tool-allowed" and r.name == "t"]
     assert allowed and allowed[0].ok
