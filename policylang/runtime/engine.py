@@ -21,6 +21,8 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from policylang.compiler.build import CompiledPolicy, ToolEvaluator
 from policylang.compiler.interpreter import Err
 from policylang.compiler.plan import RulePlan
@@ -28,6 +30,8 @@ from policylang.errors import Diagnostic, EvalError, PolicyError, RequestError, 
 from policylang.language import ast
 from policylang.language.types import Type
 from policylang.runtime import celops, timefuncs
+from policylang.runtime.audit import _default as _audit_default
+from policylang.runtime.audit import json_safe
 from policylang.runtime.clock import Clock, SystemClock
 from policylang.runtime.decision import Decision, Effect, ErrorInfo, LimitState, RuleRef, fast
 from policylang.runtime.limits import LimitRequest, LimitStore, MemoryStore
@@ -679,24 +683,17 @@ def _iso(at: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-_SCALARS = (str, int, bool, type(None))
+def _jsonable(v: Any) -> Any:
+    """A JSON-safe copy of request data (orjson round trip; the slow path when it refuses)."""
+    if v is None:
+        return None
+    try:
+        return orjson.loads(orjson.dumps(v, default=_audit_default, option=_JSONABLE))
+    except (TypeError, orjson.JSONEncodeError):
+        return json_safe(v)
 
 
-def _jsonable(v: Any, depth: int = 0) -> Any:
-    if type(v) is dict and depth == 0 and all(type(x) in _SCALARS for x in v.values()) \
-            and all(type(k) is str for k in v):
-        return v  # the common case: a flat map of JSON-safe values needs no copy
-    if depth > 32:
-        return "[too deep]"
-    if v is None or isinstance(v, bool | int | str):
-        return v
-    if isinstance(v, float):
-        return v if v == v and v not in (float("inf"), float("-inf")) else str(v)
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x, depth + 1) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x, depth + 1) for x in v]
-    return celops.format_value(v)
+_JSONABLE = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def _as_map(v: Any, what: str) -> dict[str, Any]:
