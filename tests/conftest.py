@@ -22,19 +22,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 @pytest.fixture
 def redis_server():  # type: ignore[no-untyped-def]
     """A real redis-server on a free loopback port, stopped afterwards."""
-    import shutil
-    import signal
+    from redis_support import running_redis
 
-    from redis_support import RedisServer, free_port
-
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not on PATH (CI installs it: apt-get install redis-server)")
-    pytest.importorskip("redis", reason="the redis client is not installed (pip install 'redis>=5')")
-    server = RedisServer(free_port())
-    server.start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        if server.proc is not None:
-            server.signal(signal.SIGCONT)
-        server.kill()

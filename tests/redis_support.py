@@ -6,9 +6,15 @@ fixture in ``tests/conftest.py``.
 
 from __future__ import annotations
 
+import shutil
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
 
 
 def free_port() -> int:
@@ -53,3 +59,19 @@ class RedisServer:
         with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
             s.sendall(b"FLUSHALL\r\n")
             s.recv(16)
+
+
+@contextmanager
+def running_redis() -> Iterator[RedisServer]:
+    """A started server, killed afterwards; skips the test with the reason when none can run."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH (CI installs it: apt-get install redis-server)")
+    pytest.importorskip("redis", reason="the redis client is not installed (pip install 'redis>=5')")
+    server = RedisServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.proc is not None:
+            server.signal(signal.SIGCONT)
+        server.kill()

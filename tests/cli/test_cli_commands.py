@@ -178,8 +178,7 @@ def test_lint_unreadable_inputs(capsys: pytest.CaptureFixture[str], tmp_path: Pa
 
 
 def test_lint_shipped_rules_clean(capsys: pytest.CaptureFixture[str]) -> None:
-    if not RULES.is_dir():
-        pytest.skip("no rules/")
+    assert RULES.is_dir()
     code, out, _ = run(capsys, "lint", str(RULES), "--strict")
     assert code == 0, out
 
@@ -260,8 +259,7 @@ def test_eval_explain(capsys: pytest.CaptureFixture[str], policy: Path) -> None:
 
 def test_eval_shipped_request(capsys: pytest.CaptureFixture[str]) -> None:
     req = RULES / "requests" / "payment_large.json"
-    if not req.exists():
-        pytest.skip("no shipped requests")
+    assert req.exists()
     code, out, _ = run(capsys, "eval", str(RULES), "--request", str(req), "--explain")
     assert code == 3 and "large_payment" in out
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -46,18 +45,11 @@ def figure(request):
 # RedisServer and the per-test ``redis_server`` fixture are shared (tests/redis_support.py,
 # tests/conftest.py); the reliability suite adds one server per module.
 
-from redis_support import RedisServer, free_port  # noqa: E402
+from redis_support import RedisServer, free_port, running_redis  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")
 def redis_module_server():
     """One server for a whole module (Hypothesis tests reuse it with fresh key prefixes)."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not on PATH (CI installs it: apt-get install redis-server)")
-    pytest.importorskip("redis", reason="the redis client is not installed (pip install 'redis>=5')")
-    server = RedisServer(free_port())
-    server.start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.kill()
