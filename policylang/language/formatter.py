@@ -117,7 +117,7 @@ def format_message(msg: ast.Message) -> str:
 # ---------------------------------------------------------------- literals
 
 
-def _quote(text: str, template: bool = False) -> str:
+def quote_string(text: str, template: bool = False) -> str:
     """A double-quoted CEL string literal that decodes back to ``text``.
 
     In ``template`` mode (an expression inside a ``because`` message) a double
@@ -147,6 +147,9 @@ def _quote(text: str, template: bool = False) -> str:
 
 
 _BYTE_ESCAPES = {0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r"}
+
+
+_quote = quote_string  # the formatter's own short name
 
 
 def _quote_bytes(data: bytes, template: bool = False) -> str:

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from policylang import Effect, Engine, PolicyLoadError
+from policylang.language.formatter import quote_string
 
 # ------------------------------------------------------------ audit-hook canary
 
@@ -81,22 +82,6 @@ def _pieces(rnd: random.Random, n: int) -> str:
     return "".join(rnd.choice(PAYLOADS) for _ in range(n))
 
 
-def _escape(s: str) -> str:
-    out = []
-    for ch in s:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ch == "\x7f":
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def _hostile(count: int, seed: int) -> list[str]:
@@ -143,7 +128,7 @@ def _batched(items: list[str], size: int):
 
 @pytest.mark.parametrize("batch", list(_batched(LITERALS, 60)), ids=lambda b: f"{len(b)}lit")
 def test_hostile_string_literals(batch):
-    rules = [f'rule "r{k}": deny t when args.s == "{_escape(lit)}" because "matched {k}"'
+    rules = [f'rule "r{k}": deny t when args.s == {quote_string(lit)} because "matched {k}"'
              for k, lit in enumerate(batch)]
     text = "policy sec\ntool t { s: string }\nallow t\n" + "\n".join(rules) + "\n"
     for reference in (False, True):
@@ -170,8 +155,8 @@ def test_hostile_rule_names_and_reasons(batch):
             continue
         seen.add(unique)
         kept.append(unique)
-        reason = _escape(name).replace("{", "{{").replace("}", "}}")
-        rules.append(f'rule "{_escape(unique)}": deny t when args.n == {k} because "{reason}"')
+        reason = quote_string(name.replace("{", "{{").replace("}", "}}"))
+        rules.append(f"rule {quote_string(unique)}: deny t when args.n == {k} because {reason}")
     text = "policy sec\ntool t { n: int }\nallow t\n" + "\n".join(rules) + "\n"
     engine = Engine.from_string(text)
     _assert_generated_code_is_clean(engine, kept)

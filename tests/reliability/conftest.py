@@ -3,35 +3,14 @@
 * ``POLICYLANG_THOROUGH=1`` switches every test to its thorough size (see ``scale``).
 * ``POLICYLANG_FIGURES=/path/figures.jsonl``: tests append what they measured there
   (``figure`` fixture); ``benchmarks/reliability_report.py`` turns it into a table.
-* ``redis_server``: a real ``redis-server`` on a free loopback port (copied from
-  tests/runtime_ext/test_stores.py), skipped only when the binary or client is absent.
+* ``redis_server``: a real ``redis-server`` on a free loopback port (shared with
+  tests/conftest.py), skipped only when the binary or client is absent.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import pytest
-
-THOROUGH = os.environ.get("POLICYLANG_THOROUGH") == "1"
-REPO = Path(__file__).resolve().parents[2]
-
-
-def scale(ci: int, thorough: int) -> int:
-    """A size for this run: ``ci`` normally, ``thorough`` when POLICYLANG_THOROUGH=1."""
-    return thorough if THOROUGH else ci
-
-
-def record_figure(name: str, value: float | int | str, unit: str = "", test: str = "") -> None:
-    """Print a measured figure and, when POLICYLANG_FIGURES is set, append it to that file."""
-    print(f"[figure] {name}: {value} {unit}".rstrip())
-    path = os.environ.get("POLICYLANG_FIGURES")
-    if path:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"name": name, "value": value, "unit": unit, "test": test,
-                                "thorough": THOROUGH}) + "\n")
+from reliability_support import REPO, THOROUGH, record_figure, scale  # noqa: F401
 
 
 @pytest.fixture

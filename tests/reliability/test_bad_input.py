@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, THOROUGH, scale
+from reliability_support import REPO, THOROUGH, scale
 
 from policylang import Engine, PolicyLoadError
 from policylang.runtime.audit import JsonlSink

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import THOROUGH, scale
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reliability_support import THOROUGH, scale
 
 from policylang import Engine
 from policylang.runtime.clock import FixedClock

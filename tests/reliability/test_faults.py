@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import REPO, scale
+from reliability_support import REPO, scale
 
 from policylang import Engine, PolicyLoadError
 from policylang.runtime.audit import (

@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import THOROUGH, scale
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reliability_support import THOROUGH, scale
 
 from policylang import Engine, PolicyLoadError
+from policylang.language.formatter import quote_string
 from policylang.runtime.audit import JsonlSink, verify_file
 
 HERE = Path(__file__).resolve().parent
@@ -84,18 +85,6 @@ hostile = st.one_of(
 )
 
 
-def escape(s: str) -> str:
-    out = []
-    for ch in s:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ord(ch) < 0x20 or ch == "\x7f":
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def assert_generated_code_is_clean(engine: Engine) -> None:
@@ -131,7 +120,7 @@ BATCHES = scale(2_000, 100_000) // BATCH
           suppress_health_check=list(HealthCheck))
 @given(st.lists(hostile, min_size=BATCH, max_size=BATCH), st.lists(hostile, min_size=10, max_size=10))
 def test_hostile_literals_and_names_never_run_code(literals, names):
-    rules = [f'rule "r{k}": deny t when args.s == "{escape(lit)}" because "hit {k}"'
+    rules = [f'rule "r{k}": deny t when args.s == {quote_string(lit)} because "hit {k}"'
              for k, lit in enumerate(literals)]
     seen = set()
     for k, name in enumerate(names):
@@ -139,8 +128,9 @@ def test_hostile_literals_and_names_never_run_code(literals, names):
         if unique in seen or not unique.strip():
             continue
         seen.add(unique)
-        reason = escape(name).replace("{", "{{").replace("}", "}}")
-        rules.append(f'rule "{escape(unique)}": deny t when args.s == "{escape(name)}-{k}" because "{reason}"')
+        reason = quote_string(name.replace("{", "{{").replace("}", "}}"))
+        rules.append(f"rule {quote_string(unique)}: deny t when args.s == {quote_string(f'{name}-{k}')} "
+                     f"because {reason}")
     text = "policy sec\ndefault deny\ntool t { s: string }\nallow t\n" + "\n".join(rules) + "\n"
     for reference in (False, True):
         engine = Engine.from_string(text, reference=reference)

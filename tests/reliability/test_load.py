@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import REPO, THOROUGH, scale
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reliability_support import REPO, THOROUGH, scale
 
 from policylang import Engine
 from policylang.runtime.audit import JsonlSink, verify_file

@@ -7,7 +7,7 @@ import gc
 import os
 from datetime import UTC, datetime
 
-from conftest import scale
+from reliability_support import scale
 
 from policylang import Engine
 from policylang.runtime.clock import FixedClock

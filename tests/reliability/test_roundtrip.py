@@ -8,9 +8,9 @@ import importlib.util
 import random
 from pathlib import Path
 
-from conftest import THOROUGH, scale
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reliability_support import THOROUGH, scale
 
 from policylang.language.formatter import format_file, format_source
 from policylang.language.parser import parse
