@@ -104,7 +104,8 @@ class CompiledPolicy:
         return ns
 
     def _compile(self, p: ToolPlan, fname: str, module: Module) -> ToolEvaluator:
-        writer = ToolWriter(module, scope_for(self.policy, p.tool), self.policy.data, self.reference)
+        writer = ToolWriter(module, scope_for(self.policy, p.tool), self.policy.data, self.reference,
+                            self.functions)
         start = len(module.lines)
         writer.write(p, fname)
         source = "\n".join(module.lines[start:]) + "\n"

@@ -100,10 +100,12 @@ _HELPER_ARITH = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"
 class ExprEmitter:
     """Turns one typed expression into a Python expression string."""
 
-    def __init__(self, module: Module, typer: Typer, data: dict[str, Any]):
+    def __init__(self, module: Module, typer: Typer, data: dict[str, Any],
+                 functions: dict[str, Any] | None = None):
         self.m = module
         self.typer = typer
         self.data = data
+        self.functions = functions or {}
         self.locals: dict[str, str] = {}
         self.counter = 0
 
@@ -226,6 +228,9 @@ class ExprEmitter:
         impl = impl_name(e)
         if impl is None:
             return "_unknown_function()"
+        folded = self._fold(impl, e)
+        if folded is not None:
+            return folded
         args = [self.emit(a) for a in e.args]
         if impl == "today":
             fn = self.m.const("today", "today", prefix="F")
@@ -257,6 +262,24 @@ class ExprEmitter:
                     return fast
         fn = self.m.const(impl, impl, prefix="F")
         return f"{fn}({', '.join(args)})"
+
+    _FOLDABLE = frozenset({"to_timestamp", "to_duration", "date"})
+
+    def _fold(self, impl: str, e: ast.Call) -> str | None:
+        """``timestamp("2025-01-01T00:00:00Z")`` and friends: computed once, bound as a constant.
+
+        A literal that does not convert stays a run-time call, so it still fails closed
+        with CEL's own error message.
+        """
+        fn = self.functions.get(impl)
+        if impl not in self._FOLDABLE or fn is None or e.target is not None \
+                or not all(isinstance(a, ast.Literal_) for a in e.args):
+            return None
+        try:
+            value = fn(*[a.value for a in e.args])  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - leave it to run time
+            return None
+        return self.m.const(value, impl)
 
     def _regex(self, pattern: ast.Expr, subject: str) -> str | None:
         if isinstance(pattern, ast.Literal_) and isinstance(pattern.value, str):
@@ -309,17 +332,19 @@ def _is_null(e: ast.Expr) -> bool:
 class ToolWriter:
     """Writes the evaluator function of one tool into a shared module."""
 
-    def __init__(self, module: Module, scope: Scope, data: dict[str, Any], reference: bool = False):
+    def __init__(self, module: Module, scope: Scope, data: dict[str, Any], reference: bool = False,
+                 functions: dict[str, Any] | None = None):
         self.m = module
         self.scope = scope
         self.data = data
+        self.functions = functions
         self.reference = reference  # every condition goes to the interpreter (the oracle)
 
     def expression(self, e: ast.Expr, want_bool: bool = True) -> str | None:
         """Python code for ``e``, or None when it cannot be compiled natively."""
         typer = Typer(dataclasses.replace(self.scope, locals={}))
         typer.infer(e)
-        emitter = ExprEmitter(self.m, typer, self.data)
+        emitter = ExprEmitter(self.m, typer, self.data, self.functions)
         try:
             code = emitter.bool_expr(e) if want_bool else emitter.emit(e)
             if code.count("(") + code.count("[") > 150:  # near Python's own nesting limit

@@ -553,3 +553,18 @@ def test_templated_reasons_are_never_reused_across_requests():
     for e in both(text):
         assert e.decide("t", args={"x": 7}).reasons == ["x is 7"]
         assert e.decide("t", args={"x": 8}).reasons == ["x is 8"]
+
+
+def test_literal_conversions_are_computed_once_and_bad_ones_still_fail_closed():
+    text = ('tool t { at: timestamp }\n'
+            'allow t when args.at > timestamp("2025-01-01T00:00:00Z") && args.at - now < duration("1h")\n')
+    e = Engine.from_string(text)
+    source = e.source_for("t")
+    assert "to_timestamp(" not in source and "to_duration(" not in source  # folded to constants
+    ctx = {"now": "2025-06-01T10:00:00Z"}
+    assert e.decide("t", args={"at": "2025-06-01T10:30:00Z"}, context=ctx).effect is ALLOW
+    assert e.decide("t", args={"at": "2024-06-01T10:30:00Z"}, context=ctx).effect is DENY
+    bad = 'tool t { at: timestamp }\nallow t\ndeny t when args.at == timestamp("not a time")\n'
+    for engine in both(bad):
+        d = engine.decide("t", args={"at": "2025-06-01T10:30:00Z"})
+        assert d.effect is DENY and d.code == "evaluation_error"
