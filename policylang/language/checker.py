@@ -9,7 +9,7 @@ each expression; the compiler reuses it to choose native Python operations.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from policylang.errors import Diagnostic, PolicyCheckError, Span
@@ -377,6 +377,19 @@ class Typer:
                     timefuncs.parse_window(window)
                 except ValueError as exc:
                     self.error("PL103", f"bad business-hours window: {exc}", e.args[1].span)
+        if s.impl in ("to_timestamp", "to_duration", "date") and s.receiver is None:
+            text = const(0)
+            if text is not None:
+                parse: Callable[[str], object] = {
+                    "to_timestamp": timefuncs.parse_timestamp, "to_duration": timefuncs.parse_duration,
+                    "date": timefuncs.parse_date}[s.impl]
+                try:
+                    parse(text)
+                except Exception as exc:  # noqa: BLE001 - EvalError with a readable message
+                    self.error("PL103", str(getattr(exc, "message", exc)), e.args[0].span,
+                               {"to_timestamp": 'e.g. timestamp("2025-06-11T10:00:00Z")',
+                                "to_duration": 'e.g. duration("1h30m")',
+                                "date": 'e.g. date("2025-06-11")'}[s.impl])
         if s.impl == "is_holiday":
             country, sub = const(1), const(2)
             if country is not None and not timefuncs.known_country(country, sub):

@@ -565,6 +565,10 @@ def test_literal_conversions_are_computed_once_and_bad_ones_still_fail_closed():
     assert e.decide("t", args={"at": "2025-06-01T10:30:00Z"}, context=ctx).effect is ALLOW
     assert e.decide("t", args={"at": "2024-06-01T10:30:00Z"}, context=ctx).effect is DENY
     bad = 'tool t { at: timestamp }\nallow t\ndeny t when args.at == timestamp("not a time")\n'
-    for engine in both(bad):
-        d = engine.decide("t", args={"at": "2025-06-01T10:30:00Z"})
+    with pytest.raises(PolicyLoadError) as info:  # a literal that can never convert is a load error
+        Engine.from_string(bad, path="bad.policy")
+    assert "bad.policy:3:34: PL103" in str(info.value) and "not a time" in str(info.value)
+    computed = 'tool t { at: timestamp, s: string }\nallow t\ndeny t when args.at == timestamp(args.s)\n'
+    for engine in both(computed):  # a computed one that fails still fails closed
+        d = engine.decide("t", args={"at": "2025-06-01T10:30:00Z", "s": "not a time"})
         assert d.effect is DENY and d.code == "evaluation_error"
