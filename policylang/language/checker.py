@@ -380,9 +380,10 @@ class Typer:
         if s.impl in ("to_timestamp", "to_duration", "date") and s.receiver is None:
             text = const(0)
             if text is not None:
-                parse: Callable[[str], object] = {
+                parsers: dict[str, Callable[[str], object]] = {
                     "to_timestamp": timefuncs.parse_timestamp, "to_duration": timefuncs.parse_duration,
-                    "date": timefuncs.parse_date}[s.impl]
+                    "date": timefuncs.parse_date}
+                parse = parsers[s.impl]
                 try:
                     parse(text)
                 except Exception as exc:  # noqa: BLE001 - EvalError with a readable message
