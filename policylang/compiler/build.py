@@ -19,6 +19,7 @@ from typing import Any
 
 from policylang.compiler import plan as planner
 from policylang.compiler.codegen import Module, ToolWriter, impl_name, new_module
+from policylang.compiler.fused import FUSED_HELPERS, FusedPlan, write_fused
 from policylang.compiler.interpreter import Err, Interpreter, run_condition
 from policylang.compiler.plan import LimitPlan, RulePlan, ToolPlan
 from policylang.errors import EvalError
@@ -28,7 +29,10 @@ from policylang.runtime import celops, library, timefuncs
 
 Evaluator = Callable[..., tuple[str | None, list[RulePlan], list[tuple[RulePlan, str]] | None]]
 
-_SAFE_BUILTINS = {"all": all, "any": any, "sum": sum, "len": len, "Exception": Exception}
+_SAFE_BUILTINS = {"all": all, "any": any, "sum": sum, "len": len, "Exception": Exception,
+                  # for the fused functions' shape checks (`type(x) is str`, `dict(a)`)
+                  "type": type, "str": str, "int": int, "float": float, "bool": bool, "list": list,
+                  "dict": dict}
 _UNDECLARED_CACHE = 512
 
 
@@ -41,6 +45,8 @@ class ToolEvaluator:
     info: ToolInfo | None
     plan: ToolPlan
     messages: dict[int, Callable[..., tuple[Any, ...]]] = field(default_factory=dict)
+    fused: Callable[..., int | None] | None = None  # see policylang.compiler.fused
+    fused_plan: FusedPlan | None = None
 
 
 def _iter(x: Any) -> Any:
@@ -98,6 +104,10 @@ class CompiledPolicy:
             "_iter": _iter, "_mkmap": _mkmap,
             "_unknown_name": _unknown, "_unknown_function": _unknown,
             "_recover": self._recover, "_limit_slow": self._limit_slow, "_SKIP": (False, None, 0),
+            **FUSED_HELPERS,
+            "_conv_timestamp": lambda v: timefuncs.parse_timestamp(v, self.zone),
+            "_conv_duration": timefuncs.parse_duration,
+            "_conv_date": lambda v: timefuncs.parse_date(v, self.zone),
         }
         for name, value in module.constants.items():
             ns[name] = self.functions[value] if name.startswith("F") else value
@@ -108,6 +118,7 @@ class CompiledPolicy:
                             self.functions)
         start = len(module.lines)
         writer.write(p, fname)
+        fused = write_fused(writer, p, fname, self.policy) if module is self.module else None
         source = "\n".join(module.lines[start:]) + "\n"
         code = compile(source, f"<policylang {self.policy.name}:{fname}>", "exec")
         if module is self.module:  # one shared namespace: loading stays linear in tools
@@ -120,7 +131,8 @@ class CompiledPolicy:
         exec(code, ns)  # noqa: S102 - our own generated source; user text only as bound constants
         info = self.policy.tools.get(p.tool) if p.tool else None
         messages = {index: ns[name] for (owner, index), name in module.messages.items() if owner == fname}
-        return ToolEvaluator(p.tool, ns[fname], p.limits, ns.get(f"{fname}_limits"), info, p, messages)
+        return ToolEvaluator(p.tool, ns[fname], p.limits, ns.get(f"{fname}_limits"), info, p, messages,
+                             ns[fused.name] if fused is not None else None, fused)
 
     # ---- slow paths
 

@@ -1,17 +1,23 @@
 """The Decision: what the engine answers, why, and a line to hand back to the model.
 
-A pydantic model so it serialises to JSON for the audit log, the HTTP server
-and the CLI. The engine builds it with ``model_construct`` (no re-validation
-on the hot path: every field is produced by our own code).
+A plain slotted class, not a pydantic model: building one is most of the cost
+of a decision, and a slotted object costs a fraction of a model. It keeps the
+pydantic surface users rely on (``model_dump``, ``model_dump_json``,
+``model_validate``, ``model_fields``, use as a field of other models) through
+:class:`DecisionModel`, which states the schema once. Two fields are filled in
+lazily from what the engine recorded: ``at`` (a clock reading turned into a
+datetime in the policy's zone on first read) and ``decision_id`` (a counter
+turned into text on first read); both read the same as eager values.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, GetCoreSchemaHandler
+from pydantic_core import core_schema
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -19,8 +25,8 @@ M = TypeVar("M", bound=BaseModel)
 def fast(cls: type[M], **values: object) -> M:
     """Build a model from values our own code produced, skipping validation.
 
-    ``model_construct`` does the same but costs several microseconds per call,
-    which is most of a decision; the values here are always well-formed.
+    ``model_construct`` does the same but costs several microseconds per call;
+    the values here are always well-formed.
     """
     obj = cls.__new__(cls)
     data = dict(_DEFAULTS[cls])
@@ -74,7 +80,9 @@ class ErrorInfo(BaseModel):
     message: str
 
 
-class Decision(BaseModel):
+class DecisionModel(BaseModel):
+    """The schema of a Decision: what its JSON holds and how input is validated."""
+
     effect: Effect
     tool: str
     code: str = Field(description="why, as a stable word: allowed, denied, confirm, default_deny, "
@@ -91,6 +99,88 @@ class Decision(BaseModel):
     policy_hash: str = ""
     at: datetime | None = None
     elapsed_us: float = 0.0
+
+
+FIELDS: tuple[str, ...] = tuple(DecisionModel.model_fields)
+
+
+class Decision:
+    """One decision: effect, the stable ``code``, reasons, the rules that decided it, and more.
+
+    Construct with keyword arguments (validated like a pydantic model); the
+    engine builds its own with :meth:`_raw`, skipping validation.
+    """
+
+    __slots__ = ("effect", "tool", "code", "reasons", "rules", "limits", "errors", "message",
+                 "policy", "policy_version", "policy_hash", "elapsed_us", "_id", "_at", "_lazy")
+
+    model_fields: ClassVar[dict[str, Any]] = DecisionModel.model_fields
+
+    effect: Effect
+    tool: str
+    code: str
+    reasons: list[str]
+    rules: list[RuleRef]
+    limits: list[LimitState]
+    errors: list[ErrorInfo]
+    message: str
+    policy: str
+    policy_version: str | None
+    policy_hash: str
+    elapsed_us: float
+    _id: str | int
+    _at: datetime | float | None
+    _lazy: tuple[str, tzinfo] | None
+
+    def __init__(self, **values: Any) -> None:
+        self._fill(DecisionModel(**values))
+
+    def _fill(self, m: DecisionModel) -> None:
+        self.effect, self.tool, self.code = m.effect, m.tool, m.code
+        self.reasons, self.rules, self.limits, self.errors = m.reasons, m.rules, m.limits, m.errors
+        self.message, self.policy, self.policy_version = m.message, m.policy, m.policy_version
+        self.policy_hash, self.elapsed_us = m.policy_hash, m.elapsed_us
+        self._id, self._at, self._lazy = m.decision_id, m.at, None
+
+    @classmethod
+    def _raw(cls, effect: Effect, tool: str, code: str, reasons: list[str], rules: list[RuleRef],
+             limits: list[LimitState], errors: list[ErrorInfo], message: str, policy: str,
+             policy_version: str | None, policy_hash: str, at: datetime | None) -> Decision:
+        """A decision from values our own code produced: no validation."""
+        d = _new(cls)
+        d.effect, d.tool, d.code, d.reasons, d.rules = effect, tool, code, reasons, rules
+        d.limits, d.errors, d.message, d.policy = limits, errors, message, policy
+        d.policy_version, d.policy_hash, d.elapsed_us = policy_version, policy_hash, 0.0
+        d._id, d._at, d._lazy = "", at, None
+        return d
+
+    # ---- the two lazy fields
+
+    @property
+    def decision_id(self) -> str:
+        v = self._id
+        if type(v) is int:
+            assert self._lazy is not None
+            v = self._id = f"{self._lazy[0]}-{v:x}"
+        return v  # type: ignore[return-value]
+
+    @decision_id.setter
+    def decision_id(self, value: str) -> None:
+        self._id = value
+
+    @property
+    def at(self) -> datetime | None:
+        v = self._at
+        if type(v) is float:
+            assert self._lazy is not None
+            v = self._at = datetime.fromtimestamp(v, self._lazy[1])
+        return v  # type: ignore[return-value]
+
+    @at.setter
+    def at(self, value: datetime | None) -> None:
+        self._at = value
+
+    # ---- reading it
 
     @property
     def allowed(self) -> bool:
@@ -111,8 +201,71 @@ class Decision(BaseModel):
     def __str__(self) -> str:
         return self.message or f"{self.effect.value} {self.tool}"
 
+    def __repr__(self) -> str:
+        return "Decision(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS) + ")"
 
-for _model in (RuleRef, LimitState, ErrorInfo, Decision):
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a pydantic model
+
+    # ---- the pydantic surface
+
+    def as_model(self) -> DecisionModel:
+        """This decision as its pydantic model (for serialising and schemas)."""
+        return DecisionModel.model_construct(**{name: getattr(self, name) for name in FIELDS})
+
+    def model_dump(self, **options: Any) -> dict[str, Any]:
+        return self.as_model().model_dump(**options)
+
+    def model_dump_json(self, **options: Any) -> str:
+        return self.as_model().model_dump_json(**options)
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Decision:
+        copied = self.as_model().model_copy(update=update, deep=deep)
+        d = _new(Decision)
+        d._fill(copied)
+        return d
+
+    @classmethod
+    def model_validate(cls, obj: Any) -> Decision:
+        if isinstance(obj, Decision):
+            obj = obj.as_model()
+        d = _new(cls)
+        d._fill(DecisionModel.model_validate(obj))
+        return d
+
+    @classmethod
+    def model_validate_json(cls, data: str | bytes) -> Decision:
+        d = _new(cls)
+        d._fill(DecisionModel.model_validate_json(data))
+        return d
+
+    @classmethod
+    def model_construct(cls, **values: Any) -> Decision:
+        d = _new(cls)
+        d._fill(DecisionModel.model_construct(**values))
+        return d
+
+    @classmethod
+    def model_json_schema(cls, **options: Any) -> dict[str, Any]:
+        return DecisionModel.model_json_schema(**options)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        """Lets a Decision be a field of a pydantic model or a FastAPI response."""
+        return core_schema.no_info_plain_validator_function(
+            cls.model_validate,
+            json_schema_input_schema=handler(DecisionModel),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda d, info: d.model_dump(mode=info.mode), info_arg=True))
+
+
+_new = object.__new__
+
+for _model in (RuleRef, LimitState, ErrorInfo):
     _DEFAULTS[_model] = {name: (f.default_factory() if f.default_factory is not None  # type: ignore[call-arg]
                                 else f.default)
                          for name, f in _model.model_fields.items() if not f.is_required()}

@@ -41,30 +41,22 @@ from policylang.runtime.validation import fast_object_checker, object_checker
 
 AuditSink = Callable[[dict[str, Any]], None] | Any
 
+_EMPTY: dict[str, Any] = {}  # what a missing args/principal/context reads as on the fused path (never written)
+_new = object.__new__
+_perf_counter = time.perf_counter
+_time = time.time
 _EFFECTS = {"allow": Effect.ALLOW, "deny": Effect.DENY, "confirm": Effect.CONFIRM}
 _NOW_CACHE_SIZE = 4096
 _OUTCOME_CACHE_SIZE = 65_536
 _PENDING_CONFIRMS = 10_000
-_DECISION_EXTRAS = {"__pydantic_extra__": None, "__pydantic_private__": None}
 
 
 def _decision(effect: Effect, tool: str, code: str, reasons: list[str], refs: list[Any],
               limits: list[Any], errors: list[Any], message: str, prepared: _Prepared,
               now: datetime) -> Decision:
-    """A Decision built from fields our own code produced (no validation: see decision.fast)."""
-    d = Decision.__new__(Decision)
-    object.__setattr__(d, "__dict__", {
-        "effect": effect, "tool": tool, "code": code, "reasons": reasons, "rules": refs,
-        "limits": limits, "errors": errors, "message": message, "decision_id": "",
-        "policy": prepared.name, "policy_version": prepared.version, "policy_hash": prepared.hash,
-        "at": now, "elapsed_us": 0.0})
-    object.__setattr__(d, "__pydantic_fields_set__", _ALL_FIELDS)
-    object.__setattr__(d, "__pydantic_extra__", None)
-    object.__setattr__(d, "__pydantic_private__", None)
-    return d
-
-
-_ALL_FIELDS = frozenset(Decision.model_fields)
+    """A Decision built from fields our own code produced (no validation)."""
+    return Decision._raw(effect, tool, code, reasons, refs, limits, errors, message, prepared.name,
+                         prepared.version, prepared.hash, now)
 
 
 def combine(denied: bool, limit_exhausted: bool, confirmed: bool, allowed: bool,
@@ -108,6 +100,11 @@ class _Prepared:
         self.limit_consts: dict[int, tuple[str, float, float, str]] = {}
         self.name = self.policy.name
         self.version = self.policy.version
+        # Fused per-tool functions (policylang.compiler.fused) and, per tool, the outcome of each
+        # bitmask of matched rules they return; False marks a bitmask the ordinary path must build.
+        self.fused: dict[str, tuple[Callable[..., int | None], bool, dict[int, Any], ToolEvaluator]] = {
+            tool: (ev.fused, ev.fused_plan.uses_now, {}, ev)
+            for tool, ev in compiled.evaluators.items() if ev.fused is not None and ev.fused_plan is not None}
         # RuleRefs of rules with a fixed reason are shared between decisions (never mutated).
         self.refs: dict[int, RuleRef] = {}
 
@@ -230,8 +227,36 @@ class Engine:
     def decide(self, tool: str, args: dict[str, Any] | None = None, principal: dict[str, Any] | None = None,
                context: dict[str, Any] | None = None) -> Decision:
         """Decide one tool call. Never raises: any failure is a deny that says why."""
-        started = time.perf_counter()
+        started = _perf_counter()
         prepared = self._prepared  # one snapshot for the whole decision
+        if type(tool) is str and prepared is not None:
+            fused = prepared.fused.get(tool)
+            if fused is not None:  # the fused path: one generated call, a prebuilt outcome
+                try:
+                    fn, uses_now, table, ev = fused
+                    if uses_now or type(self.clock) is not SystemClock:
+                        at: Any = self.clock.now().astimezone(prepared.zone)
+                    else:
+                        at = _time()  # turned into a datetime only if someone reads decision.at
+                    m = fn(_EMPTY if args is None else args, _EMPTY if principal is None else principal,
+                           _EMPTY if context is None else context, at, tool)
+                    if m is not None:
+                        out = table.get(m)
+                        if out is None:
+                            out = self._fused_outcome(prepared, tool, ev, m, table)
+                        if out is not False:
+                            d = _new(Decision)
+                            d.effect, d.code, reasons, refs, d.message = out
+                            d.reasons, d.rules, d.limits, d.errors = list(reasons), list(refs), [], []
+                            d.tool, d.policy, d.policy_version, d.policy_hash = \
+                                tool, prepared.name, prepared.version, prepared.hash
+                            d._at, d._id, d._lazy = at, next(self._ids), (self._id_prefix, prepared.zone)
+                            d.elapsed_us = (_perf_counter() - started) * 1e6
+                            if self.audit is not None:
+                                return self._record(d, prepared, tool, args, principal, context)
+                            return d
+                except Exception:  # noqa: BLE001, S110 - the ordinary path decides (and fails closed)
+                    pass
         if type(tool) is not str and isinstance(tool, str):
             tool = str.__str__(tool)  # a str subclass's own __format__/__eq__ never runs in here
         did = f"{self._id_prefix}-{next(self._ids):x}"
@@ -240,9 +265,8 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - fail closed on anything at all
             decision = self._failure(prepared, tool, "internal_error",
                                      f"internal error while deciding: {type(exc).__name__}: {exc}")
-        fields = decision.__dict__  # plain writes: pydantic's __setattr__ costs a microsecond
-        fields["elapsed_us"] = (time.perf_counter() - started) * 1e6
-        fields["decision_id"] = did
+        decision.elapsed_us = (_perf_counter() - started) * 1e6
+        decision._id = did
         if self.audit is not None:
             decision = self._record(decision, prepared, tool, args, principal, context)
         return decision
@@ -297,6 +321,28 @@ class Engine:
         return self._build(prepared, tool, candidate, hits, errs, limits, a, p, c, now,
                            from_default=effect is None, s=s, ev=ev)
 
+    def _fused_outcome(self, prepared: _Prepared, tool: str, ev: ToolEvaluator, m: int,
+                       table: dict[int, Any]) -> Any:
+        """The outcome of a fused function's bitmask, built once: (effect, code, reasons, refs, message).
+
+        False when a matched rule's reason is a template filled from the request:
+        those outcomes differ per call, so the ordinary path builds them.
+        """
+        assert ev.fused_plan is not None
+        rules = ev.fused_plan.rules
+        hits = [r for i, r in enumerate(rules) if m >> i & 1]
+        if any(r.because is not None and not r.because.is_plain for r in hits):
+            out: Any = False
+        else:
+            effect = _EFFECTS[hits[0].effect] if hits else _EFFECTS[prepared.policy.default]
+            d = self._build(prepared, tool, effect, hits, None, [], None, None, None, None,  # type: ignore[arg-type]
+                            from_default=not hits, ev=ev)
+            out = (d.effect, d.code, tuple(d.reasons), tuple(d.rules), d.message)
+        if len(table) >= _OUTCOME_CACHE_SIZE:
+            table.clear()
+        table[m] = out
+        return out
+
     def _session(self, prepared: _Prepared, session: ast.SessionDecl, a: Any, p: Any, c: Any,
                  now: datetime, tool: str) -> dict[str, Any] | Decision:
         """This call's session and its remembered calls; an unknown session fails closed."""
@@ -333,9 +379,7 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - an unrecorded call must not be allowed
             if decision.effect is not Effect.DENY:
                 reason = f"the session store is unavailable ({type(exc).__name__}: {exc})"
-                fields = decision.__dict__
-                fields.update(effect=Effect.DENY, code="store_unavailable", reasons=[reason],
-                              message=f"{tool} denied: {reason}")
+                _refuse(decision, "store_unavailable", reason)
 
     def _args(self, prepared: _Prepared, ev: ToolEvaluator, tool: str, args: Any) -> dict[str, Any]:
         if args is None:
@@ -414,11 +458,8 @@ class Engine:
             who = f" for {hit.key}" if hit.key else ""
             reason = (f"rate limit {hit.id} reached: {celops.format_value(hit.limit)} per {window}{who} "
                       f"(used {celops.format_value(hit.used)})")
-            return fast(Decision,
-                effect=Effect.DENY, tool=tool, code="rate_limited", reasons=[reason], rules=[],
-                limits=states, errors=[], message=f"{tool} denied: {reason}; try again later",
-                decision_id="", policy=prepared.policy.name, policy_version=prepared.policy.version,
-                policy_hash=prepared.hash, at=now, elapsed_us=0.0)
+            return _decision(Effect.DENY, tool, "rate_limited", [reason], [], states, [],
+                             f"{tool} denied: {reason}; try again later", prepared, now)
         return states
 
     def _build(self, prepared: _Prepared, tool: str, effect: Effect, hits: list[RulePlan],
@@ -508,14 +549,13 @@ class Engine:
         hints = {"invalid_request": "; fix the arguments and try again" if "argument" in reason
                  else "; fix the request and try again",
                  "unknown_tool": "", "store_unavailable": "; try again later"}
-        return fast(Decision,
-            effect=Effect.DENY, tool=tool, code=code, reasons=[reason], rules=[], limits=[],
-            errors=[fast(ErrorInfo, rule=None, location=None, message=reason)]
+        return Decision._raw(
+            Effect.DENY, tool, code, [reason], [], [],
+            [fast(ErrorInfo, rule=None, location=None, message=reason)]
             if code in ("internal_error", "evaluation_error", "store_unavailable") else [],
-            message=f"{tool} denied: {reason}{hints.get(code, '')}", decision_id="",
-            policy=prepared.policy.name if prepared else "",
-            policy_version=prepared.policy.version if prepared else None,
-            policy_hash=prepared.hash if prepared else "", at=None, elapsed_us=0.0)
+            f"{tool} denied: {reason}{hints.get(code, '')}",
+            prepared.name if prepared else "", prepared.version if prepared else None,
+            prepared.hash if prepared else "", None)
 
     # ---- hooks for guards (policylang.runtime.guard): audited refusals, approvals, refunds
 
@@ -524,8 +564,7 @@ class Engine:
         """A deny made outside the policy (a guard refusing a call), with an id, audited like any other."""
         prepared = self._prepared
         decision = self._failure(prepared, str(tool), code, reason)
-        fields = decision.__dict__
-        fields["decision_id"] = f"{self._id_prefix}-{next(self._ids):x}"
+        decision._id = f"{self._id_prefix}-{next(self._ids):x}"
         if self.audit is not None:
             decision = self._record(decision, prepared, str(tool), args, principal, context)
         return decision
@@ -621,10 +660,7 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - the sink failing must not allow anything
             if decision.effect is not Effect.DENY:
                 reason = f"the audit log is unavailable ({type(exc).__name__}: {exc})"
-                # plain writes, like _remember: the fast-built Decision has a frozen fields-set,
-                # so pydantic's model_copy(update=...) would raise here
-                decision.__dict__.update(effect=Effect.DENY, code="audit_unavailable",
-                                         reasons=[reason], message=f"{tool} denied: {reason}")
+                _refuse(decision, "audit_unavailable", reason)
         return decision
 
 
@@ -637,6 +673,12 @@ def _fill(message: ast.Message, fn: Callable[..., tuple[Any, ...]], a: Any, p: A
                        for part in message.parts)
     except Exception:  # noqa: BLE001 - the interpreter gives CEL's exact value or error text
         return None
+
+
+def _refuse(decision: Decision, code: str, reason: str) -> None:
+    """Turn a decision into a deny after the fact (a store or the audit log failed)."""
+    decision.effect, decision.code, decision.reasons = Effect.DENY, code, [reason]
+    decision.message = f"{decision.tool} denied: {reason}"
 
 
 def limit_key(policy: str, limit_id: str, key_text: str) -> str:
@@ -655,19 +697,19 @@ def audit_record(decision: Decision, prepared: _Prepared | None, args: Any, prin
     if isinstance(args, dict) and secret:
         shown_args = {k: ("[redacted]" if k in secret else v) for k, v in args.items()}
     pid = principal.get("id") if isinstance(principal, dict) else None
-    d = decision.__dict__
-    at = d["at"]
+    d = decision
+    at = d.at
     # Built by hand: the same keys and values as decision.model_dump(mode="json"),
     # several times cheaper on the decision path (tests check they stay equal).
     return {
-        "effect": d["effect"].value, "tool": d["tool"], "code": d["code"],
-        "reasons": list(d["reasons"]),
-        "rules": [_RULE_KEYS(r.__dict__) for r in d["rules"]],
-        "limits": [dict(s.__dict__) for s in d["limits"]],
-        "errors": [dict(x.__dict__) for x in d["errors"]],
-        "message": d["message"], "decision_id": d["decision_id"], "policy": d["policy"],
-        "policy_version": d["policy_version"], "policy_hash": d["policy_hash"],
-        "at": _iso(at) if at is not None else None, "elapsed_us": d["elapsed_us"],
+        "effect": d.effect.value, "tool": d.tool, "code": d.code,
+        "reasons": list(d.reasons),
+        "rules": [_RULE_KEYS(r.__dict__) for r in d.rules],
+        "limits": [dict(s.__dict__) for s in d.limits],
+        "errors": [dict(x.__dict__) for x in d.errors],
+        "message": d.message, "decision_id": d.decision_id, "policy": d.policy,
+        "policy_version": d.policy_version, "policy_hash": d.policy_hash,
+        "at": _iso(at) if at is not None else None, "elapsed_us": d.elapsed_us,
         "args": _jsonable(shown_args), "principal_id": _jsonable(pid),
         "principal": _jsonable(principal), "context": _jsonable(context),
     }

@@ -227,7 +227,7 @@ def pydantic_model(t: Type, name: str = "Args") -> Any:
 # ---------------------------------------------------------------- generated fast path
 
 
-def _fast_test(t: Type, var: str, consts: dict[str, Any]) -> str | None:
+def _fast_test(t: Type, var: str, bind: Bind) -> str | None:
     """A Python test that holds only for values needing no conversion (None: no fast test)."""
     k = t.kind
     if k == "string":
@@ -244,9 +244,7 @@ def _fast_test(t: Type, var: str, consts: dict[str, Any]) -> str | None:
     if k == "dyn":
         return "True"
     if k == "enum" and all(type(v) is str for v in t.values):
-        name = f"E{len(consts)}"
-        consts[name] = frozenset(t.values)
-        return f"(type({var}) is str and {var} in {name})"
+        return f"(type({var}) is str and {var} in {bind(frozenset(t.values), 'enum')})"
     if k == "list" and t.params[0].kind in ("string", "dyn"):
         if t.params[0].kind == "dyn":
             return f"type({var}) is list"
@@ -254,32 +252,75 @@ def _fast_test(t: Type, var: str, consts: dict[str, Any]) -> str | None:
     return None
 
 
+Bind = Callable[[Any, str], str]  # (value, hint) -> the name it is bound to in generated code
+
+
+def shape_check_lines(t: Type, var: str, bind: Bind, fail: str, strict: bool = True,
+                      converters: dict[str, str] | None = None) -> list[str]:
+    """Python lines that run ``fail`` unless ``var`` is a well-formed object of type ``t``.
+
+    Well-formed: a dict with every required field present, every value already
+    of its canonical type, no default to fill in and, when ``strict``, no
+    undeclared key. With ``converters`` (kind -> bound parser), text values of
+    those kinds are parsed into a copy of ``var`` instead of failing; a parser
+    that raises is the caller's to catch. Used by the validators below and by
+    the compiler's fused per-tool functions.
+    """
+    lines = [f"if type({var}) is not dict:", f"    {fail}"]
+    copy = f"{var}_conv"
+    converters = converters or {}
+    required = 0  # present in every well-formed input: counted statically
+    counting: list[str] = []  # optional fields found: counted at run time
+    converting = False
+    for name, f in t.fields:
+        key = bind(name, name)
+        convert = converters.get(f.type.kind) if not f.nullable else None
+        test = "type(x) is str" if convert is not None else _fast_test(f.type, "x", bind)
+        if test is None:
+            check = [fail]
+        else:
+            check = [f"if not ({test} or x is None):" if f.nullable else f"if not ({test}):", f"    {fail}"]
+        if convert is not None:
+            converting = True
+            check += [f"if {copy} is None:", f"    {copy} = dict({var})", f"{copy}[{key}] = {convert}(x)"]
+        lines.append(f"x = {var}.get({key}, MISSING)")
+        if not f.optional and not f.has_default and not f.nullable and test not in (None, "True"):
+            required += 1  # a missing key reads as MISSING, which fails every type test
+            lines += check
+            continue
+        absent = "pass" if f.optional and not f.has_default else fail
+        present = ["n += 1", *check] if strict else check
+        if strict:
+            counting.append(name)
+        lines += ["if x is MISSING:", f"    {absent}", "else:", *("    " + line for line in present)]
+    if converting:
+        lines.insert(2, f"{copy} = None")
+    if counting:
+        lines.insert(2, "n = 0")
+    if strict:
+        total = f"{required} + n" if counting else str(required)
+        lines += [f"if len({var}) != {total}:", f"    {fail}"]
+    if converting:
+        lines += [f"if {copy} is not None:", f"    {var} = {copy}"]
+    return lines
+
+
 def fast_object_checker(t: Type, slow: Check, copy: bool, strict: bool = True) -> Check:
     """Compile a checker that returns well-formed input as is and defers the rest to ``slow``.
 
-    Well-formed: a dict with every required field present, every value already
-    of its canonical type (no timestamp to parse), no default to fill in and,
-    when ``strict``, no undeclared key. Anything else takes ``slow``, which
-    converts, fills defaults and raises the precise error: both paths agree.
+    Well-formed is what :func:`shape_check_lines` tests; ``slow`` converts, fills
+    defaults and raises the precise error: both paths agree.
     """
     consts: dict[str, Any] = {"_slow": slow, "MISSING": MISSING}
-    lines = ["def check(v, path):", "    if type(v) is not dict:", "        return _slow(v, path)",
-             "    n = 0"]
-    for i, (name, f) in enumerate(t.fields):
-        key = f"K{i}"
-        consts[key] = name
-        test = _fast_test(f.type, "x", consts)
-        absent = "pass" if f.optional and not f.has_default else "return _slow(v, path)"
-        lines += [f"    x = v.get({key}, MISSING)", "    if x is MISSING:", f"        {absent}",
-                  "    else:", "        n += 1"]
-        if test is None:
-            lines.append("        return _slow(v, path)")
-        else:
-            ok = f"{test} or x is None" if f.nullable else test
-            lines += [f"        if not ({ok}):", "            return _slow(v, path)"]
-    if strict:
-        lines += ["    if n != len(v):", "        return _slow(v, path)"]
-    lines.append(f"    return {'dict(v)' if copy else 'v'}")
+
+    def bind(value: Any, hint: str) -> str:
+        name = f"K{len(consts)}"
+        consts[name] = value
+        return name
+
+    body = shape_check_lines(t, "v", bind, "return _slow(v, path)", strict)
+    lines = ["def check(v, path):", *("    " + line for line in body),
+             f"    return {'dict(v)' if copy else 'v'}"]
     source = "\n".join(lines) + "\n"
     ns: dict[str, Any] = {"__builtins__": {"type": type, "str": str, "int": int, "float": float,
                                            "bool": bool, "list": list, "dict": dict, "all": all,

@@ -1,0 +1,111 @@
+"""One fused function per tool: shape checks and every rule in a single call.
+
+The ordinary evaluator (:mod:`policylang.compiler.codegen`) takes validated
+input and returns the matching rules; the engine then builds the outcome. For
+the common call that is well-formed and raises nowhere, that is several
+calls and allocations too many. The fused function does it all in one frame:
+
+- it checks the request's shape inline (the same tests as the generated
+  validators in :mod:`policylang.runtime.validation`), parsing timestamp,
+  duration and date text on the way;
+- it evaluates the tool's rules stage by stage (deny, confirm, allow) with the
+  same Python expressions as the ordinary evaluator, setting one bit per
+  matching rule, and returns that bitmask: the engine maps it to a prebuilt
+  outcome;
+- anything unusual (a shape that needs the validator's conversions or error
+  messages, a pinned ``context.now``, any exception) returns ``None`` and the
+  engine takes the ordinary path, which gives the exact answer. The fused path
+  is an accelerator only; it never decides differently.
+
+Tools with rate limits, policies with sessions, and reference mode have no
+fused function.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from policylang.compiler.codegen import Module, ToolWriter
+from policylang.compiler.plan import RulePlan, ToolPlan
+from policylang.language import ast
+from policylang.language.policy import Policy
+from policylang.language.types import Type
+from policylang.runtime.validation import MISSING, shape_check_lines
+
+_NOW = re.compile(r"\bnow\b")
+_SESSION = re.compile(r"\bs\b")
+_CONVERTERS = {"timestamp": "_conv_timestamp", "duration": "_conv_duration", "date": "_conv_date"}
+FUSED_HELPERS = {"MISSING": MISSING}  # plus the converters, bound per policy zone by the builder
+
+
+@dataclass(frozen=True)
+class FusedPlan:
+    """What the engine needs to use a fused function: its name, rules by bit, and whether it reads now."""
+
+    name: str
+    rules: tuple[RulePlan, ...]  # rules[i] matched when bit i of the result is set
+    uses_now: bool
+
+
+def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) -> FusedPlan | None:
+    """Write ``<fname>_fused(a, p, c, now, tool)`` into the writer's module; None when not eligible."""
+    if plan.limits or policy.session is not None or writer.reference or plan.tool is None:
+        return None
+    info = policy.tools.get(plan.tool)
+    if info is None:
+        return None
+    m: Module = writer.m
+    rules: list[RulePlan] = []
+    body: list[str] = []
+    stages = [effect for effect in ("deny", "confirm", "allow") if getattr(plan, effect)]
+    for effect in stages:
+        stage: list[RulePlan] = getattr(plan, effect)
+        for rule in stage:
+            bit = 1 << len(rules)
+            rules.append(rule)
+            if isinstance(rule.condition, ast.Literal_) and rule.condition.value is True:
+                body.append(f"m |= {bit}")
+                continue
+            code = writer.expression(rule.condition)
+            if code is None or _SESSION.search(code):
+                return None
+            body += [f"if {code}:", f"    m |= {bit}"]
+        if effect != stages[-1]:
+            body += ["if m:", "    return m"]
+    body.append("return m")
+    uses_now = any(_NOW.search(line) for line in body)
+
+    def bind(value: object, hint: str) -> str:
+        return m.const(value, hint)
+
+    shapes = shape_check_lines(info.args, "a", bind, "return None", strict=True, converters=_CONVERTERS)
+    shapes += _open_shape(policy.principal, "p", bind)
+    context = policy.context
+    if context is not None:
+        context = Type("object", fields=tuple(f for f in context.fields if f[0] != "now"))
+    shapes += _open_shape(context, "c", bind)
+    shapes += [f"if {bind('now', 'now')} in c:", "    return None"]  # a pinned now: the ordinary path
+    name = f"{fname}_fused"
+    m.line(f"def {name}(a, p, c, now, tool):")
+    m.indent()
+    m.line("try:")
+    m.indent()
+    for line in [*shapes, "m = 0", *body]:
+        m.line(line)
+    m.dedent()
+    m.line("except Exception:")
+    m.line("    return None")
+    m.dedent()
+    m.line()
+    return FusedPlan(name, tuple(rules), uses_now)
+
+
+def _open_shape(t: Type | None, var: str, bind: object) -> list[str]:
+    """Principal and context: declared fields checked, extra keys allowed; undeclared: any map."""
+    if t is None:
+        return [f"if type({var}) is not dict:", "    return None"]
+    return shape_check_lines(t, var, bind, "return None", strict=False)  # type: ignore[arg-type]
+
+
+__all__ = ["FusedPlan", "write_fused", "FUSED_HELPERS"]
