@@ -292,7 +292,49 @@ class ExprEmitter:
             return f"({self.m.const(compiled, 're', prefix='R')}.search({subject}) is not None)"
         return None
 
+    def _constant_strings(self, e: ast.Expr) -> list[str] | None:
+        """The members of a list known at compile time (a literal or a data list), if all strings."""
+        if isinstance(e, ast.ListExpr) and all(isinstance(i, ast.Literal_) for i in e.items):
+            values: Any = [i.value for i in e.items]  # type: ignore[union-attr]
+        elif isinstance(e, ast.Select) and isinstance(e.operand, ast.Ident) and e.operand.name == "data" \
+                and "data" not in self.locals and e.field in self.data:
+            values = self.data[e.field]
+        else:
+            return None
+        if isinstance(values, list | tuple) and all(type(v) is str for v in values):
+            return list(values)
+        return None
+
+    def _affix_any(self, e: ast.Comprehension) -> str | None:
+        """``L.exists(d, x.endsWith("@" + d))`` over a constant list L: one ``x.endswith(tuple)``.
+
+        Python tests all the affixes in one C call; the comprehension would build
+        one string per member on every call. ``x`` must not mention ``d``.
+        """
+        body = e.body
+        if e.kind != "exists" or not isinstance(body, ast.Call) or body.target is None \
+                or len(body.args) != 1 or impl_name(body) not in ("ends_with", "starts_with"):
+            return None
+        members = self._constant_strings(e.target)
+        if members is None or _mentions(body.target, e.var) or self.t(body.target).base.kind != "string":
+            return None
+        arg = body.args[0]
+        prefix = suffix = ""
+        if isinstance(arg, ast.Binary) and arg.op == "+":
+            if isinstance(arg.left, ast.Literal_) and type(arg.left.value) is str:
+                prefix, arg = arg.left.value, arg.right
+            elif isinstance(arg.right, ast.Literal_) and type(arg.right.value) is str:
+                suffix, arg = arg.right.value, arg.left
+        if not (isinstance(arg, ast.Ident) and arg.name == e.var):
+            return None
+        affixes = self.m.const(tuple(prefix + v + suffix for v in members), "affixes")
+        method = "endswith" if impl_name(body) == "ends_with" else "startswith"
+        return f"{self.emit(body.target)}.{method}({affixes})"
+
     def _comprehension(self, e: ast.Comprehension) -> str:
+        fused = self._affix_any(e)
+        if fused is not None:
+            return fused
         target_t = self.t(e.target).base
         target = self.emit(e.target)
         if target_t.kind not in ("list", "map", "object"):
@@ -320,6 +362,17 @@ class ExprEmitter:
         if cond is not None:
             return f"[{body} for {var} in {target} if {cond}]"
         return f"[{body} for {var} in {target}]"
+
+
+def _mentions(e: Any, name: str) -> bool:
+    """Whether an expression reads the variable ``name`` (conservative: any Ident of that name)."""
+    if isinstance(e, ast.Ident):
+        return e.name == name
+    if isinstance(e, tuple):
+        return any(_mentions(x, name) for x in e)
+    if dataclasses.is_dataclass(e):
+        return any(_mentions(getattr(e, f.name), name) for f in dataclasses.fields(e))
+    return False
 
 
 def _is_null(e: ast.Expr) -> bool:

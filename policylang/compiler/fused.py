@@ -79,7 +79,8 @@ def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) 
     def bind(value: object, hint: str) -> str:
         return m.const(value, hint)
 
-    shapes = shape_check_lines(info.args, "a", bind, "return None", strict=True, converters=_CONVERTERS)
+    shapes = shape_check_lines(info.args, "a", bind, "return None", strict=True, converters=_CONVERTERS,
+                               raising=True)
     shapes += _open_shape(policy.principal, "p", bind)
     context = policy.context
     if context is not None:
@@ -105,7 +106,7 @@ def _open_shape(t: Type | None, var: str, bind: object) -> list[str]:
     """Principal and context: declared fields checked, extra keys allowed; undeclared: any map."""
     if t is None:
         return [f"if type({var}) is not dict:", "    return None"]
-    return shape_check_lines(t, var, bind, "return None", strict=False)  # type: ignore[arg-type]
+    return shape_check_lines(t, var, bind, "return None", strict=False, raising=True)  # type: ignore[arg-type]
 
 
 __all__ = ["FusedPlan", "write_fused", "FUSED_HELPERS"]

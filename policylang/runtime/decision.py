@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 from enum import StrEnum
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 from pydantic import BaseModel, Field, GetCoreSchemaHandler
 from pydantic_core import core_schema
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 def fast(cls: type[M], **values: object) -> M:
@@ -104,55 +105,113 @@ class DecisionModel(BaseModel):
 FIELDS: tuple[str, ...] = tuple(DecisionModel.model_fields)
 
 
+class Origin:
+    """What every decision of one loaded policy shares: its name, version, hash, zone and id prefix."""
+
+    __slots__ = ("policy", "policy_version", "policy_hash", "id_prefix", "zone")
+
+    def __init__(self, policy: str = "", policy_version: str | None = None, policy_hash: str = "",
+                 id_prefix: str = "", zone: tzinfo | None = None) -> None:
+        self.policy, self.policy_version, self.policy_hash = policy, policy_version, policy_hash
+        self.id_prefix, self.zone = id_prefix, zone
+
+    def replace(self, **values: Any) -> Origin:
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        return Origin(**{**fields, **values})
+
+
+class _Shared(Generic[T]):
+    """A list field kept as the engine's shared tuple until someone reads it (then a list of its own)."""
+
+    def __init__(self, slot: str) -> None:
+        self.slot = slot
+
+    @overload
+    def __get__(self, obj: None, owner: Any = None) -> _Shared[T]: ...
+    @overload
+    def __get__(self, obj: Decision, owner: Any = None) -> list[T]: ...
+
+    def __get__(self, obj: Decision | None, owner: Any = None) -> list[T] | _Shared[T]:
+        if obj is None:
+            return self
+        v = getattr(obj, self.slot)
+        if type(v) is tuple:
+            v = list(v)
+            setattr(obj, self.slot, v)
+        return v
+
+    def __set__(self, obj: Decision, value: list[T]) -> None:
+        setattr(obj, self.slot, value)
+
+
+class _FromOrigin:
+    """A field every decision of one policy shares, read from its :class:`Origin`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Decision | None, owner: Any = None) -> Any:
+        return self if obj is None else getattr(obj._origin, self.name)
+
+    def __set__(self, obj: Decision, value: Any) -> None:
+        obj._origin = obj._origin.replace(**{self.name: value})
+
+
 class Decision:
     """One decision: effect, the stable ``code``, reasons, the rules that decided it, and more.
 
-    Construct with keyword arguments (validated like a pydantic model); the
-    engine builds its own with :meth:`_raw`, skipping validation.
+    Construct with keyword arguments (validated like a pydantic model). The
+    engine builds its own without validation, sharing what decisions have in
+    common: list fields start as shared tuples and become lists of their own
+    when read; the policy's name, version and hash come from one
+    :class:`Origin`.
     """
 
-    __slots__ = ("effect", "tool", "code", "reasons", "rules", "limits", "errors", "message",
-                 "policy", "policy_version", "policy_hash", "elapsed_us", "_id", "_at", "_lazy")
+    __slots__ = ("effect", "tool", "code", "message", "elapsed_us", "_reasons", "_rules", "_limits",
+                 "_errors", "_id", "_at", "_origin")
 
     model_fields: ClassVar[dict[str, Any]] = DecisionModel.model_fields
 
     effect: Effect
     tool: str
     code: str
-    reasons: list[str]
-    rules: list[RuleRef]
-    limits: list[LimitState]
-    errors: list[ErrorInfo]
     message: str
-    policy: str
-    policy_version: str | None
-    policy_hash: str
     elapsed_us: float
     _id: str | int
     _at: datetime | float | None
-    _lazy: tuple[str, tzinfo] | None
+    _origin: Origin
 
     def __init__(self, **values: Any) -> None:
         self._fill(DecisionModel(**values))
 
     def _fill(self, m: DecisionModel) -> None:
-        self.effect, self.tool, self.code = m.effect, m.tool, m.code
-        self.reasons, self.rules, self.limits, self.errors = m.reasons, m.rules, m.limits, m.errors
-        self.message, self.policy, self.policy_version = m.message, m.policy, m.policy_version
-        self.policy_hash, self.elapsed_us = m.policy_hash, m.elapsed_us
-        self._id, self._at, self._lazy = m.decision_id, m.at, None
+        self.effect, self.tool, self.code, self.message = m.effect, m.tool, m.code, m.message
+        self._reasons, self._rules, self._limits, self._errors = m.reasons, m.rules, m.limits, m.errors
+        self.elapsed_us, self._id, self._at = m.elapsed_us, m.decision_id, m.at
+        self._origin = Origin(m.policy, m.policy_version, m.policy_hash)
 
     @classmethod
     def _raw(cls, effect: Effect, tool: str, code: str, reasons: list[str], rules: list[RuleRef],
-             limits: list[LimitState], errors: list[ErrorInfo], message: str, policy: str,
-             policy_version: str | None, policy_hash: str, at: datetime | None) -> Decision:
+             limits: list[LimitState], errors: list[ErrorInfo], message: str, origin: Origin,
+             at: datetime | None) -> Decision:
         """A decision from values our own code produced: no validation."""
         d = _new(cls)
-        d.effect, d.tool, d.code, d.reasons, d.rules = effect, tool, code, reasons, rules
-        d.limits, d.errors, d.message, d.policy = limits, errors, message, policy
-        d.policy_version, d.policy_hash, d.elapsed_us = policy_version, policy_hash, 0.0
-        d._id, d._at, d._lazy = "", at, None
+        d.effect, d.tool, d.code, d.message, d.elapsed_us = effect, tool, code, message, 0.0
+        d._reasons, d._rules, d._limits, d._errors = reasons, rules, limits, errors
+        d._id, d._at, d._origin = "", at, origin
         return d
+
+    _reasons: list[str] | tuple[str, ...]
+    _rules: list[RuleRef] | tuple[RuleRef, ...]
+    _limits: list[LimitState] | tuple[LimitState, ...]
+    _errors: list[ErrorInfo] | tuple[ErrorInfo, ...]
+    reasons = _Shared[str]("_reasons")
+    rules = _Shared[RuleRef]("_rules")
+    limits = _Shared[LimitState]("_limits")
+    errors = _Shared[ErrorInfo]("_errors")
+    policy = _FromOrigin("policy")
+    policy_version = _FromOrigin("policy_version")
+    policy_hash = _FromOrigin("policy_hash")
 
     # ---- the two lazy fields
 
@@ -160,8 +219,7 @@ class Decision:
     def decision_id(self) -> str:
         v = self._id
         if type(v) is int:
-            assert self._lazy is not None
-            v = self._id = f"{self._lazy[0]}-{v:x}"
+            v = self._id = f"{self._origin.id_prefix}-{v:x}"
         return v  # type: ignore[return-value]
 
     @decision_id.setter
@@ -172,8 +230,7 @@ class Decision:
     def at(self) -> datetime | None:
         v = self._at
         if type(v) is float:
-            assert self._lazy is not None
-            v = self._at = datetime.fromtimestamp(v, self._lazy[1])
+            v = self._at = datetime.fromtimestamp(v, self._origin.zone)
         return v  # type: ignore[return-value]
 
     @at.setter

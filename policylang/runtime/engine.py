@@ -33,7 +33,15 @@ from policylang.runtime import celops, timefuncs
 from policylang.runtime.audit import _default as _audit_default
 from policylang.runtime.audit import json_safe
 from policylang.runtime.clock import Clock, SystemClock
-from policylang.runtime.decision import Decision, Effect, ErrorInfo, LimitState, RuleRef, fast
+from policylang.runtime.decision import (
+    Decision,
+    Effect,
+    ErrorInfo,
+    LimitState,
+    Origin,
+    RuleRef,
+    fast,
+)
 from policylang.runtime.limits import LimitRequest, LimitStore, MemoryStore
 from policylang.runtime.loader import load_sources, read_path
 from policylang.runtime.sessions import MemorySessionStore, SessionStore
@@ -43,6 +51,7 @@ AuditSink = Callable[[dict[str, Any]], None] | Any
 
 _EMPTY: dict[str, Any] = {}  # what a missing args/principal/context reads as on the fused path (never written)
 _new = object.__new__
+_NO_POLICY = Origin()
 _perf_counter = time.perf_counter
 _time = time.time
 _EFFECTS = {"allow": Effect.ALLOW, "deny": Effect.DENY, "confirm": Effect.CONFIRM}
@@ -55,8 +64,7 @@ def _decision(effect: Effect, tool: str, code: str, reasons: list[str], refs: li
               limits: list[Any], errors: list[Any], message: str, prepared: _Prepared,
               now: datetime) -> Decision:
     """A Decision built from fields our own code produced (no validation)."""
-    return Decision._raw(effect, tool, code, reasons, refs, limits, errors, message, prepared.name,
-                         prepared.version, prepared.hash, now)
+    return Decision._raw(effect, tool, code, reasons, refs, limits, errors, message, prepared.origin, now)
 
 
 def combine(denied: bool, limit_exhausted: bool, confirmed: bool, allowed: bool,
@@ -74,7 +82,7 @@ def combine(denied: bool, limit_exhausted: bool, confirmed: bool, allowed: bool,
 class _Prepared:
     """A compiled policy plus the per-tool validators, swapped in as one object."""
 
-    def __init__(self, compiled: CompiledPolicy, warnings: list[Diagnostic]):
+    def __init__(self, compiled: CompiledPolicy, warnings: list[Diagnostic], id_prefix: str = ""):
         self.compiled = compiled
         self.policy = compiled.policy
         self.warnings = warnings
@@ -100,6 +108,7 @@ class _Prepared:
         self.limit_consts: dict[int, tuple[str, float, float, str]] = {}
         self.name = self.policy.name
         self.version = self.policy.version
+        self.origin = Origin(self.name, self.version, self.hash, id_prefix, zone)
         # Fused per-tool functions (policylang.compiler.fused) and, per tool, the outcome of each
         # bitmask of matched rules they return; False marks a bitmask the ordinary path must build.
         self.fused: dict[str, tuple[Callable[..., int | None], bool, dict[int, Any], ToolEvaluator]] = {
@@ -116,14 +125,14 @@ class Engine:
                  clock: Clock | None = None, store: LimitStore | None = None,
                  audit: AuditSink | None = None, source_path: str | Path | None = None,
                  sessions: SessionStore | None = None):
-        self._prepared = _Prepared(compiled, warnings or []) if compiled is not None else None
+        self._id_prefix = os.urandom(4).hex()
+        self._prepared = _Prepared(compiled, warnings or [], self._id_prefix) if compiled is not None else None
         self.clock: Clock = clock or SystemClock()
         self.store: LimitStore = store if store is not None else MemoryStore()
         self.audit = audit
         self.sessions: SessionStore = sessions if sessions is not None else MemorySessionStore()
         self.source_path = Path(source_path) if source_path is not None else None
         self._ids = itertools.count(1)
-        self._id_prefix = os.urandom(4).hex()
         self._reload_lock = threading.Lock()
         # confirm decisions waiting for approval: decision id -> their session record
         self._pending: OrderedDict[str, tuple[ast.SessionDecl, str, dict[str, Any]]] = OrderedDict()
@@ -170,7 +179,7 @@ class Engine:
         with self._reload_lock:
             sources, loaded = read_path(target, data)
             compiled, warnings = load_sources(sources, loaded)  # raises: old policy stays
-            self._prepared = _Prepared(compiled, warnings)
+            self._prepared = _Prepared(compiled, warnings, self._id_prefix)
             self.source_path = Path(target)
 
     def watch(self, interval: float = 1.0, *, on_reload: Callable[[Engine], Any] | None = None,
@@ -188,7 +197,7 @@ class Engine:
     def reload_string(self, text: str, *, data: dict[str, Any] | None = None, path: str = "<string>") -> None:
         with self._reload_lock:
             compiled, warnings = load_sources({path: text}, data or {})
-            self._prepared = _Prepared(compiled, warnings)
+            self._prepared = _Prepared(compiled, warnings, self._id_prefix)
 
     # ---- introspection
 
@@ -245,12 +254,10 @@ class Engine:
                         if out is None:
                             out = self._fused_outcome(prepared, tool, ev, m, table)
                         if out is not False:
-                            d = _new(Decision)
-                            d.effect, d.code, reasons, refs, d.message = out
-                            d.reasons, d.rules, d.limits, d.errors = list(reasons), list(refs), [], []
-                            d.tool, d.policy, d.policy_version, d.policy_hash = \
-                                tool, prepared.name, prepared.version, prepared.hash
-                            d._at, d._id, d._lazy = at, next(self._ids), (self._id_prefix, prepared.zone)
+                            d = _new(Decision)  # shared tuples become lists when read: see Decision
+                            d.effect, d.code, d._reasons, d._rules, d.message = out
+                            d.tool, d._limits, d._errors, d._origin = tool, (), (), prepared.origin
+                            d._at, d._id = at, next(self._ids)
                             d.elapsed_us = (_perf_counter() - started) * 1e6
                             if self.audit is not None:
                                 return self._record(d, prepared, tool, args, principal, context)
@@ -554,8 +561,7 @@ class Engine:
             [fast(ErrorInfo, rule=None, location=None, message=reason)]
             if code in ("internal_error", "evaluation_error", "store_unavailable") else [],
             f"{tool} denied: {reason}{hints.get(code, '')}",
-            prepared.name if prepared else "", prepared.version if prepared else None,
-            prepared.hash if prepared else "", None)
+            prepared.origin if prepared else _NO_POLICY, None)
 
     # ---- hooks for guards (policylang.runtime.guard): audited refusals, approvals, refunds
 

@@ -59,6 +59,8 @@ _TS_RE = re.compile(
     r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?)?",
     re.ASCII,
 )
+# The shape nearly every tool sends (RFC 3339 with an offset); datetime.fromisoformat reads it in C.
+_TS_FAST_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)", re.ASCII)
 _OFFSET_RE = re.compile(r"([+-])(\d{2})(?::?(\d{2}))?", re.ASCII)
 _DUR_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)", re.ASCII)
 _DUR_FULL_RE = re.compile(r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h|d))+")
@@ -138,6 +140,12 @@ def _parse_offset(text: str) -> tzinfo:
 
 
 def _parse_ts_string(text: str, default_tz: tzinfo) -> datetime:
+    if _TS_FAST_RE.fullmatch(text):  # same fields as the general reader below (tests hold them equal)
+        return datetime.fromisoformat(text)
+    return _parse_ts_general(text, default_tz)
+
+
+def _parse_ts_general(text: str, default_tz: tzinfo) -> datetime:
     m = _TS_RE.fullmatch(text.strip())
     if not m:
         raise ValueError(text)
@@ -156,6 +164,8 @@ def parse_timestamp(v: object, default_tz: tzinfo | str = UTC) -> datetime:
     than normalised to UTC so that "local" functions like :func:`hour` see the
     wall-clock time the sender meant. ``default_tz`` may also be a zone name.
     """
+    if type(v) is str and _TS_FAST_RE.fullmatch(v):  # the common case first
+        return datetime.fromisoformat(v)
     if not isinstance(default_tz, tzinfo):
         default_tz = get_zone(default_tz)
     if isinstance(v, datetime):
@@ -220,9 +230,12 @@ def parse_date(v: object, default_tz: tzinfo | str = UTC) -> date:
 
 def _local(ts: object, tz: str | tzinfo | None) -> datetime:
     """The timestamp as wall-clock time in ``tz`` (or in its own offset when None)."""
-    if isinstance(ts, date) and not isinstance(ts, datetime):
-        raise EvalError(f"{ts.isoformat()} is a date and has no time of day")
-    dt = parse_timestamp(ts)
+    if type(ts) is datetime and ts.tzinfo is not None:  # the common case: a parsed argument
+        dt = ts
+    else:
+        if isinstance(ts, date) and not isinstance(ts, datetime):
+            raise EvalError(f"{ts.isoformat()} is a date and has no time of day")
+        dt = parse_timestamp(ts)
     if tz is None:
         return dt
     zone = get_zone(tz)
@@ -234,6 +247,8 @@ def _local(ts: object, tz: str | tzinfo | None) -> datetime:
 
 def _local_day(ts: object, tz: str | tzinfo | None) -> date:
     """The calendar day of a timestamp (or a date, which has no zone to convert)."""
+    if type(ts) is datetime and ts.tzinfo is not None:
+        return _local(ts, tz).date()
     if isinstance(ts, date) and not isinstance(ts, datetime):
         return ts
     if isinstance(ts, str) and len(ts.strip()) == 10:

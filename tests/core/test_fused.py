@@ -175,3 +175,17 @@ def test_a_pinned_now_and_the_policy_clock_agree() -> None:
            "principal": {"id": "u", "role": "staff", "scopes": []}, "context": {"confidence": 1}}
     pinned = {**req, "context": {"confidence": 1, "now": NOW.isoformat()}}
     assert fused.decide(**req).effect == fused.decide(**pinned).effect
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(to=st.lists(st.sampled_from(["a@example.com", "b@corp.example.com", "c@evil.example", "x@partner.io.evil",
+                                    "@example.com", "example.com", "a@sub.example.com", ""]), max_size=4),
+       cc=st.lists(st.sampled_from(["a@evil.example", "a@example.com"]), max_size=2))
+def test_constant_affix_lists_compile_to_one_endswith_and_agree_with_the_reference(to: list[str],
+                                                                                     cc: list[str]) -> None:
+    """`L.exists(d, x.endsWith("@" + d))` over a data list becomes `x.endswith(tuple)`: same answers."""
+    fused, _ = MAIL_PAIR
+    assert "endswith(K" in fused.source_for("email.send")
+    reference = Engine.from_string(MAIL, data=MAIL_DATA, clock=FixedClock(NOW), reference=True)
+    req = {"tool": "email.send", "args": {"to": to, "subject": "s", "cc": cc}, "principal": {"role": "sales"}}
+    _same(fused.decide(**req), reference.decide(**req))

@@ -249,3 +249,25 @@ def test_business_hours_laws(ts: datetime, start_h: int, length: int) -> None:
     if start_h < end_h:
         assert inside == (start_h <= ts.hour < end_h)
     assert not t.business_hours(ts, window, days=())
+
+
+# ---------------------------------------------------------------- the RFC 3339 fast reader
+
+_digits = st.integers
+fast_shaped = st.builds(
+    lambda y, mo, d, h, mi, s, frac, off: f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{frac}{off}",
+    _digits(0, 9999), _digits(0, 19), _digits(0, 39), _digits(0, 29), _digits(0, 69), _digits(0, 69),
+    st.sampled_from(["", ".5", ".123", ".000001", ".999999", ".1234"]),
+    st.sampled_from(["Z", "+00:00", "-00:00", "+05:30", "-08:00", "+23:59", "+24:00", "-12:60", "+14:00"]))
+
+
+@given(fast_shaped)
+def test_the_fast_timestamp_reader_agrees_with_the_general_one(text: str) -> None:
+    """Strings of the common shape go through datetime.fromisoformat; it must read them identically."""
+    def read(fn: object) -> object:
+        try:
+            dt = fn(text, UTC)  # type: ignore[operator]
+        except ValueError:
+            return "refused"
+        return (dt, dt.utcoffset(), dt.isoformat())
+    assert read(t._parse_ts_string) == read(t._parse_ts_general)
