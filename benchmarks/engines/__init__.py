@@ -36,6 +36,7 @@ class EngineSpec:
 
 REGISTRY: tuple[EngineSpec, ...] = (
     EngineSpec("handwritten", "benchmarks.engines.handwritten:Handwritten", ""),
+    EngineSpec("handwritten-checked", "benchmarks.engines.handwritten_checked:HandwrittenChecked", ""),
     EngineSpec("policylang", "benchmarks.engines.policylang_engine:Policylang", "policylang"),
     EngineSpec("cel-python", "benchmarks.engines.celpy_engine:CelPython", "cel-python"),
     EngineSpec("cel-rust", "benchmarks.engines.cel_rust_engine:CelRust",

@@ -105,7 +105,7 @@ class CompiledPolicy:
             "_unknown_name": _unknown, "_unknown_function": _unknown,
             "_recover": self._recover, "_limit_slow": self._limit_slow, "_SKIP": (False, None, 0),
             **FUSED_HELPERS,
-            "_conv_timestamp": lambda v: timefuncs.parse_timestamp(v, self.zone),
+            "_conv_timestamp": timefuncs.timestamp_reader(self.zone),
             "_conv_duration": timefuncs.parse_duration,
             "_conv_date": lambda v: timefuncs.parse_date(v, self.zone),
         }

@@ -48,6 +48,7 @@ class Module:
     tool_ranges: dict[str | None, tuple[int, int]] = field(default_factory=dict)
     messages: dict[tuple[str, int], str] = field(default_factory=dict)  # (fname, rule) -> function
     function_names: dict[str | None, str] = field(default_factory=dict)
+    fused_bodies: dict[tuple[str, ...], str] = field(default_factory=dict)  # body lines -> function
     _const_ids: dict[tuple[str, Any], str] = field(default_factory=dict)
     _indent: int = 0
 

@@ -17,8 +17,11 @@ calls and allocations too many. The fused function does it all in one frame:
   engine takes the ordinary path, which gives the exact answer. The fused path
   is an accelerator only; it never decides differently.
 
-Tools with rate limits, policies with sessions, and reference mode have no
-fused function.
+Tools whose declarations and conditions are the same (one rule set applied to
+many tools, replicated services) share one function: the code is generated as
+text with every value bound by name, so equal text means equal behaviour, and
+each tool keeps its own rules-by-bit and outcome table. Tools with rate limits,
+policies with sessions, and reference mode have no fused function.
 """
 
 from __future__ import annotations
@@ -87,12 +90,16 @@ def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) 
         context = Type("object", fields=tuple(f for f in context.fields if f[0] != "now"))
     shapes += _open_shape(context, "c", bind)
     shapes += [f"if {bind('now', 'now')} in c:", "    return None"]  # a pinned now: the ordinary path
-    name = f"{fname}_fused"
+    lines = tuple([*shapes, "m = 0", *body])
+    shared = m.fused_bodies.get(lines)
+    if shared is not None:  # tools with the same declarations and conditions share one function
+        return FusedPlan(shared, tuple(rules), uses_now)
+    name = m.fused_bodies[lines] = f"{fname}_fused"
     m.line(f"def {name}(a, p, c, now, tool):")
     m.indent()
     m.line("try:")
     m.indent()
-    for line in [*shapes, "m = 0", *body]:
+    for line in lines:
         m.line(line)
     m.dedent()
     m.line("except Exception:")

@@ -27,7 +27,7 @@ import functools
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
@@ -108,14 +108,24 @@ def get_zone(name: str | tzinfo) -> tzinfo:
     Cached, because zone look-ups read tzdata files and decisions call this on
     every evaluation. A tzinfo passes through so callers can hand either.
     """
+    if type(name) is str:
+        zone = _ZONES.get(name)
+        if zone is not None:
+            return zone
     if isinstance(name, tzinfo):
         return name
     if not isinstance(name, str):
         raise EvalError(f"a time zone must be a string, got {_show(name)}")
     try:
-        return _zone_cached(name)
+        zone = _zone_cached(name)
     except Exception:  # ZoneInfoNotFoundError, ValueError for odd paths, OSError
         raise EvalError(f"unknown time zone {_show(name)}") from None
+    if type(name) is str and len(_ZONES) < 1024:
+        _ZONES[name] = zone
+    return zone
+
+
+_ZONES: dict[str, tzinfo] = {}  # names already resolved: a plain dict read beats the lru_cache call
 
 
 def known_zone(name: str) -> bool:
@@ -154,6 +164,18 @@ def _parse_ts_general(text: str, default_tz: tzinfo) -> datetime:
     tz = _parse_offset(off) if off else default_tz
     return datetime(int(year), int(month), int(day), int(hh or 0), int(mm or 0),
                     int(ss or 0), micro, tzinfo=tz)
+
+
+def timestamp_reader(default_tz: tzinfo) -> Callable[[object], datetime]:
+    """:func:`parse_timestamp` bound to a zone, with the common RFC 3339 shape read first."""
+    match, read = _TS_FAST_RE.fullmatch, datetime.fromisoformat
+
+    def reader(v: object) -> datetime:
+        if type(v) is str and match(v):
+            return read(v)
+        return parse_timestamp(v, default_tz)
+
+    return reader
 
 
 def parse_timestamp(v: object, default_tz: tzinfo | str = UTC) -> datetime:
@@ -247,7 +269,7 @@ def _local(ts: object, tz: str | tzinfo | None) -> datetime:
 
 def _local_day(ts: object, tz: str | tzinfo | None) -> date:
     """The calendar day of a timestamp (or a date, which has no zone to convert)."""
-    if type(ts) is datetime and ts.tzinfo is not None:
+    if type(ts) is datetime:
         return _local(ts, tz).date()
     if isinstance(ts, date) and not isinstance(ts, datetime):
         return ts
@@ -260,6 +282,8 @@ def _local_day(ts: object, tz: str | tzinfo | None) -> date:
 
 def weekday(ts: object, tz: str | tzinfo | None = None) -> str:
     """Three-letter English day name ("Mon".."Sun"): what policy authors write in lists."""
+    if type(ts) is datetime:
+        return WEEKDAYS[_local(ts, tz).weekday()]
     return WEEKDAYS[_local_day(ts, tz).weekday()]
 
 
@@ -375,6 +399,9 @@ def duration_milliseconds(d: object) -> int:
 
 # --------------------------------------------------------------------------- holidays
 
+_YEAR_SETS: dict[tuple[str, str | None, int], frozenset[date]] = {}  # (country, subdivision, year)
+
+
 @functools.lru_cache(maxsize=512)
 def _country_year(country: str, subdivision: str | None, year: int) -> frozenset[date]:
     """One country's holidays for one year, built once: building is slow (ms)."""
@@ -443,6 +470,10 @@ def is_holiday(ts_or_date: object, calendar: str | Iterable[object],
     "YYYY-MM-DD" strings; a dict's keys) from a policy data file.
     """
     day = _local_day(ts_or_date, tz)
+    if type(calendar) is str:
+        known = _YEAR_SETS.get((calendar, subdivision, day.year))
+        if known is not None:  # a calendar year already built: one dict read
+            return day in known
     if isinstance(calendar, str):
         if subdivision is not None and not isinstance(subdivision, str):
             raise EvalError(f"a holiday subdivision must be a string, got {_show(subdivision)}")
@@ -453,9 +484,13 @@ def is_holiday(ts_or_date: object, calendar: str | Iterable[object],
             raise EvalError(f"unknown holiday calendar {_show(calendar)} "
                             "(expected a country code such as 'US' or a list of dates)")
         try:
-            return day in _country_year(calendar, subdivision, day.year)
+            days = _country_year(calendar, subdivision, day.year)
         except Exception as exc:  # holidays raises assorted errors for odd years
             raise EvalError(f"cannot compute {calendar} holidays for {day.year}: {exc}") from None
+        if type(calendar) is str and (subdivision is None or type(subdivision) is str) \
+                and len(_YEAR_SETS) < 4096:
+            _YEAR_SETS[(calendar, subdivision, day.year)] = days
+        return day in days
     if isinstance(calendar, list | tuple | set | frozenset | dict):
         return day in _custom_calendar(calendar)
     raise EvalError(f"a holiday calendar must be a country code or a list of dates, "
