@@ -24,7 +24,6 @@ class Policylang:
         self._engine = Engine.from_string(workload.policylang_text(), data=dict(workload.data))
 
     def decide(self, request: Request) -> str:
-        decision = self._engine.decide(request.tool, args=request.args,
-                                       principal=request.principal, context=request.context)
-        effect = decision.effect
-        return getattr(effect, "value", effect)  # a str Enum member or a plain str
+        effect: str = self._engine.decide(request.tool, args=request.args, principal=request.principal,
+                                          context=request.context).effect
+        return effect  # an Effect, a str enum: equal to "allow" / "deny" / "confirm"

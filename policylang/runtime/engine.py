@@ -127,7 +127,7 @@ class Engine:
                  sessions: SessionStore | None = None):
         self._id_prefix = os.urandom(4).hex()
         self._prepared = _Prepared(compiled, warnings or [], self._id_prefix) if compiled is not None else None
-        self.clock: Clock = clock or SystemClock()
+        self.clock = clock or SystemClock()
         self.store: LimitStore = store if store is not None else MemoryStore()
         self.audit = audit
         self.sessions: SessionStore = sessions if sessions is not None else MemorySessionStore()
@@ -137,6 +137,17 @@ class Engine:
         # confirm decisions waiting for approval: decision id -> their session record
         self._pending: OrderedDict[str, tuple[ast.SessionDecl, str, dict[str, Any]]] = OrderedDict()
         self._pending_lock = threading.Lock()
+
+    @property
+    def clock(self) -> Clock:
+        """Where decision time comes from when the request does not pin ``context.now``."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._clock = clock
+        # the system clock's reading can become a datetime later, only if someone reads decision.at
+        self._lazy_clock = type(clock) is SystemClock
 
     # ---- construction
 
@@ -243,7 +254,7 @@ class Engine:
             if fused is not None:  # the fused path: one generated call, a prebuilt outcome
                 try:
                     fn, uses_now, table, ev = fused
-                    if uses_now or type(self.clock) is not SystemClock:
+                    if uses_now or not self._lazy_clock:
                         at: Any = self.clock.now().astimezone(prepared.zone)
                     else:
                         at = _time()  # turned into a datetime only if someone reads decision.at
@@ -255,13 +266,14 @@ class Engine:
                             out = self._fused_outcome(prepared, tool, ev, m, table)
                         if out is not False:
                             d = _new(Decision)  # shared tuples become lists when read: see Decision
-                            d.effect, d.code, d._reasons, d._rules, d.message = out
-                            d.tool, d._limits, d._errors, d._origin = tool, (), (), prepared.origin
-                            d._at, d._id = at, next(self._ids)
+                            (d.effect, d.code, d._reasons, d._rules, d.message, d.tool, d._limits,
+                             d._errors, d._origin) = out
+                            d._at = at
+                            d._id = next(self._ids)
                             d.elapsed_us = (_perf_counter() - started) * 1e6
-                            if self.audit is not None:
-                                return self._record(d, prepared, tool, args, principal, context)
-                            return d
+                            if self.audit is None:
+                                return d
+                            return self._record(d, prepared, tool, args, principal, context)
                 except Exception:  # noqa: BLE001, S110 - the ordinary path decides (and fails closed)
                     pass
         if type(tool) is not str and isinstance(tool, str):
@@ -330,7 +342,7 @@ class Engine:
 
     def _fused_outcome(self, prepared: _Prepared, tool: str, ev: ToolEvaluator, m: int,
                        table: dict[int, Any]) -> Any:
-        """The outcome of a fused function's bitmask, built once: (effect, code, reasons, refs, message).
+        """The fields of a fused function's bitmask's decisions, built once (see decide()).
 
         False when a matched rule's reason is a template filled from the request:
         those outcomes differ per call, so the ordinary path builds them.
@@ -344,7 +356,8 @@ class Engine:
             effect = _EFFECTS[hits[0].effect] if hits else _EFFECTS[prepared.policy.default]
             d = self._build(prepared, tool, effect, hits, None, [], None, None, None, None,  # type: ignore[arg-type]
                             from_default=not hits, ev=ev)
-            out = (d.effect, d.code, tuple(d.reasons), tuple(d.rules), d.message)
+            out = (d.effect, d.code, tuple(d.reasons), tuple(d.rules), d.message, tool, (), (),
+                   prepared.origin)
         if len(table) >= _OUTCOME_CACHE_SIZE:
             table.clear()
         table[m] = out
