@@ -39,6 +39,7 @@ class Measurement:
     engine: str
     status: str = "ok"
     median_us: float | None = None
+    mean_us: float | None = None
     p99_us: float | None = None
     load_ms: float | None = None
     mem_peak_kib: float | None = None
@@ -104,6 +105,7 @@ def measure(spec: EngineSpec, workload: Workload, requests: list[Request],
     samples.sort()
     m.calls = len(samples)
     m.median_us = statistics.median(samples) / 1000
+    m.mean_us = statistics.fmean(samples) / 1000  # steadier than the median on a mix of tools
     m.p99_us = samples[max(0, math.ceil(0.99 * len(samples)) - 1)] / 1000
     return m
 

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from benchmarks.engines import REGISTRY
 from benchmarks.measure import Measurement
 
-COLUMNS = ("engine", "status", "median µs", "p99 µs", "load ms", "mem peak KiB", "RSS Δ KiB",
-           "median ×", "p99 ×", "load ×", "mem peak ×", "RSS Δ ×")
+COLUMNS = ("engine", "status", "median µs", "mean µs", "p99 µs", "load ms", "mem peak KiB", "RSS Δ KiB",
+           "median ×", "mean ×", "p99 ×", "load ×", "mem peak ×", "RSS Δ ×")
 
 
 def ratio(value: float | None, base: float | None) -> str:
@@ -47,9 +47,10 @@ def _row(m: Measurement, base: Measurement | None) -> str:
     b = base if base is not None and base.timed else None
     cells = (
         m.engine, m.status.replace("|", "\\|"),
-        num(m.median_us), num(m.p99_us), num(m.load_ms), num(m.mem_peak_kib),
+        num(m.median_us), num(m.mean_us), num(m.p99_us), num(m.load_ms), num(m.mem_peak_kib),
         num(m.rss_delta_kib),
         ratio(m.median_us, b.median_us if b else None),
+        ratio(m.mean_us, b.mean_us if b else None),
         ratio(m.p99_us, b.p99_us if b else None),
         ratio(m.load_ms, b.load_ms if b else None),
         ratio(m.mem_peak_kib, b.mem_peak_kib if b else None),

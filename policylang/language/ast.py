@@ -235,10 +235,10 @@ class Message:
 
     parts: tuple[str | Expr, ...]
     span: Span = _span()
+    is_plain: bool = field(init=False, compare=False, repr=False)  # no {expr} parts: the same text always
 
-    @property
-    def is_plain(self) -> bool:
-        return all(isinstance(p, str) for p in self.parts)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_plain", all(isinstance(p, str) for p in self.parts))
 
 
 @dataclass(frozen=True, slots=True)
