@@ -119,6 +119,8 @@ class CompiledPolicy:
         start = len(module.lines)
         writer.write(p, fname)
         fused = write_fused(writer, p, fname, self.policy) if module is self.module else None
+        if fused is not None and p.tool in module.tool_ranges:  # source_for() shows both functions
+            module.tool_ranges[p.tool] = (module.tool_ranges[p.tool][0], len(module.lines))
         source = "\n".join(module.lines[start:]) + "\n"
         code = compile(source, f"<policylang {self.policy.name}:{fname}>", "exec")
         if module is self.module:  # one shared namespace: loading stays linear in tools

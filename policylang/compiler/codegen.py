@@ -49,7 +49,7 @@ class Module:
     messages: dict[tuple[str, int], str] = field(default_factory=dict)  # (fname, rule) -> function
     function_names: dict[str | None, str] = field(default_factory=dict)
     fused_bodies: dict[tuple[str, ...], str] = field(default_factory=dict)  # body lines -> function
-    _const_ids: dict[tuple[str, Any], str] = field(default_factory=dict)
+    _const_ids: dict[tuple[str, str, Any], str] = field(default_factory=dict)
     _indent: int = 0
 
     def line(self, text: str = "", span: Span | None = None) -> None:
@@ -66,15 +66,17 @@ class Module:
     def const(self, value: Any, hint: str = "", prefix: str = "K") -> str:
         """Bind ``value`` to a fresh module-level name and return that name."""
         try:
-            key: tuple[str, Any] = (type(value).__name__, value) if _hashable(value) else ("id", id(value))
+            key: tuple[str, str, Any] = (prefix, type(value).__name__, value) if _hashable(value) \
+                else (prefix, "id", id(value))
         except TypeError:
-            key = ("id", id(value))
-        if prefix == "K" and key in self._const_ids:
+            key = (prefix, "id", id(value))
+        shared = prefix in ("K", "F")  # values and functions: one name each, so equal code is equal text
+        if shared and key in self._const_ids:
             return self._const_ids[key]
         suffix = _SAFE_SUFFIX.sub("_", hint.lower()).strip("_")[:20]
         name = f"{prefix}{len(self.constants)}" + (f"_{suffix}" if suffix else "")
         self.constants[name] = value
-        if prefix == "K":
+        if shared:
             self._const_ids[key] = name
         return name
 

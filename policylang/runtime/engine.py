@@ -109,6 +109,7 @@ class _Prepared:
         self.name = self.policy.name
         self.version = self.policy.version
         self.origin = Origin(self.name, self.version, self.hash, id_prefix, zone)
+        self.shared: dict[Any, Any] = {}  # texts of fused outcomes, one object per distinct value
         # Fused per-tool functions (policylang.compiler.fused) and, per tool, the outcome of each
         # bitmask of matched rules they return; False marks a bitmask the ordinary path must build.
         self.fused: dict[str, tuple[Callable[..., int | None], bool, dict[int, Any], ToolEvaluator]] = {
@@ -265,10 +266,11 @@ class Engine:
                         if out is None:
                             out = self._fused_outcome(prepared, tool, ev, m, table)
                         if out is not False:
-                            d = _new(Decision)  # shared tuples become lists when read: see Decision
-                            (d.effect, d.code, d._reasons, d._rules, d.message, d.tool, d._limits,
-                             d._errors, d._origin) = out
-                            d._at = at
+                            d = _new(Decision)  # the rest is read from d._out when asked: see Decision
+                            d.effect, d.code, d._out = out
+                            d.tool, d._origin, d._at = tool, prepared.origin, at
+                            d._reasons = d._rules = d._message = None
+                            d._limits = d._errors = ()
                             d._id = next(self._ids)
                             d.elapsed_us = (_perf_counter() - started) * 1e6
                             if self.audit is None:
@@ -356,8 +358,13 @@ class Engine:
             effect = _EFFECTS[hits[0].effect] if hits else _EFFECTS[prepared.policy.default]
             d = self._build(prepared, tool, effect, hits, None, [], None, None, None, None,  # type: ignore[arg-type]
                             from_default=not hits, ev=ev)
-            out = (d.effect, d.code, tuple(d.reasons), tuple(d.rules), d.message, tool, (), (),
-                   prepared.origin)
+            shared = prepared.shared  # equal texts are one object, however many tools share them
+            if len(shared) >= _OUTCOME_CACHE_SIZE:
+                shared.clear()
+            reasons = tuple(d.reasons)
+            reasons = shared.setdefault(reasons, reasons)
+            suffix = d.message[len(tool):]
+            out = (d.effect, d.code, (reasons, tuple(d.rules), shared.setdefault(suffix, suffix)))
         if len(table) >= _OUTCOME_CACHE_SIZE:
             table.clear()
         table[m] = out
