@@ -13,15 +13,20 @@ calls and allocations too many. The fused function does it all in one frame:
   matching rule, and returns that bitmask: the engine maps it to a prebuilt
   outcome;
 - anything unusual (a shape that needs the validator's conversions or error
-  messages, a pinned ``context.now``, any exception) returns ``None`` and the
+  messages, a pinned ``context.now`` that a rule reads as a field, any
+  exception) returns ``None`` and the
   engine takes the ordinary path, which gives the exact answer. The fused path
   is an accelerator only; it never decides differently.
+
+A tool with rate limits has one too: a deny needs no limit, so denies are
+answered from the bitmask, and the engine sends the rest down the ordinary
+path, which books the limits.
 
 Tools whose declarations and conditions are the same (one rule set applied to
 many tools, replicated services) share one function: the code is generated as
 text with every value bound by name, so equal text means equal behaviour, and
-each tool keeps its own rules-by-bit and outcome table. Tools with rate limits,
-policies with sessions, and reference mode have no fused function.
+each tool keeps its own rules-by-bit and outcome table. Policies with sessions
+and reference mode have no fused functions.
 """
 
 from __future__ import annotations
@@ -49,11 +54,12 @@ class FusedPlan:
     name: str
     rules: tuple[RulePlan, ...]  # rules[i] matched when bit i of the result is set
     uses_now: bool
+    converts: bool  # some argument arrives as text and is parsed (its value in the rules differs)
 
 
 def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) -> FusedPlan | None:
     """Write ``<fname>_fused(a, p, c, now, tool)`` into the writer's module; None when not eligible."""
-    if plan.limits or policy.session is not None or writer.reference or plan.tool is None:
+    if policy.session is not None or writer.reference or plan.tool is None:
         return None
     info = policy.tools.get(plan.tool)
     if info is None:
@@ -82,6 +88,7 @@ def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) 
     def bind(value: object, hint: str) -> str:
         return m.const(value, hint)
 
+    converts = any(f.type.kind in _CONVERTERS for _, f in info.args.fields)
     shapes = shape_check_lines(info.args, "a", bind, "return None", strict=True, converters=_CONVERTERS,
                                raising=True)
     shapes += _open_shape(policy.principal, "p", bind)
@@ -89,11 +96,14 @@ def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) 
     if context is not None:
         context = Type("object", fields=tuple(f for f in context.fields if f[0] != "now"))
     shapes += _open_shape(context, "c", bind)
-    shapes += [f"if {bind('now', 'now')} in c:", "    return None"]  # a pinned now: the ordinary path
+    now_key = bind("now", "now")  # the same name wherever the code reads a field called now
+    if any(re.search(rf"\b{now_key}\b", line) for line in body):
+        # a rule reads context.now, which the ordinary path turns into a timestamp first
+        shapes += [f"if {now_key} in c:", "    return None"]
     lines = tuple([*shapes, "m = 0", *body])
     shared = m.fused_bodies.get(lines)
     if shared is not None:  # tools with the same declarations and conditions share one function
-        return FusedPlan(shared, tuple(rules), uses_now)
+        return FusedPlan(shared, tuple(rules), uses_now, converts)
     name = m.fused_bodies[lines] = f"{fname}_fused"
     m.line(f"def {name}(a, p, c, now, tool):")
     m.indent()
@@ -106,7 +116,7 @@ def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) 
     m.line("    return None")
     m.dedent()
     m.line()
-    return FusedPlan(name, tuple(rules), uses_now)
+    return FusedPlan(name, tuple(rules), uses_now, converts)
 
 
 def _open_shape(t: Type | None, var: str, bind: object) -> list[str]:

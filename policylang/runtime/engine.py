@@ -255,8 +255,10 @@ class Engine:
             if fused is not None:  # the fused path: one generated call, a prebuilt outcome
                 try:
                     fn, uses_now, table, ev = fused
-                    if uses_now or not self._lazy_clock:
-                        at: Any = self.clock.now().astimezone(prepared.zone)
+                    if type(context) is dict and context.get("now") is not None:
+                        at: Any = self._pinned_now(prepared, context["now"])
+                    elif uses_now or not self._lazy_clock:
+                        at = self.clock.now().astimezone(prepared.zone)
                     else:
                         at = _time()  # turned into a datetime only if someone reads decision.at
                     m = fn(_EMPTY if args is None else args, _EMPTY if principal is None else principal,
@@ -265,12 +267,22 @@ class Engine:
                         out = table.get(m)
                         if out is None:
                             out = self._fused_outcome(prepared, tool, ev, m, table)
-                        if out is not False:
+                        if type(out) is tuple:
                             d = _new(Decision)  # the rest is read from d._out when asked: see Decision
                             d.effect, d.code, d._out = out
                             d.tool, d._origin, d._at = tool, prepared.origin, at
                             d._reasons = d._rules = d._message = None
                             d._limits = d._errors = ()
+                            d._id = next(self._ids)
+                            d.elapsed_us = (_perf_counter() - started) * 1e6
+                            if self.audit is None:
+                                return d
+                            return self._record(d, prepared, tool, args, principal, context)
+                        if out is not False:  # reasons filled from this request, or limits to book
+                            now = at if type(at) is not float else datetime.fromtimestamp(at, prepared.zone)
+                            d = self._evaluate(prepared, ev, tool, _EMPTY if args is None else args,
+                                               _EMPTY if principal is None else principal,
+                                               _EMPTY if context is None else context, now, None, out)
                             d._id = next(self._ids)
                             d.elapsed_us = (_perf_counter() - started) * 1e6
                             if self.audit is None:
@@ -327,8 +339,9 @@ class Engine:
         return decision
 
     def _evaluate(self, prepared: _Prepared, ev: ToolEvaluator, tool: str, a: Any, p: Any, c: Any,
-                  now: datetime, s: Any) -> Decision:
-        effect, hits, errs = ev.run(a, p, c, now, tool, s)
+                  now: datetime, s: Any, ran: Any = None) -> Decision:
+        """Combine the matched rules (``ran``: already matched by a fused function) with the limits."""
+        effect, hits, errs = ev.run(a, p, c, now, tool, s) if ran is None else ran
         if effect == "deny":
             return self._build(prepared, tool, Effect.DENY, hits, errs, [], a, p, c, now, s=s, ev=ev)
         candidate = _EFFECTS[effect] if effect else _EFFECTS[prepared.policy.default]
@@ -344,18 +357,24 @@ class Engine:
 
     def _fused_outcome(self, prepared: _Prepared, tool: str, ev: ToolEvaluator, m: int,
                        table: dict[int, Any]) -> Any:
-        """The fields of a fused function's bitmask's decisions, built once (see decide()).
+        """What decide() does with a fused function's bitmask, worked out once per bitmask.
 
-        False when a matched rule's reason is a template filled from the request:
-        those outcomes differ per call, so the ordinary path builds them.
+        A tuple: the fields every such decision shares. A list ``[effect, hits,
+        None]`` (what the ordinary evaluator returns): a matched rule's reason is
+        a template filled from the request, or there are rate limits to book, so
+        each decision is finished from the matched rules. False: the ordinary
+        path decides (the arguments were converted, so templates and limit keys
+        must see the converted values).
         """
-        assert ev.fused_plan is not None
-        rules = ev.fused_plan.rules
-        hits = [r for i, r in enumerate(rules) if m >> i & 1]
-        if any(r.because is not None and not r.because.is_plain for r in hits):
-            out: Any = False
+        plan = ev.fused_plan
+        assert plan is not None
+        hits = [r for i, r in enumerate(plan.rules) if m >> i & 1]
+        effect = _EFFECTS[hits[0].effect] if hits else _EFFECTS[prepared.policy.default]
+        out: Any
+        if (ev.limits and effect is not Effect.DENY) or \
+                any(r.because is not None and not r.because.is_plain for r in hits):
+            out = False if plan.converts else [hits[0].effect if hits else None, hits, None]
         else:
-            effect = _EFFECTS[hits[0].effect] if hits else _EFFECTS[prepared.policy.default]
             d = self._build(prepared, tool, effect, hits, None, [], None, None, None, None,  # type: ignore[arg-type]
                             from_default=not hits, ev=ev)
             shared = prepared.shared  # equal texts are one object, however many tools share them
@@ -419,24 +438,27 @@ class Engine:
     def _now(self, prepared: _Prepared, c: dict[str, Any]) -> datetime:
         pinned = c.get("now") if isinstance(c, dict) else None
         if pinned is not None:
-            if type(pinned) is str:
-                cached = prepared.now_cache.get(pinned)
-                if cached is not None:
-                    if prepared.context_owned:
-                        c["now"] = cached
-                    return cached
-            try:
-                parsed = timefuncs.parse_timestamp(pinned, prepared.zone)
-            except EvalError as exc:
-                raise RequestError(f"context.now: {exc.message}", "now") from None
-            if type(pinned) is str:
-                if len(prepared.now_cache) >= _NOW_CACHE_SIZE:
-                    prepared.now_cache.clear()
-                prepared.now_cache[pinned] = parsed
+            parsed = self._pinned_now(prepared, pinned)
             if prepared.context_owned:
                 c["now"] = parsed
             return parsed
         return self.clock.now().astimezone(prepared.zone)
+
+    def _pinned_now(self, prepared: _Prepared, pinned: Any) -> datetime:
+        """A request's ``context.now`` as a timestamp (text parsed once per distinct value)."""
+        if type(pinned) is str:
+            cached = prepared.now_cache.get(pinned)
+            if cached is not None:
+                return cached
+        try:
+            parsed = timefuncs.parse_timestamp(pinned, prepared.zone)
+        except EvalError as exc:
+            raise RequestError(f"context.now: {exc.message}", "now") from None
+        if type(pinned) is str:
+            if len(prepared.now_cache) >= _NOW_CACHE_SIZE:
+                prepared.now_cache.clear()
+            prepared.now_cache[pinned] = parsed
+        return parsed
 
     def _limits(self, prepared: _Prepared, ev: ToolEvaluator, a: Any, p: Any, c: Any, now: datetime,
                 tool: str, consume: bool, s: Any = None) -> list[LimitState] | Decision:

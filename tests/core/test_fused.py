@@ -46,6 +46,8 @@ deny meet when args.start < now because "no meetings in the past"
 allow meet when principal.role != "guest" && hour(args.start) >= 9 && hour(args.start) < 17
 
 allow wait when args.for <= duration("2h") && args.on >= today()
+limit pay to 40 per 1h by principal.id
+limit meet to sum(1) 30 per 1d
 confirm note when size(args.tags) > 3 because "{size(args.tags)} tags"
 allow note when args.text.startsWith("ok") && (principal.level == null || principal.level > 2)
 """
@@ -141,9 +143,21 @@ def test_the_fused_path_is_taken_for_well_formed_requests() -> None:
 
 def test_templated_reasons_are_filled_per_request() -> None:
     fused, _ = _engines(RICH)
+    table = fused._prepared.fused["pay"][2]  # type: ignore[union-attr]
     for currency in ("CHF", "JPY"):
         d = fused.decide(**_good_pay(currency=currency))
         assert d.reasons == [f"currency {currency} is not allowed"]
+    assert any(type(out) is list for out in table.values()), "the templated deny did not use the fused path"
+
+
+def test_limited_tools_take_the_fused_path_and_book_their_limits() -> None:
+    fused, _ = _engines(RICH)
+    table = fused._prepared.fused["pay"][2]  # type: ignore[union-attr]
+    assert fused.decide(**_good_pay(amount=-5)).code == "denied"
+    allowed = [fused.decide(**_good_pay()) for _ in range(41)]
+    assert [d.code for d in allowed].count("allowed") == 40 and allowed[-1].code == "rate_limited"
+    assert allowed[1].limits and allowed[1].limits[0].used == 1  # used before this call
+    assert any(type(out) is list for out in table.values())  # allows are finished with their limits booked
 
 
 def test_decisions_from_the_fused_path_are_independent_objects() -> None:
