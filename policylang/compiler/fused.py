@@ -97,7 +97,8 @@ def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) 
         context = Type("object", fields=tuple(f for f in context.fields if f[0] != "now"))
     shapes += _open_shape(context, "c", bind)
     now_key = bind("now", "now")  # the same name wherever the code reads a field called now
-    if any(re.search(rf"\b{now_key}\b", line) for line in body):
+    start, end = m.tool_ranges.get(plan.tool, (1, 0))  # the tool's evaluator, limits and templates
+    if any(re.search(rf"\b{now_key}\b", line) for line in [*body, *m.lines[start - 1:end]]):
         # a rule reads context.now, which the ordinary path turns into a timestamp first
         shapes += [f"if {now_key} in c:", "    return None"]
     lines = tuple([*shapes, "m = 0", *body])

@@ -203,3 +203,12 @@ def test_constant_affix_lists_compile_to_one_endswith_and_agree_with_the_referen
     reference = Engine.from_string(MAIL, data=MAIL_DATA, clock=FixedClock(NOW), reference=True)
     req = {"tool": "email.send", "args": {"to": to, "subject": "s", "cc": cc}, "principal": {"role": "sales"}}
     _same(fused.decide(**req), reference.decide(**req))
+
+
+def test_a_pinned_now_read_by_a_template_is_a_timestamp_on_both_paths() -> None:
+    text = ('policy n\ntool t { x: int }\ncontext { now: timestamp? }\n'
+            'deny t when args.x > 1 because "too late at {context.now}"\nallow t\n')
+    fused, ordinary = _engines(text)
+    req = {"tool": "t", "args": {"x": 5}, "context": {"now": "2025-01-02T03:04:05Z"}}
+    _same(fused.decide(**req), ordinary.decide(**req))
+    assert fused.decide(**req).reasons == ["too late at 2025-01-02T03:04:05+00:00"]  # the timestamp, not the text
