@@ -9,9 +9,12 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from policylang import Engine
 from policylang.runtime.audit import (
@@ -252,3 +255,12 @@ def test_the_audit_record_carries_exactly_the_decision_as_pydantic_serialises_it
         for key, value in d.model_dump(mode="json").items():
             assert record[key] == value, key
         assert record["args"] == {"x": x, "card": "[redacted]"}
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9998, 12, 30),
+                    timezones=st.timezones() | st.builds(
+                        lambda m: timezone(timedelta(minutes=m)), st.integers(-23 * 60, 23 * 60))))
+def test_audit_times_are_written_as_pydantic_writes_them(at: datetime) -> None:
+    from policylang.runtime.engine import _iso, _iso_general
+
+    assert _iso(at) == _iso_general(at)
