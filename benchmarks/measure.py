@@ -14,7 +14,10 @@ a `Measurement` (numbers, or a status saying why there are none). Order of work:
    (this pass is also the warm-up);
 5. timed rounds over all requests, one `perf_counter_ns` pair per call, with gc
    disabled inside a round, until `repeat` rounds are done or `budget_s` is
-   spent (at least one round).
+   spent (at least one round). `time_interleaved` runs the rounds of all the
+   engines of one size in turn (round 1 of each engine, then round 2, ...), so a
+   machine that slows down for a while slows every engine alike and the ratios
+   stay fair.
 """
 
 from __future__ import annotations
@@ -65,15 +68,25 @@ def _decide_safely(adapter: Adapter, request: Request) -> str:
 
 def measure(spec: EngineSpec, workload: Workload, requests: list[Request],
             expected: list[str], repeat: int, budget_s: float) -> Measurement:
+    """Steps 1-5 for one engine on its own."""
+    m, adapter = prepare(spec, workload, requests, expected)
+    if adapter is not None:
+        time_interleaved([(m, adapter)], requests, repeat, budget_s)
+    return m
+
+
+def prepare(spec: EngineSpec, workload: Workload, requests: list[Request],
+            expected: list[str]) -> tuple[Measurement, Adapter | None]:
+    """Steps 1-4: the measurement so far, and the loaded adapter if it may be timed."""
     m = Measurement(spec.name)
     try:
         adapter = load_adapter(spec)
     except Unavailable as exc:
         m.status = str(exc)
-        return m
+        return m, None
     except Exception as exc:
         m.status = f"unavailable: {_first_line(exc)}"
-        return m
+        return m, None
     try:
         adapter.load(build_workload(5))
         adapter = load_adapter(spec)
@@ -86,7 +99,7 @@ def measure(spec: EngineSpec, workload: Workload, requests: list[Request],
     except Exception as exc:
         m.status = f"load failed: {_first_line(exc)}"
         print(f"  {spec.name}: load failed: {exc}", file=sys.stderr)
-        return m
+        return m, None
 
     got = [_decide_safely(adapter, r) for r in requests]
     bad = [i for i, (g, e) in enumerate(zip(got, expected, strict=True)) if g != e]
@@ -99,15 +112,28 @@ def measure(spec: EngineSpec, workload: Workload, requests: list[Request],
             print(f"  {spec.name}: {r.tool} args={r.args} principal={r.principal} "
                   f"context={r.context} -> {got[i]!r}, oracle says {expected[i]!r}",
                   file=sys.stderr)
-        return m
+        return m, None
+    return m, adapter
 
-    samples = _timed_rounds(adapter, requests, repeat, budget_s)
-    samples.sort()
-    m.calls = len(samples)
-    m.median_us = statistics.median(samples) / 1000
-    m.mean_us = statistics.fmean(samples) / 1000  # steadier than the median on a mix of tools
-    m.p99_us = samples[max(0, math.ceil(0.99 * len(samples)) - 1)] / 1000
-    return m
+
+def time_interleaved(engines: list[tuple[Measurement, Adapter]], requests: list[Request], repeat: int,
+                     budget_s: float) -> None:
+    """Step 5 for several engines at once: round r of every engine before round r + 1 of any."""
+    samples: dict[str, list[int]] = {m.engine: [] for m, _ in engines}
+    spent = dict.fromkeys(samples, 0)  # ns of timed rounds per engine, against its budget
+    for round_no in range(max(1, repeat)):
+        for m, adapter in engines:
+            if round_no and spent[m.engine] > budget_s * 1e9:
+                continue  # a slow engine stops early; the others go on
+            start = time.perf_counter_ns()
+            _timed_round(adapter, requests, samples[m.engine])
+            spent[m.engine] += time.perf_counter_ns() - start
+    for m, _ in engines:
+        ordered = sorted(samples[m.engine])
+        m.calls = len(ordered)
+        m.median_us = statistics.median(ordered) / 1000
+        m.mean_us = statistics.fmean(ordered) / 1000  # steadier than the median on a mix of tools
+        m.p99_us = ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] / 1000
 
 
 def _traced_load_peak(spec: EngineSpec, workload: Workload) -> float:
@@ -122,23 +148,16 @@ def _traced_load_peak(spec: EngineSpec, workload: Workload) -> float:
     return peak / 1024
 
 
-def _timed_rounds(adapter: Adapter, requests: list[Request], repeat: int,
-                  budget_s: float) -> list[int]:
-    samples: list[int] = []
+def _timed_round(adapter: Adapter, requests: list[Request], samples: list[int]) -> None:
     add = samples.append
     clock = time.perf_counter_ns
     decide = adapter.decide
-    deadline = clock() + int(budget_s * 1e9)
-    for _ in range(max(1, repeat)):
-        gc.collect()
-        gc.disable()
-        try:
-            for r in requests:
-                t0 = clock()
-                decide(r)
-                add(clock() - t0)
-        finally:
-            gc.enable()
-        if clock() > deadline:
-            break
-    return samples
+    gc.collect()
+    gc.disable()
+    try:
+        for r in requests:
+            t0 = clock()
+            decide(r)
+            add(clock() - t0)
+    finally:
+        gc.enable()

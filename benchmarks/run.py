@@ -24,9 +24,9 @@ if __package__ in (None, ""):
     ROOT = Path(__file__).resolve().parent.parent
     sys.path[0] = str(ROOT)
 
-from benchmarks.engines import REGISTRY, EngineSpec  # noqa: E402
+from benchmarks.engines import REGISTRY, Adapter, EngineSpec  # noqa: E402
 from benchmarks.engines.handwritten import Handwritten  # noqa: E402
-from benchmarks.measure import Measurement, measure  # noqa: E402
+from benchmarks.measure import Measurement, prepare, time_interleaved  # noqa: E402
 from benchmarks.report import header, size_table  # noqa: E402
 from benchmarks.workload import build_workload, generate_requests  # noqa: E402
 
@@ -83,13 +83,20 @@ def main(argv: list[str] | None = None) -> int:
         oracle.load(workload)
         expected = [oracle.decide(r) for r in requests]
         results: list[Measurement] = []
+        timed: list[tuple[Measurement, Adapter]] = []
         for spec in engines:
-            print(f"[{time.perf_counter() - started:6.1f}s] size {size}: {spec.name} ...",
+            print(f"[{time.perf_counter() - started:6.1f}s] size {size}: loading {spec.name} ...",
                   file=sys.stderr, flush=True)
-            m = measure(spec, workload, requests, expected, repeat, budget)
+            m, adapter = prepare(spec, workload, requests, expected)
             if spec.name == "handwritten" and m.status == "ok":
                 m.status = "ok (oracle)"
             results.append(m)
+            if adapter is not None:
+                timed.append((m, adapter))
+        print(f"[{time.perf_counter() - started:6.1f}s] size {size}: timing {len(timed)} engines, "
+              "rounds interleaved ...", file=sys.stderr, flush=True)
+        time_interleaved(timed, requests, repeat, budget)
+        del timed
         table = size_table(size, workload.rule_count, collections.Counter(expected),
                            results, a.baseline)
         print(table, flush=True)
