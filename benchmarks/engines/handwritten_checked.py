@@ -193,15 +193,6 @@ def files_delete(args: Any, principal: Any, context: Any) -> Verdict:
     return Verdict("confirm", ["deleting a file needs a human"], ["files_human"])
 
 
-CHECKS: dict[str, Callable[[Any, Any, Any], Verdict]] = {
-    "payments.send": payments_send,
-    "calendar.create_event": calendar_create_event,
-    "email.send": email_send,
-    "crm.update": crm_update,
-    "files.delete": files_delete,
-}
-
-
 class HandwrittenChecked:
     name = "handwritten-checked"
 
@@ -209,7 +200,9 @@ class HandwrittenChecked:
         self._by_tool: dict[str, Callable[[Any, Any, Any], Verdict]] = {}
 
     def load(self, workload: Workload) -> None:
-        self._by_tool = {t.name: CHECKS[t.kind] for t in workload.tools}
+        checks = {f.__name__: f for f in (payments_send, calendar_create_event, email_send, crm_update,
+                                          files_delete)}
+        self._by_tool = {t.name: checks[t.kind.replace(".", "_")] for t in workload.tools}
 
     def decide(self, request: Request) -> str:
         check = self._by_tool.get(request.tool)
