@@ -59,3 +59,12 @@ def test_fields_are_writable_and_lists_are_the_callers_own() -> None:
     assert e.reasons == ["no negative amounts"] and e.message == "pay denied: no negative amounts"
     assert e.policy == "d" and d.policy == "renamed" and d.message == "custom"
     assert "renamed" in repr(d) and str(e) == e.message
+
+
+def test_decisions_pickle_and_copy() -> None:
+    import copy
+    import pickle
+
+    d = Engine.from_string(POLICY).decide("pay", args={"amount": -1})
+    for clone in (pickle.loads(pickle.dumps(d)), copy.copy(d), copy.deepcopy(d)):
+        assert clone == d and clone.message == d.message and clone.decision_id == d.decision_id
