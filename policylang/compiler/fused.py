@@ -54,7 +54,6 @@ class FusedPlan:
     name: str
     rules: tuple[RulePlan, ...]  # rules[i] matched when bit i of the result is set
     uses_now: bool
-    converts: bool  # some argument arrives as text and is parsed (its value in the rules differs)
 
 
 def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) -> FusedPlan | None:
@@ -88,14 +87,17 @@ def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) 
     def bind(value: object, hint: str) -> str:
         return m.const(value, hint)
 
-    converts = any(f.type.kind in _CONVERTERS for _, f in info.args.fields)
     shapes = shape_check_lines(info.args, "a", bind, "return None", strict=True, converters=_CONVERTERS,
-                               raising=True)
+                               raising=True, fill_defaults=True)
     shapes += _open_shape(policy.principal, "p", bind)
     context = policy.context
     if context is not None:
         context = Type("object", fields=tuple(f for f in context.fields if f[0] != "now"))
     shapes += _open_shape(context, "c", bind)
+    copies = [f"{v}_conv" for v in "apc" if f"{v}_conv = None" in shapes]
+    if copies:  # the engine finishes such a decision from these copies, not the caller's dicts
+        shapes.append(f"cv = {' is not None or '.join(copies)} is not None")
+        body = [line.replace("return m", "return (m, a, p, c) if cv else m") for line in body]
     now_key = bind("now", "now")  # the same name wherever the code reads a field called now
     start, end = m.tool_ranges.get(plan.tool, (1, 0))  # the tool's evaluator, limits and templates
     if any(re.search(rf"\b{now_key}\b", line) for line in [*body, *m.lines[start - 1:end]]):
@@ -104,7 +106,7 @@ def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) 
     lines = tuple([*shapes, "m = 0", *body])
     shared = m.fused_bodies.get(lines)
     if shared is not None:  # tools with the same declarations and conditions share one function
-        return FusedPlan(shared, tuple(rules), uses_now, converts)
+        return FusedPlan(shared, tuple(rules), uses_now)
     name = m.fused_bodies[lines] = f"{fname}_fused"
     m.line(f"def {name}(a, p, c, now, tool):")
     m.indent()
@@ -117,14 +119,15 @@ def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) 
     m.line("    return None")
     m.dedent()
     m.line()
-    return FusedPlan(name, tuple(rules), uses_now, converts)
+    return FusedPlan(name, tuple(rules), uses_now)
 
 
 def _open_shape(t: Type | None, var: str, bind: object) -> list[str]:
     """Principal and context: declared fields checked, extra keys allowed; undeclared: any map."""
     if t is None:
         return [f"if type({var}) is not dict:", "    return None"]
-    return shape_check_lines(t, var, bind, "return None", strict=False, raising=True)  # type: ignore[arg-type]
+    return shape_check_lines(t, var, bind, "return None", strict=False, raising=True,  # type: ignore[arg-type]
+                             fill_defaults=True)
 
 
 __all__ = ["FusedPlan", "write_fused", "FUSED_HELPERS"]

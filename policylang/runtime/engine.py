@@ -113,7 +113,7 @@ class _Prepared:
                         if info.secret_fields}  # @secret parameters, redacted in audit records
         self.shared: dict[Any, Any] = {}  # texts of fused outcomes, one object per distinct value
         # Fused per-tool functions (policylang.compiler.fused) and, per tool, the outcome of each
-        # bitmask of matched rules they return; False marks a bitmask the ordinary path must build.
+        # bitmask of matched rules they return (see _fused_outcome).
         self.fused: dict[str, tuple[Callable[..., int | None], bool, dict[int, Any], ToolEvaluator]] = {
             tool: (ev.fused, ev.fused_plan.uses_now, {}, ev)
             for tool, ev in compiled.evaluators.items() if ev.fused is not None and ev.fused_plan is not None}
@@ -263,9 +263,13 @@ class Engine:
                         at = self.clock.now().astimezone(prepared.zone)
                     else:
                         at = _time()  # turned into a datetime only if someone reads decision.at
-                    m = fn(_EMPTY if args is None else args, _EMPTY if principal is None else principal,
-                           _EMPTY if context is None else context, at, tool)
+                    fa = _EMPTY if args is None else args
+                    fp = _EMPTY if principal is None else principal
+                    fc = _EMPTY if context is None else context
+                    m = fn(fa, fp, fc, at, tool)
                     if m is not None:
+                        if type(m) is tuple:  # the rules saw converted or completed copies
+                            m, fa, fp, fc = m
                         out = table.get(m)
                         if out is None:
                             out = self._fused_outcome(prepared, tool, ev, m, table)
@@ -280,11 +284,9 @@ class Engine:
                             if self.audit is None:
                                 return d
                             return self._record(d, prepared, tool, args, principal, context)
-                        if out is not False:  # reasons filled from this request, or limits to book
+                        else:  # [effect, hits, None]: reasons filled from this request, or limits to book
                             now = at if type(at) is not float else datetime.fromtimestamp(at, prepared.zone)
-                            d = self._evaluate(prepared, ev, tool, _EMPTY if args is None else args,
-                                               _EMPTY if principal is None else principal,
-                                               _EMPTY if context is None else context, now, None, out)
+                            d = self._evaluate(prepared, ev, tool, fa, fp, fc, now, None, out)
                             d._id = next(self._ids)
                             d.elapsed_us = (_perf_counter() - started) * 1e6
                             if self.audit is None:
@@ -375,7 +377,7 @@ class Engine:
         out: Any
         if (ev.limits and effect is not Effect.DENY) or \
                 any(r.because is not None and not r.because.is_plain for r in hits):
-            out = False if plan.converts else [hits[0].effect if hits else None, hits, None]
+            out = [hits[0].effect if hits else None, hits, None]
         else:
             d = self._build(prepared, tool, effect, hits, None, [], None, None, None, None,  # type: ignore[arg-type]
                             from_default=not hits, ev=ev)

@@ -256,7 +256,8 @@ Bind = Callable[[Any, str], str]  # (value, hint) -> the name it is bound to in 
 
 
 def shape_check_lines(t: Type, var: str, bind: Bind, fail: str, strict: bool = True,
-                      converters: dict[str, str] | None = None, raising: bool = False) -> list[str]:
+                      converters: dict[str, str] | None = None, raising: bool = False,
+                      fill_defaults: bool = False) -> list[str]:
     """Python lines that run ``fail`` unless ``var`` is a well-formed object of type ``t``.
 
     Well-formed: a dict with every required field present, every value already
@@ -265,8 +266,10 @@ def shape_check_lines(t: Type, var: str, bind: Bind, fail: str, strict: bool = T
     those kinds are parsed into a copy of ``var`` instead of failing; a parser
     that raises is the caller's to catch. ``raising``: the caller catches
     exceptions anyway, so a required key is read with ``[]`` (a KeyError fails
-    the check) instead of the slower ``.get``. Used by the validators below and
-    by the compiler's fused per-tool functions.
+    the check) instead of the slower ``.get``. ``fill_defaults``: an absent
+    field with a default gets it in the copy (as the full checker does). Used
+    by the validators below and by the compiler's fused per-tool functions;
+    when a copy was made it is in ``<var>_conv`` (None otherwise).
     """
     lines = [f"if type({var}) is not dict:", f"    {fail}"]
     copy = f"{var}_conv"
@@ -293,11 +296,15 @@ def shape_check_lines(t: Type, var: str, bind: Bind, fail: str, strict: bool = T
             lines += [f"x = {var}[{key}]" if raising else f"x = {var}.get({key}, MISSING)", *check]
             continue
         lines.append(f"x = {var}.get({key}, MISSING)")
-        absent = "pass" if f.optional and not f.has_default else fail
+        absent = ["pass" if f.optional and not f.has_default else fail]
+        if fill_defaults and f.has_default:
+            converting = True
+            absent = [f"if {copy} is None:", f"    {copy} = dict({var})", f"{copy}[{key}] = {bind(f.default, name)}"]
         present = ["n += 1", *check] if strict else check
         if strict:
             counting.append(name)
-        lines += ["if x is MISSING:", f"    {absent}", "else:", *("    " + line for line in present)]
+        lines += ["if x is MISSING:", *("    " + line for line in absent), "else:",
+                  *("    " + line for line in present)]
     if converting:
         lines.insert(2, f"{copy} = None")
     if counting:

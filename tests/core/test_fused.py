@@ -27,7 +27,7 @@ timezone "America/New_York"
 default deny
 
 principal { id: string, role: "admin" | "staff" | "guest", scopes: list<string>, level: int? }
-context { confidence: number, channel: string? }
+context { confidence: number, channel: string = "chat" }
 
 tool pay { amount: number, currency: string, to: string, memo: string? }
 tool meet { title: string, start: timestamp, end: timestamp, room: string = "any" }
@@ -48,6 +48,9 @@ allow meet when principal.role != "guest" && hour(args.start) >= 9 && hour(args.
 allow wait when args.for <= duration("2h") && args.on >= today()
 limit pay to 40 per 1h by principal.id
 limit meet to sum(1) 30 per 1d
+limit note to 50 per 1h by context.channel
+deny meet when args.room == "closet" because "room {args.room} is too small, asked by {context.channel}"
+confirm pay when context.channel == "email" && args.amount > 100 because "{context.channel}: {args.amount}"
 confirm note when size(args.tags) > 3 because "{size(args.tags)} tags"
 allow note when args.text.startsWith("ok") && (principal.level == null || principal.level > 2)
 """
@@ -120,7 +123,9 @@ junk = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
                          {"id": junk, "role": st.sampled_from(["admin", "staff", "guest", "x"]),
                           "scopes": junk}) | junk,
                      context=st.none() | st.dictionaries(st.sampled_from(["confidence", "channel", "now"]),
-                                                         junk, max_size=3)))
+                                                         junk, max_size=3) | st.fixed_dictionaries(
+                         {"confidence": st.sampled_from([0.5, 0.9, 1])},
+                         optional={"channel": st.sampled_from(["chat", "email"])})))
 def test_fused_and_ordinary_paths_agree_on_malformed_requests(req: dict[str, Any]) -> None:
     fused, ordinary = RICH_PAIR
     _same(fused.decide(**req), ordinary.decide(**req))
@@ -180,6 +185,22 @@ def test_lazy_time_and_id_read_like_eager_ones() -> None:
     slow = engine.decide("pay", args={"amount": "ten"})  # the ordinary path
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]+", slow.decision_id) and slow.decision_id != d.decision_id
     assert d.model_dump(mode="json")["at"] is not None
+
+
+def test_defaults_filled_on_the_fused_path_reach_templates_and_limit_keys() -> None:
+    fused, ordinary = _engines(RICH)
+    meet = {"tool": "meet", "args": {"title": "t", "start": "2025-07-08T10:00:00-04:00",
+                                     "end": "2025-07-08T11:00:00-04:00", "room": "closet"},
+            "principal": {"id": "u", "role": "staff", "scopes": []}, "context": {"confidence": 1}}
+    d = fused.decide(**meet)
+    assert d.reasons == ["room closet is too small, asked by chat"]  # context.channel's default
+    _same(d, ordinary.decide(**meet))
+    note = {"tool": "note", "args": {"text": "ok", "tags": []},
+            "principal": {"id": "u", "role": "staff", "scopes": [], "level": 5},
+            "context": {"confidence": 1}}
+    first = fused.decide(**note)
+    assert first.code == "allowed" and first.limits[0].key == "chat"
+    _same(first, ordinary.decide(**note))
 
 
 def test_a_pinned_now_and_the_policy_clock_agree() -> None:
