@@ -283,6 +283,8 @@ class Guard:
         self.breaker_config = dict(breakers or {})
         self._breakers: dict[str, _BreakerState] = {}
         self._breakers_lock = threading.Lock()
+        # tools found to have no breaker, with the compiled policy that said so (a reload may add one)
+        self._no_breaker: dict[str, Any] = {}
         self.tokens = tokens or ApprovalTokens(secret, token_ttl)
         self.refund_on_error = refund_on_error
         self.decide_in_thread = (not isinstance(engine.store, MemoryStore)) if decide_in_thread is None \
@@ -315,9 +317,18 @@ class Guard:
     def wrap(self, fn: Callable[..., Any], tool: str | None = None) -> Callable[..., Any]:
         name = tool or fn.__name__
         sig = inspect.signature(fn)
+        plain = all(p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+                    for p in sig.parameters.values())
+        names = frozenset(sig.parameters)
+        defaults = {n: p.default for n, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+        required = len(sig.parameters) - len(defaults)
 
         def bind(a: tuple[Any, ...], kw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None,
                                                                   tuple[Any, ...], dict[str, Any]]:
+            if plain and not a and kw.keys() <= names and len(kw.keys() - defaults.keys()) == required:
+                # keywords only, every one a parameter, every required one given: what sig.bind
+                # + apply_defaults would give, without their cost on every call
+                return {n: kw[n] if n in kw else defaults[n] for n in sig.parameters}, None, a, kw
             try:
                 bound = sig.bind(*a, **kw)
             except TypeError as exc:
@@ -358,6 +369,12 @@ class Guard:
     # ---- deciding (everything here fails closed)
 
     def _breaker(self, tool: str) -> _BreakerState | None:
+        b = self._breakers.get(tool)
+        if b is not None:
+            return b
+        compiled = self.engine.compiled
+        if self._no_breaker.get(tool, self) is compiled:
+            return None
         with self._breakers_lock:
             b = self._breakers.get(tool)
             if b is not None:
@@ -369,6 +386,9 @@ class Guard:
             if config is None:
                 config = self._declared_breaker(tool)
             if config is None:
+                if len(self._no_breaker) >= 4096:
+                    self._no_breaker.clear()
+                self._no_breaker[tool] = compiled
                 return None
             b = self._breakers[tool] = _BreakerState(config)
             return b
@@ -578,6 +598,8 @@ class Guard:
                 self.engine.refund(d)
             except Exception:  # noqa: BLE001
                 log.warning("could not refund the limits of %s", d.decision_id, exc_info=True)
+        if self.engine.audit is None:
+            return  # nothing to record the outcome in
         record = {"kind": "outcome", "decision_id": d.decision_id, "tool": tool,
                   "effect": d.effect.value, "ok": error is None,
                   "error": type(error).__name__ if error is not None else None,

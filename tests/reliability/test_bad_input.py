@@ -171,7 +171,9 @@ def test_special_texts(text):
         Engine.from_string(text)
     except PolicyLoadError as exc:
         assert _position_is_inside(text, exc.line, exc.column), (exc.line, exc.column, str(exc)[:200])
-    assert time.perf_counter() - t0 < 5.0
+    # against hangs, not a speed target: 50,001 statements take ~4 s of Lark parsing alone here,
+    # so a busy CI machine needs the headroom
+    assert time.perf_counter() - t0 < 10.0
 
 
 # ---------------------------------------------------------------- nesting 1..10,000

@@ -321,3 +321,43 @@ def test_breaker_declared_in_the_policy_opens_after_failures():
         guard.call("crm.update", {"id": "2"})
     assert info.value.decision.code == "circuit_open"
     assert ran == ["0", "1"]  # the third call never reached the executor
+
+
+# ---------------------------------------------------------------- binding a call's arguments
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _reference_binding(fn, a, kw):
+    import inspect
+
+    bound = inspect.signature(fn).bind(*a, **kw)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _book(title, when, room="any", *, seats=2, note=None):
+    return title
+
+
+@given(kw=st.dictionaries(st.sampled_from(["title", "when", "room", "seats", "note", "other"]),
+                          st.integers(0, 3) | st.text(max_size=3), max_size=5),
+       positional=st.integers(0, 2))
+def test_guarded_calls_bind_arguments_like_the_signature_does(kw, positional) -> None:
+    """The keyword fast path and inspect's binding give the policy the same arguments (or both refuse)."""
+    seen = []
+    engine = Engine.from_string("policy b\nallow *\n", audit=CallbackSink(seen.append))
+    guarded = engine.guard(_book, "book")
+    a = tuple(kw.pop(n) for n in ("title", "when")[:positional] if n in kw)
+    try:
+        expected = _reference_binding(_book, a, kw)
+    except TypeError:
+        expected = None
+    try:
+        guarded(*a, **kw)
+    except Exception:  # noqa: BLE001 - a refused call: the binding failed
+        assert expected is None
+        return
+    decision = next(r for r in seen if r.get("kind") is None)
+    assert decision["args"] == expected
