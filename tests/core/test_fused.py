@@ -233,3 +233,16 @@ def test_a_pinned_now_read_by_a_template_is_a_timestamp_on_both_paths() -> None:
     req = {"tool": "t", "args": {"x": 5}, "context": {"now": "2025-01-02T03:04:05Z"}}
     _same(fused.decide(**req), ordinary.decide(**req))
     assert fused.decide(**req).reasons == ["too late at 2025-01-02T03:04:05+00:00"]  # the timestamp, not the text
+
+
+def test_audit_records_of_fused_decisions_match_the_decisions() -> None:
+    from policylang.runtime.audit import CallbackSink
+
+    records: list[dict[str, Any]] = []
+    engine = Engine.from_string(RICH, clock=FixedClock(NOW), audit=CallbackSink(records.append))
+    decisions = [engine.decide(**_good_pay(amount=a, currency=c)) for a, c in
+                 ((10, "USD"), (-1, "USD"), (5, "CHF"), (5000, "EUR"))]
+    assert engine._prepared is not None and engine._prepared.fused["pay"][2]  # the fused path ran
+    for d, record in zip(decisions, records, strict=True):
+        for key, value in d.model_dump(mode="json").items():
+            assert record[key] == value, key
