@@ -255,6 +255,7 @@ class Engine:
         if type(tool) is str and prepared is not None:
             fused = prepared.fused.get(tool)
             if fused is not None:  # the fused path: one generated call, a prebuilt outcome
+                finish = None
                 try:
                     fn, uses_now, table, ev = fused
                     if type(context) is dict and context.get("now") is not None:
@@ -284,16 +285,12 @@ class Engine:
                             if self.audit is None:
                                 return d
                             return self._record(d, prepared, tool, args, principal, context)
-                        else:  # [effect, hits, None]: reasons filled from this request, or limits to book
-                            now = at if type(at) is not float else datetime.fromtimestamp(at, prepared.zone)
-                            d = self._evaluate(prepared, ev, tool, fa, fp, fc, now, None, out)
-                            d._id = next(self._ids)
-                            d.elapsed_us = (_perf_counter() - started) * 1e6
-                            if self.audit is None:
-                                return d
-                            return self._record(d, prepared, tool, args, principal, context)
-                except Exception:  # noqa: BLE001, S110 - the ordinary path decides (and fails closed)
+                        finish = (out, ev, fa, fp, fc, at)
+                except Exception:  # noqa: BLE001, S110 - nothing is booked yet: the ordinary path decides
                     pass
+                else:
+                    if finish is not None:
+                        return self._finish_fused(prepared, tool, finish, started, args, principal, context)
         if type(tool) is not str and isinstance(tool, str):
             tool = str.__str__(tool)  # a str subclass's own __format__/__eq__ never runs in here
         did = f"{self._id_prefix}-{next(self._ids):x}"
@@ -307,6 +304,26 @@ class Engine:
         if self.audit is not None:
             decision = self._record(decision, prepared, tool, args, principal, context)
         return decision
+
+    def _finish_fused(self, prepared: _Prepared, tool: str, finish: Any, started: float, args: Any,
+                      principal: Any, context: Any) -> Decision:
+        """A fused outcome that depends on this request (templated reasons, limits to book).
+
+        Outside the fused path's fall-back: once limits may have been booked, an
+        unexpected error is a deny, never a second decision on the ordinary path.
+        """
+        out, ev, fa, fp, fc, at = finish
+        try:
+            now = at if type(at) is not float else datetime.fromtimestamp(at, prepared.zone)
+            d = self._evaluate(prepared, ev, tool, fa, fp, fc, now, None, out)
+        except Exception as exc:  # noqa: BLE001 - fail closed on anything at all
+            d = self._failure(prepared, tool, "internal_error",
+                              f"internal error while deciding: {type(exc).__name__}: {exc}")
+        d._id = next(self._ids)
+        d.elapsed_us = (_perf_counter() - started) * 1e6
+        if self.audit is None:
+            return d
+        return self._record(d, prepared, tool, args, principal, context)
 
     def _decide(self, prepared: _Prepared | None, tool: Any, args: Any, principal: Any,
                 context: Any, did: str = "") -> Decision:

@@ -246,3 +246,17 @@ def test_audit_records_of_fused_decisions_match_the_decisions() -> None:
     for d, record in zip(decisions, records, strict=True):
         for key, value in d.model_dump(mode="json").items():
             assert record[key] == value, key
+
+
+def test_an_error_after_limits_are_booked_denies_once_instead_of_deciding_again(monkeypatch) -> None:
+    fused, _ = _engines(RICH)
+
+    def broken(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(fused, "_build", broken)
+    d = fused.decide(**_good_pay())
+    assert (d.effect, d.code) == ("deny", "internal_error") and "boom" in d.reasons[0]
+    monkeypatch.undo()
+    after = fused.decide(**_good_pay())
+    assert after.code == "allowed" and after.limits[0].used == 1  # booked once by the failed call, not twice
