@@ -76,6 +76,18 @@ class Diagnostic:
         return (self.span.file, self.span.line, self.span.column, self.code)
 
 
+def sorted_unique(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """Diagnostics in source order, each (code, message, place) once: passes may find one twice."""
+    seen: set[tuple[str, str, Span]] = set()
+    out = []
+    for d in sorted(diags, key=Diagnostic.sort_key):
+        key = (d.code, d.message, d.span)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
 def render_snippet(source: str, span: Span) -> str:
     """The offending source line with a caret run under the span."""
     if not span.line:

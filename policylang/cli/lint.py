@@ -25,7 +25,7 @@ from policylang.cli.common import (
     render_diagnostic,
     use_colour,
 )
-from policylang.errors import Diagnostic, PolicyLoadError, PolicySyntaxError, Span
+from policylang.errors import Diagnostic, PolicyLoadError, PolicySyntaxError, Span, sorted_unique
 
 FORMATS = ("text", "json", "sarif", "github")
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -98,14 +98,7 @@ def lint_paths(paths: Iterable[str]) -> tuple[list[Diagnostic], dict[str, str]]:
             found, texts = lint_group(*group)
             diags.extend(found)
             sources.update(texts)
-    seen: set[tuple[str, Span, str]] = set()
-    out = []
-    for d in sorted(diags, key=Diagnostic.sort_key):
-        key = (d.code, d.span, d.message)
-        if key not in seen:
-            seen.add(key)
-            out.append(d)
-    return out, sources
+    return sorted_unique(diags), sources
 
 
 def _groups(root: Path, diags: list[Diagnostic]) -> list[tuple[list[Path], dict[str, Path]]]:

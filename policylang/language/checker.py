@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from policylang.errors import Diagnostic, PolicyCheckError, Span
+from policylang.errors import Diagnostic, PolicyCheckError, Span, sorted_unique
 from policylang.language import ast
 from policylang.language.builtins import GLOBALS, METHODS, VARIABLES, Signature
 from policylang.language.parser import INT64_MAX, MAX_DEPTH
@@ -630,7 +630,7 @@ def check(files: list[ast.PolicyFile], data: dict[str, Any] | None = None,
             if a.when is not None:
                 typer = Typer(scope_for(policy, tool), diags, policy)
                 typer._expect_bool(typer.infer(a.when), a.when.span, "an assertion's 'when'")
-    return policy, _dedupe(diags)
+    return policy, sorted_unique(diags)
 
 
 def _check_defs(policy: Policy, expander: Expander, diags: list[Diagnostic]) -> None:
@@ -685,15 +685,6 @@ def _check_patterns(policy: Policy, patterns: tuple[ast.ToolPattern, ...],
                                     f"declare it: tool {p.pattern} {{ ... }}"))
 
 
-def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
-    seen: set[tuple[str, str, Span]] = set()
-    out = []
-    for d in sorted(diags, key=Diagnostic.sort_key):
-        key = (d.code, d.message, d.span)
-        if key not in seen:
-            seen.add(key)
-            out.append(d)
-    return out
 
 
 def check_or_raise(files: list[ast.PolicyFile], data: dict[str, Any] | None = None,

@@ -321,11 +321,11 @@ class Guard:
                     for p in sig.parameters.values())
         names = frozenset(sig.parameters)
         defaults = {n: p.default for n, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
-        required = len(sig.parameters) - len(defaults)
+        required = names - defaults.keys()
 
         def bind(a: tuple[Any, ...], kw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None,
                                                                   tuple[Any, ...], dict[str, Any]]:
-            if plain and not a and kw.keys() <= names and len(kw.keys() - defaults.keys()) == required:
+            if plain and not a and required <= kw.keys() <= names:
                 # keywords only, every one a parameter, every required one given: what sig.bind
                 # + apply_defaults would give, without their cost on every call
                 return {n: kw[n] if n in kw else defaults[n] for n in sig.parameters}, None, a, kw

@@ -325,7 +325,7 @@ def test_breaker_declared_in_the_policy_opens_after_failures():
 
 # ---------------------------------------------------------------- binding a call's arguments
 
-from hypothesis import given  # noqa: E402
+from hypothesis import example, given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
@@ -341,8 +341,16 @@ def _book(title, when, room="any", *, seats=2, note=None):
     return title
 
 
-@given(kw=st.dictionaries(st.sampled_from(["title", "when", "room", "seats", "note", "other"]),
-                          st.integers(0, 3) | st.text(max_size=3), max_size=5),
+_value = st.integers(0, 3) | st.text(max_size=3)
+
+
+@example(kw={"title": "t", "when": "w"}, positional=0)  # the keyword fast path, defaults filled in
+@example(kw={"title": "t", "when": "w", "seats": 5, "room": "r"}, positional=0)
+@example(kw={"when": "w"}, positional=0)  # a required argument missing: refused
+@given(kw=st.fixed_dictionaries({"title": _value, "when": _value},
+                                optional={"room": _value, "seats": _value, "note": _value, "other": _value})
+       | st.dictionaries(st.sampled_from(["title", "when", "room", "seats", "note", "other"]), _value,
+                         max_size=5),
        positional=st.integers(0, 2))
 def test_guarded_calls_bind_arguments_like_the_signature_does(kw, positional) -> None:
     """The keyword fast path and inspect's binding give the policy the same arguments (or both refuse)."""
