@@ -260,3 +260,22 @@ def test_an_error_after_limits_are_booked_denies_once_instead_of_deciding_again(
     monkeypatch.undo()
     after = fused.decide(**_good_pay())
     assert after.code == "allowed" and after.limits[0].used == 1  # booked once by the failed call, not twice
+
+
+_wrong = st.sampled_from([None, True, 0, 1.5, float("nan"), "text", "2025-13-45T00:00:00Z", [], ["x", 1], {},
+                          {"k": "v"}, 2**70])
+
+
+@pytest.mark.parametrize("pair", [RICH_PAIR, MAIL_PAIR], ids=["rich", "mail"])
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data(), value=_wrong)
+def test_one_wrong_value_in_a_well_formed_request_is_judged_alike(pair: tuple[Engine, Engine], data: Any,
+                                                                 value: Any) -> None:
+    """The near misses: every field right but one, which has a wrong type or an unreadable value."""
+    fused, ordinary = pair
+    req = _unpinned(data.draw(requests(fused)))
+    part = data.draw(st.sampled_from([k for k in ("args", "principal", "context") if req.get(k)]))
+    target = dict(req[part])
+    target[data.draw(st.sampled_from(sorted(target)))] = value
+    req = {**req, part: target}
+    _same(fused.decide(**req), ordinary.decide(**req))
