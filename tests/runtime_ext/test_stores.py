@@ -4,6 +4,7 @@ MemoryStore, and failing closed (fast) when the store is gone."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -206,18 +207,48 @@ def test_sqlite_read_only_file_denies(tmp_path):
     assert "readonly" in d.message.replace("-", "").replace(" ", "").lower() or "read" in d.message
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores file permissions")
+def _make_unwritable(folder: Path) -> list[list[str]]:
+    """Files and folder unwritable even for root; returns the commands that undo it.
+
+    Permissions stop other users; root ignores them, so as root the files are made
+    immutable with chattr (ext2/3/4, xfs, btrfs). Where that is unavailable the test
+    skips with the reason: it cannot create the condition it tests.
+    """
+    targets = [*folder.iterdir(), folder]
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        for f in targets:
+            f.chmod(0o555 if f.is_dir() else 0o444)
+        return [["chmod", "755", str(folder)]]
+    if shutil.which("chattr") is None:
+        pytest.skip("running as root, which ignores permissions, and chattr is not installed")
+    done = subprocess.run(["chattr", "+i", *map(str, targets)], capture_output=True, text=True)
+    if done.returncode != 0:
+        subprocess.run(["chattr", "-i", *map(str, targets)], capture_output=True)
+        pytest.skip(f"running as root, which ignores permissions, and chattr +i failed: {done.stderr.strip()}")
+    return [["chattr", "-i", *map(str, targets)]]
+
+
 def test_sqlite_file_without_write_permission_denies(tmp_path):
     path = tmp_path / "limits.db"
-    SQLiteStore(path).ping()
-    for f in tmp_path.iterdir():
-        f.chmod(0o444)
-    tmp_path.chmod(0o555)
+    setup = SQLiteStore(path)
+    setup.ping()
+    setup.close()  # no connection may keep the WAL index mapped while it becomes immutable
+    undo = _make_unwritable(tmp_path)
+    # in a child process: should SQLite ever fault on an immutable file, only this test fails
+    code = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {str(REPO)!r})
+        from policylang import Engine
+        from policylang.runtime.stores import SQLiteStore
+        d = Engine.from_string({POLICY!r}, store=SQLiteStore({str(path)!r})).decide("t", {{"n": 1}})
+        print(d.effect.value, d.code)
+    """)
     try:
-        d = Engine.from_string(POLICY, store=SQLiteStore(path)).decide("t", {"n": 1})
-        assert (d.effect, d.code) == ("deny", "store_unavailable")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     finally:
-        tmp_path.chmod(0o755)
+        for cmd in undo:
+            subprocess.run(cmd, check=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["deny", "store_unavailable"]
 
 
 def test_sqlite_locked_beyond_busy_timeout_denies_in_time(tmp_path):
