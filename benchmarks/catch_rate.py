@@ -32,7 +32,9 @@ def main() -> int:
     ap.add_argument("--max-examples", type=int, default=200)
     ap.add_argument("--only", default=None)
     args = ap.parse_args()
-    print(f"{'policy':<14} {'caught':>8} {'by property':>12} {'no sweep':>9} {'twin false alarms':>18} {'s/run':>6}")
+    print(
+        f"{'policy':<14} {'caught':>8} {'by property':>12} {'no sweep':>9} {'twin false alarms':>18} {'s/run':>6}"
+    )
     for pair in sorted(p for p in BUGGY.iterdir() if p.is_dir()):
         if args.only and pair.name != args.only:
             continue
@@ -42,7 +44,9 @@ def main() -> int:
             r = run_path(pair / "buggy", max_examples=args.max_examples, seed=seed, auto=False)
             caught += r.failed
             by_prop += any(p.failed for p in r.properties)
-            r2 = run_path(pair / "buggy", max_examples=args.max_examples, seed=seed, auto=False, sweep=False)
+            r2 = run_path(
+                pair / "buggy", max_examples=args.max_examples, seed=seed, auto=False, sweep=False
+            )
             no_sweep += any(p.failed for p in r2.properties)
             ok = run_path(pair / "correct", max_examples=args.max_examples, seed=seed, auto=False)
             false_alarm += ok.failed
@@ -50,8 +54,11 @@ def main() -> int:
         has_props = bool(r.properties)
         n = args.seeds
         fmt = (lambda k, n=n: f"{k}/{n}") if has_props else (lambda k, n=n: "n/a")
-        print(f"{pair.name:<14} {caught:>5}/{n} {fmt(by_prop):>12} {fmt(no_sweep):>9} "
-              f"{false_alarm:>15}/{n} {per:>6.2f}", flush=True)
+        print(
+            f"{pair.name:<14} {caught:>5}/{n} {fmt(by_prop):>12} {fmt(no_sweep):>9} "
+            f"{false_alarm:>15}/{n} {per:>6.2f}",
+            flush=True,
+        )
     return 0
 
 

@@ -66,8 +66,14 @@ def _decide_safely(adapter: Adapter, request: Request) -> str:
         return f"error ({_first_line(exc)})"
 
 
-def measure(spec: EngineSpec, workload: Workload, requests: list[Request],
-            expected: list[str], repeat: int, budget_s: float) -> Measurement:
+def measure(
+    spec: EngineSpec,
+    workload: Workload,
+    requests: list[Request],
+    expected: list[str],
+    repeat: int,
+    budget_s: float,
+) -> Measurement:
     """Steps 1-5 for one engine on its own."""
     m, adapter = prepare(spec, workload, requests, expected)
     if adapter is not None:
@@ -75,8 +81,9 @@ def measure(spec: EngineSpec, workload: Workload, requests: list[Request],
     return m
 
 
-def prepare(spec: EngineSpec, workload: Workload, requests: list[Request],
-            expected: list[str]) -> tuple[Measurement, Adapter | None]:
+def prepare(
+    spec: EngineSpec, workload: Workload, requests: list[Request], expected: list[str]
+) -> tuple[Measurement, Adapter | None]:
     """Steps 1-4: the measurement so far, and the loaded adapter if it may be timed."""
     m = Measurement(spec.name)
     try:
@@ -105,19 +112,27 @@ def prepare(spec: EngineSpec, workload: Workload, requests: list[Request],
     bad = [i for i, (g, e) in enumerate(zip(got, expected, strict=True)) if g != e]
     if bad:
         m.status = f"disagrees ({len(bad)}/{len(requests)})"
-        print(f"  {spec.name} disagrees with the oracle on {len(bad)} requests; the first:",
-              file=sys.stderr)
+        print(
+            f"  {spec.name} disagrees with the oracle on {len(bad)} requests; the first:",
+            file=sys.stderr,
+        )
         for i in bad[:SHOW_DISAGREEMENTS]:
             r = requests[i]
-            print(f"  {spec.name}: {r.tool} args={r.args} principal={r.principal} "
-                  f"context={r.context} -> {got[i]!r}, oracle says {expected[i]!r}",
-                  file=sys.stderr)
+            print(
+                f"  {spec.name}: {r.tool} args={r.args} principal={r.principal} "
+                f"context={r.context} -> {got[i]!r}, oracle says {expected[i]!r}",
+                file=sys.stderr,
+            )
         return m, None
     return m, adapter
 
 
-def time_interleaved(engines: list[tuple[Measurement, Adapter]], requests: list[Request], repeat: int,
-                     budget_s: float) -> None:
+def time_interleaved(
+    engines: list[tuple[Measurement, Adapter]],
+    requests: list[Request],
+    repeat: int,
+    budget_s: float,
+) -> None:
     """Step 5 for several engines at once: round r of every engine before round r + 1 of any."""
     samples: dict[str, list[int]] = {m.engine: [] for m, _ in engines}
     spent = dict.fromkeys(samples, 0)  # ns of timed rounds per engine, against its budget

@@ -39,8 +39,13 @@ def probe(engine: str, size: int) -> float:
 def rss_delta_kib(engine: str, size: int, timeout_s: float = 600) -> float | None:
     """Run `probe` in a child process; None if it fails."""
     try:
-        done = subprocess.run([sys.executable, "-m", "benchmarks.memprobe", engine, str(size)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.memprobe", engine, str(size)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
         return float(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
     except (subprocess.TimeoutExpired, ValueError, IndexError):
         return None

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("plot.py needs matplotlib: pip install -e \".[bench]\"", file=sys.stderr)
+        print('plot.py needs matplotlib: pip install -e ".[bench]"', file=sys.stderr)
         return 2
     series = read_table(Path(a.results).read_text("utf-8"), a.stat)
     if not series:
@@ -66,8 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
     for engine, points in series.items():
         sizes = sorted(points)
-        ax.plot(sizes, [points[s] for s in sizes], marker="o", label=engine,
-                linewidth=2.5 if engine == "policylang" else 1.2)
+        ax.plot(
+            sizes,
+            [points[s] for s in sizes],
+            marker="o",
+            label=engine,
+            linewidth=2.5 if engine == "policylang" else 1.2,
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("tools (5 base tools replicated, 3 rules per tool)")

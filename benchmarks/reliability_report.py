@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    ap.add_argument("--ci", action="store_true", help="use the CI sizes instead of the thorough ones")
+    ap.add_argument(
+        "--ci", action="store_true", help="use the CI sizes instead of the thorough ones"
+    )
     ap.add_argument("-k", default=None, help="pytest -k expression")
     args = ap.parse_args(argv)
     env = dict(os.environ)

@@ -12,8 +12,22 @@ from datetime import UTC, datetime
 from benchmarks.engines import REGISTRY
 from benchmarks.measure import Measurement
 
-COLUMNS = ("engine", "status", "median µs", "mean µs", "p99 µs", "load ms", "mem peak KiB", "RSS Δ KiB",
-           "median ×", "mean ×", "p99 ×", "load ×", "mem peak ×", "RSS Δ ×")
+COLUMNS = (
+    "engine",
+    "status",
+    "median µs",
+    "mean µs",
+    "p99 µs",
+    "load ms",
+    "mem peak KiB",
+    "RSS Δ KiB",
+    "median ×",
+    "mean ×",
+    "p99 ×",
+    "load ×",
+    "mem peak ×",
+    "RSS Δ ×",
+)
 
 
 def ratio(value: float | None, base: float | None) -> str:
@@ -32,8 +46,10 @@ def ratio(value: float | None, base: float | None) -> str:
 def stats(samples: list[int]) -> tuple[float, float]:
     """Median and p99 of nanosecond samples, in microseconds."""
     ordered = sorted(samples)
-    return (statistics.median(ordered) / 1000,
-            ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] / 1000)
+    return (
+        statistics.median(ordered) / 1000,
+        ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] / 1000,
+    )
 
 
 def num(value: float | None) -> str:
@@ -46,8 +62,13 @@ def num(value: float | None) -> str:
 def _row(m: Measurement, base: Measurement | None) -> str:
     b = base if base is not None and base.timed else None
     cells = (
-        m.engine, m.status.replace("|", "\\|"),
-        num(m.median_us), num(m.mean_us), num(m.p99_us), num(m.load_ms), num(m.mem_peak_kib),
+        m.engine,
+        m.status.replace("|", "\\|"),
+        num(m.median_us),
+        num(m.mean_us),
+        num(m.p99_us),
+        num(m.load_ms),
+        num(m.mem_peak_kib),
         num(m.rss_delta_kib),
         ratio(m.median_us, b.median_us if b else None),
         ratio(m.mean_us, b.mean_us if b else None),
@@ -59,8 +80,9 @@ def _row(m: Measurement, base: Measurement | None) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def size_table(size: int, rules: int, outcomes: dict[str, int], results: list[Measurement],
-               baseline: str) -> str:
+def size_table(
+    size: int, rules: int, outcomes: dict[str, int], results: list[Measurement], baseline: str
+) -> str:
     base = next((m for m in results if m.engine == baseline), None)
     calls = max((m.calls for m in results), default=0)
     mix = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
@@ -69,7 +91,8 @@ def size_table(size: int, rules: int, outcomes: dict[str, int], results: list[Me
         "",
         f"Requests: {sum(outcomes.values())} ({mix}); up to {calls} timed calls per engine. "
         f"Ratios: engine / {baseline}"
-        + ("" if base is not None and base.timed else f" (— : {baseline} has no numbers)") + ".",
+        + ("" if base is not None and base.timed else f" (— : {baseline} has no numbers)")
+        + ".",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" if i < 2 else "---:" for i in range(len(COLUMNS))) + "|",
@@ -89,16 +112,18 @@ def _version(package: str) -> str:
 
 def header(settings: str) -> str:
     versions = ", ".join(f"{s.package} {_version(s.package)}" for s in REGISTRY if s.package)
-    return "\n".join([
-        "# policylang benchmark: side by side",
-        "",
-        f"- run: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}, `python benchmarks/run.py {settings}`",
-        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}",
-        f"- packages: {versions}",
-        "- latency: per decision, including converting the request to the engine's input; "
-        "load: parse/compile the workload's rules; mem peak: tracemalloc peak during load "
-        "(Python allocations only); RSS Δ: resident memory growth over load (indicative). "
-        "See benchmarks/README.md.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# policylang benchmark: side by side",
+            "",
+            f"- run: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}, `python benchmarks/run.py {settings}`",
+            f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, "
+            f"Python {platform.python_version()}",
+            f"- packages: {versions}",
+            "- latency: per decision, including converting the request to the engine's input; "
+            "load: parse/compile the workload's rules; mem peak: tracemalloc peak during load "
+            "(Python allocations only); RSS Δ: resident memory growth over load (indicative). "
+            "See benchmarks/README.md.",
+            "",
+        ]
+    )

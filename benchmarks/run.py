@@ -38,19 +38,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="5,10,100,1000", help="numbers of tools, comma-separated")
     p.add_argument("--requests", type=int, default=1000, help="requests per size")
-    p.add_argument("--repeat", type=int, help="timed rounds over the requests "
-                   f"(quick {QUICK['repeat']}, full {FULL['repeat']})")
-    p.add_argument("--budget", type=float, help="seconds of timed rounds per engine and size "
-                   f"before stopping early (quick {QUICK['budget']:g}, full {FULL['budget']:g})")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        help=f"timed rounds over the requests (quick {QUICK['repeat']}, full {FULL['repeat']})",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        help="seconds of timed rounds per engine and size "
+        f"before stopping early (quick {QUICK['budget']:g}, full {FULL['budget']:g})",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the default: few rounds, time budget")
     mode.add_argument("--full", action="store_true", help="more rounds, effectively no budget")
-    p.add_argument("--engines", help="comma-separated engine names (default: all); "
-                   + ", ".join(s.name for s in REGISTRY))
+    p.add_argument(
+        "--engines",
+        help="comma-separated engine names (default: all); " + ", ".join(s.name for s in REGISTRY),
+    )
     p.add_argument("--baseline", default="policylang", help="engine the ratios divide by")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results.md"),
-                   help="Markdown file to write (default: benchmarks/results.md)")
+    p.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parent / "results.md"),
+        help="Markdown file to write (default: benchmarks/results.md)",
+    )
     return p.parse_args(argv)
 
 
@@ -85,20 +97,28 @@ def main(argv: list[str] | None = None) -> int:
         results: list[Measurement] = []
         timed: list[tuple[Measurement, Adapter]] = []
         for spec in engines:
-            print(f"[{time.perf_counter() - started:6.1f}s] size {size}: loading {spec.name} ...",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[{time.perf_counter() - started:6.1f}s] size {size}: loading {spec.name} ...",
+                file=sys.stderr,
+                flush=True,
+            )
             m, adapter = prepare(spec, workload, requests, expected)
             if spec.name == "handwritten" and m.status == "ok":
                 m.status = "ok (oracle)"
             results.append(m)
             if adapter is not None:
                 timed.append((m, adapter))
-        print(f"[{time.perf_counter() - started:6.1f}s] size {size}: timing {len(timed)} engines, "
-              "rounds interleaved ...", file=sys.stderr, flush=True)
+        print(
+            f"[{time.perf_counter() - started:6.1f}s] size {size}: timing {len(timed)} engines, "
+            "rounds interleaved ...",
+            file=sys.stderr,
+            flush=True,
+        )
         time_interleaved(timed, requests, repeat, budget)
         del timed
-        table = size_table(size, workload.rule_count, collections.Counter(expected),
-                           results, a.baseline)
+        table = size_table(
+            size, workload.rule_count, collections.Counter(expected), results, a.baseline
+        )
         print(table, flush=True)
         sections.append(table)
 

@@ -40,13 +40,23 @@ def free_port() -> int:
 
 
 def start_server(rules: Path, port: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "policylang.cli.serve", str(rules), "--port", str(port),
-           "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "policylang.cli.serve",
+        str(rules),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"the server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise SystemExit(
+                f"the server exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             conn.request("GET", "/readyz")
@@ -63,15 +73,19 @@ def load_requests(folder: Path) -> list[bytes]:
     out = []
     for f in sorted(folder.glob("*.json")):
         body = json.loads(f.read_text())
-        out.append(json.dumps({k: body[k] for k in ("tool", "args", "principal", "context")
-                               if k in body}).encode())
+        out.append(
+            json.dumps(
+                {k: body[k] for k in ("tool", "args", "principal", "context") if k in body}
+            ).encode()
+        )
     if not out:
         raise SystemExit(f"no request files in {folder}")
     return out
 
 
-def drive(port: int, bodies: list[bytes], total: int, threads: int, time_limit: float,
-          batch: int) -> dict[str, object]:
+def drive(
+    port: int, bodies: list[bytes], total: int, threads: int, time_limit: float, batch: int
+) -> dict[str, object]:
     lock = threading.Lock()
     state = {"left": total}
     latencies: list[float] = []
@@ -133,12 +147,18 @@ def drive(port: int, bodies: list[bytes], total: int, threads: int, time_limit: 
 
     decisions = sum(effects.values())
     return {
-        "decisions": decisions, "http_calls": len(latencies), "seconds": round(elapsed, 2),
-        "decisions_per_s": round(decisions / elapsed), "calls_per_s": round(len(latencies) / elapsed),
-        "p50_ms": round(pct(0.50), 3), "p90_ms": round(pct(0.90), 3), "p99_ms": round(pct(0.99), 3),
+        "decisions": decisions,
+        "http_calls": len(latencies),
+        "seconds": round(elapsed, 2),
+        "decisions_per_s": round(decisions / elapsed),
+        "calls_per_s": round(len(latencies) / elapsed),
+        "p50_ms": round(pct(0.50), 3),
+        "p90_ms": round(pct(0.90), 3),
+        "p99_ms": round(pct(0.99), 3),
         "max_ms": round(latencies[-1] * 1000, 3) if latencies else 0.0,
         "mean_ms": round(statistics.fmean(latencies) * 1000, 3) if latencies else 0.0,
-        "effects": dict(effects), "statuses": dict(statuses),
+        "effects": dict(effects),
+        "statuses": dict(statuses),
         "finished": decisions >= TOTAL_HINT[0],
     }
 
@@ -168,19 +188,26 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-    result.update(threads=args.threads, batch=args.batch, cpus=os.cpu_count(),
-                  python=sys.version.split()[0])
+    result.update(
+        threads=args.threads, batch=args.batch, cpus=os.cpu_count(), python=sys.version.split()[0]
+    )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         mode = f"batches of {args.batch}" if args.batch > 1 else "one decision per call"
         print(f"policylang serve, {mode}, {args.threads} client threads, {result['cpus']} CPUs")
-        print(f"  {result['decisions']:,} decisions in {result['seconds']} s "
-              f"({'all done' if result['finished'] else 'stopped by the time limit'})")
-        print(f"  sustained: {result['decisions_per_s']:,} decisions/s "
-              f"({result['calls_per_s']:,} HTTP calls/s)")
-        print(f"  latency per HTTP call: p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, "
-              f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms")
+        print(
+            f"  {result['decisions']:,} decisions in {result['seconds']} s "
+            f"({'all done' if result['finished'] else 'stopped by the time limit'})"
+        )
+        print(
+            f"  sustained: {result['decisions_per_s']:,} decisions/s "
+            f"({result['calls_per_s']:,} HTTP calls/s)"
+        )
+        print(
+            f"  latency per HTTP call: p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, "
+            f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms"
+        )
         print(f"  effects: {result['effects']}; HTTP statuses: {result['statuses']}")
     return 0 if set(result["statuses"]) <= {200} else 1  # type: ignore[arg-type]
 

@@ -60,17 +60,49 @@ Request = tuple[str, Any, Any, Any]  # tool, args, principal, context
 
 # ---------------------------------------------------------------- requests
 
+
 def generate(n: int, seed: int, payees: list[str]) -> list[Request]:
     rng = random.Random(seed)
-    thresholds = [-5, -0.01, 0, 0.0, 0.01, 1, 9999, 9999.99, 10000, 10000.0, 10000.01, 10001,
-                  49999.99, 50000, 50000.0, 50000.01, 50001, 75000]
+    thresholds = [
+        -5,
+        -0.01,
+        0,
+        0.0,
+        0.01,
+        1,
+        9999,
+        9999.99,
+        10000,
+        10000.0,
+        10000.01,
+        10001,
+        49999.99,
+        50000,
+        50000.0,
+        50000.01,
+        50001,
+        75000,
+    ]
     unknown = ["ACCT-999001", "ACCT-555123", "Evil Corp Ltd", "Northwind Traders", "ACCT-100235"]
     roles = ["finance", "admin", "employee", "sales", "support", "", "Finance"]
-    scope_sets = [["payments:write"], ["payments:write"], ["payments:read", "payments:write"],
-                  [], ["payments:read"], ["PAYMENTS:WRITE"]]
+    scope_sets = [
+        ["payments:write"],
+        ["payments:write"],
+        ["payments:read", "payments:write"],
+        [],
+        ["payments:read"],
+        ["PAYMENTS:WRITE"],
+    ]
     confidences = [None, 1.0, 1, 0.99, 0.9, 0.85, 0.8499, 0.84, 0.5, 0]
-    memos = [None, "invoice 4471", "June rent", "card 4111 1111 1111 1111", "ref 4111-1111-1111-1111",
-             "order 123456789012", "acct 12345678901234"]
+    memos = [
+        None,
+        "invoice 4471",
+        "June rent",
+        "card 4111 1111 1111 1111",
+        "ref 4111-1111-1111-1111",
+        "order 123456789012",
+        "acct 12345678901234",
+    ]
     out: list[Request] = []
     for i in range(n):
         tool = "payments.send" if rng.random() < 0.8 else "payments.refund"
@@ -83,7 +115,9 @@ def generate(n: int, seed: int, payees: list[str]) -> list[Request]:
         principal: dict[str, Any] = {"id": "u", "role": role}
         r = rng.random()
         if r < 0.85:
-            principal["scopes"] = list(rng.choice(scope_sets) if rng.random() < 0.3 else scope_sets[0])
+            principal["scopes"] = list(
+                rng.choice(scope_sets) if rng.random() < 0.3 else scope_sets[0]
+            )
         elif r < 0.9:
             principal["scopes"] = None  # null: the declared default [] applies
         elif r < 0.95:
@@ -103,8 +137,11 @@ def generate(n: int, seed: int, payees: list[str]) -> list[Request]:
                 user_words = f"please send the money to {shown} today"
             else:
                 to = rng.choice(["", " "])
-            args: dict[str, Any] = {"amount": amount, "currency": rng.choice(["USD", "EUR", "GBP"]),
-                                    "to": to}
+            args: dict[str, Any] = {
+                "amount": amount,
+                "currency": rng.choice(["USD", "EUR", "GBP"]),
+                "to": to,
+            }
             memo = rng.choice(memos) if rng.random() < 0.3 else None
             if memo is not None or rng.random() < 0.3:
                 args["memo"] = memo
@@ -114,8 +151,11 @@ def generate(n: int, seed: int, payees: list[str]) -> list[Request]:
             args = {"payment_id": f"pay-{rng.randint(1000, 9999)}", "amount": amount}
             if rng.random() < 0.5:
                 args["reason"] = rng.choice(["duplicate", "customer request", None])
-        context: dict[str, Any] = {"now": rng.choice(NOWS), "user_request": user_words,
-                                   "session_id": f"s-{i % 17}"}
+        context: dict[str, Any] = {
+            "now": rng.choice(NOWS),
+            "user_request": user_words,
+            "session_id": f"s-{i % 17}",
+        }
         conf = rng.choice(confidences)
         if conf is not None:
             context["confidence"] = conf
@@ -260,8 +300,8 @@ PAYEES: frozenset[str] = frozenset()
 
 # ---------------------------------------------------------------- cel-python
 
-NAMED = "(args.to.trim() != \"\" && context.user_request.lowerAscii().contains(args.to.lowerAscii()))"
-PERMITTED = "(principal.role in [\"finance\", \"admin\"] && \"payments:write\" in principal.scopes)"
+NAMED = '(args.to.trim() != "" && context.user_request.lowerAscii().contains(args.to.lowerAscii()))'
+PERMITTED = '(principal.role in ["finance", "admin"] && "payments:write" in principal.scopes)'
 CEL_RULES: dict[str, list[tuple[str, str]]] = {
     "payments.send": [
         ("deny", 'principal.id.trim() == ""'),
@@ -310,7 +350,8 @@ class CelPython:
             groups: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
             for effect, text in rules:
                 groups[("deny", "confirm", "allow").index(effect)].append(
-                    env.program(env.compile(text), functions=funcs))
+                    env.program(env.compile(text), functions=funcs)
+                )
             self.by_tool[tool] = groups
         self.data = celpy.json_to_cel({"payees": payees})
 
@@ -328,11 +369,16 @@ class CelPython:
         ctx = context or {}
         act = {
             "args": a,
-            "principal": celpy.json_to_cel({"id": principal["id"], "role": principal["role"],
-                                            "scopes": scopes}),
-            "context": celpy.json_to_cel({"confidence": float(conf),
-                                          "user_request": ctx.get("user_request") or "",
-                                          "session_id": ctx.get("session_id") or ""}),
+            "principal": celpy.json_to_cel(
+                {"id": principal["id"], "role": principal["role"], "scopes": scopes}
+            ),
+            "context": celpy.json_to_cel(
+                {
+                    "confidence": float(conf),
+                    "user_request": ctx.get("user_request") or "",
+                    "session_id": ctx.get("session_id") or "",
+                }
+            ),
             "data": self.data,
         }
         deny, confirm, allow = groups
@@ -360,9 +406,11 @@ def _fires(prog: Any, activation: dict[str, Any], on_error: bool) -> bool:
 
 # ---------------------------------------------------------------- policylang
 
+
 def policylang_decider(engine: Engine) -> Callable[..., str]:
     def decide(tool: str, args: Any, principal: Any, context: Any) -> str:
         return engine.decide(tool, args=args, principal=principal, context=context).effect.value
+
     return decide
 
 
@@ -372,10 +420,14 @@ def read_sources() -> tuple[dict[str, str], dict[str, Any]]:
 
 
 def dummy_tools(n: int) -> str:
-    return "\n".join(f"tool dummy_{i} {{ x: int }}\nallow dummy_{i} when args.x > 0" for i in range(n)) + "\n"
+    return (
+        "\n".join(f"tool dummy_{i} {{ x: int }}\nallow dummy_{i} when args.x > 0" for i in range(n))
+        + "\n"
+    )
 
 
 # ---------------------------------------------------------------- timing
+
 
 def timed_round(decide: Callable[..., str], requests: list[Request], samples: list[int]) -> None:
     clock = time.perf_counter_ns
@@ -390,14 +442,9 @@ def timed_round(decide: Callable[..., str], requests: list[Request], samples: li
         gc.enable()
 
 
-
-
-
-
-
-
 def _version(pkg: str) -> str:
     import importlib.metadata
+
     try:
         return importlib.metadata.version(pkg)
     except importlib.metadata.PackageNotFoundError:
@@ -411,7 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--full", action="store_true", help="more rounds, no budget")
     p.add_argument("--requests", type=int, default=500)
     p.add_argument("--repeat", type=int, help="timed rounds per engine (quick 10, full 60)")
-    p.add_argument("--budget", type=float, help="seconds of timed rounds per engine (quick 10, full 600)")
+    p.add_argument(
+        "--budget", type=float, help="seconds of timed rounds per engine (quick 10, full 600)"
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results-shipped.md"))
     a = p.parse_args(argv)
@@ -438,8 +487,13 @@ def main(argv: list[str] | None = None) -> int:
     expected = [pl(*r) for r in check]
     mix = Counter(f"{r[0].split('.')[1]}:{e}" for r, e in zip(check, expected, strict=True))
     engines: list[tuple[str, str, Callable[..., str] | None, str]] = [
-        ("policylang", "shipped rules/ via `Engine.from_sources`; limits evaluated and booked in a MemoryStore",
-         pl, "ok (reference)")]
+        (
+            "policylang",
+            "shipped rules/ via `Engine.from_sources`; limits evaluated and booked in a MemoryStore",
+            pl,
+            "ok (reference)",
+        )
+    ]
     cel_status = ""
     try:
         cel: Any = CelPython(list(data["payees"]))
@@ -447,10 +501,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001
         cel_decide, cel_status = None, f"unavailable: {type(exc).__name__}: {exc}"
     candidates = [
-        ("hand-written", "plain function, same type checks as the engine's validators (args, principal, "
-         "context), frozenset payees, early returns; no limits", handwritten),
-        ("cel-python", "10+5 conditions as CEL, compiled once; same Python type checks, activation via "
-         "json_to_cel per call; no limits", cel_decide),
+        (
+            "hand-written",
+            "plain function, same type checks as the engine's validators (args, principal, "
+            "context), frozenset payees, early returns; no limits",
+            handwritten,
+        ),
+        (
+            "cel-python",
+            "10+5 conditions as CEL, compiled once; same Python type checks, activation via "
+            "json_to_cel per call; no limits",
+            cel_decide,
+        ),
     ]
     for name, what, fn in candidates:
         if fn is None:
@@ -460,8 +522,10 @@ def main(argv: list[str] | None = None) -> int:
         diffs = [(i, g, e) for i, (g, e) in enumerate(zip(got, expected, strict=True)) if g != e]
         if diffs:
             for i, g, e in diffs[:3]:
-                print(f"{name} disagrees on request {i}: {check[i]!r}: got {g}, policylang {e}",
-                      file=sys.stderr)
+                print(
+                    f"{name} disagrees on request {i}: {check[i]!r}: got {g}, policylang {e}",
+                    file=sys.stderr,
+                )
             engines.append((name, what, None, f"disagrees ({len(diffs)}/{len(check)})"))
         else:
             engines.append((name, what, fn, "ok (agrees on all)"))
@@ -488,16 +552,19 @@ def main(argv: list[str] | None = None) -> int:
     flat_engines = {}
     for n in flat:
         t0 = time.perf_counter()
-        flat_engines[n] = Engine.from_sources({**sources, "rules/dummies.policy": dummy_tools(n)},
-                                              data=data, store=MemoryStore())
+        flat_engines[n] = Engine.from_sources(
+            {**sources, "rules/dummies.policy": dummy_tools(n)}, data=data, store=MemoryStore()
+        )
         flat_load[n] = (time.perf_counter() - t0) * 1000
         fn = policylang_decider(flat_engines[n])
         got = [fn(*r) for r in check]  # warm-up, and the extra tools must change nothing
         if got != expected:
-            log(f"+{n} dummy tools changes {sum(g != e for g, e in zip(got, expected, strict=True))} effects!")
+            log(
+                f"+{n} dummy tools changes {sum(g != e for g, e in zip(got, expected, strict=True))} effects!"
+            )
     for rnd in range(flat_repeat):
         reqs = per_round(requests, rnd)
-        for n in (flat if rnd % 2 == 0 else reversed(list(flat))):
+        for n in flat if rnd % 2 == 0 else reversed(list(flat)):
             timed_round(policylang_decider(flat_engines[n]), reqs, flat[n])
     f10, f10p = stats(flat[10])
     f1000, f1000p = stats(flat[1000])
@@ -524,8 +591,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, what, _fn, status in engines:
         med, p99, calls = results.get(name, (None, None, 0))
-        lines.append(f"| {name} | {status} | {what} | {num(med)} | {num(p99)} | {calls} | "
-                     f"{ratio(med, base[0])} | {ratio(p99, base[1])} |")
+        lines.append(
+            f"| {name} | {status} | {what} | {num(med)} | {num(p99)} | {calls} | "
+            f"{ratio(med, base[0])} | {ratio(p99, base[1])} |"
+        )
     verdict = "within" if flat_ratio <= 1.2 else "NOT within"
     lines += [
         "",

@@ -48,19 +48,21 @@ QUICK = {"calls": 5000, "fsync_calls": 1000, "blocks": 5}
 FULL = {"calls": 50000, "fsync_calls": 5000, "blocks": 10}
 PRINCIPALS = 100  # the limit is keyed by principal.id; calls rotate over this many ids
 
-HEADER = '''policy bench version "1.0.0"
+HEADER = """policy bench version "1.0.0"
 default deny
 principal { id: string }
 tool t { x: int }
 allow t when args.x > 0
-'''
+"""
 LIMITED = HEADER + "rule per_principal: limit t to 1000000 per 1m by principal.id\n"
 
 
 # ---------------------------------------------------------------- timing
 
-def measure_blocks(variants: dict[str, Callable[[int], Any]], calls: dict[str, int], blocks: int,
-                   warmup: int = 200) -> dict[str, list[int]]:
+
+def measure_blocks(
+    variants: dict[str, Callable[[int], Any]], calls: dict[str, int], blocks: int, warmup: int = 200
+) -> dict[str, list[int]]:
     """Run each variant's `fn(i)` for its number of calls, in `blocks` alternating blocks."""
     clock = time.perf_counter_ns
     for fn in variants.values():
@@ -84,13 +86,8 @@ def measure_blocks(variants: dict[str, Callable[[int], Any]], calls: dict[str, i
     return samples
 
 
-
-
-
-
-
-
 # ---------------------------------------------------------------- redis
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -112,9 +109,24 @@ def redis_server(workdir: Path) -> Iterator[tuple[str | None, str]]:
         return
     port = _free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), "--logfile", ""],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--logfile",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5)
         deadline = time.monotonic() + 10
@@ -128,7 +140,9 @@ def redis_server(workdir: Path) -> Iterator[tuple[str | None, str]]:
                     return
                 time.sleep(0.05)
         client.close()
-        version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split()
+        version = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True
+        ).stdout.split()
         v = next((w.split("=", 1)[1] for w in version if w.startswith("v=")), "?")
         yield f"redis://127.0.0.1:{port}/0", f"redis-server {v} on 127.0.0.1:{port} (loopback TCP)"
     finally:
@@ -142,20 +156,26 @@ def redis_server(workdir: Path) -> Iterator[tuple[str | None, str]]:
 
 # ---------------------------------------------------------------- the parts
 
+
 def part_stores(tmp: Path, calls: int, blocks: int) -> tuple[list[str], list[str]]:
     notes: list[str] = []
-    engines: dict[str, Engine] = {"MemoryStore": Engine.from_string(LIMITED, store=MemoryStore()),
-                                  "SQLiteStore": Engine.from_string(
-                                      LIMITED, store=SQLiteStore(tmp / "limits.db"))}
-    what = {"MemoryStore": "in process, one lock",
-            "SQLiteStore": "file in a temp dir, WAL, synchronous=NORMAL, one BEGIN IMMEDIATE per check"}
+    engines: dict[str, Engine] = {
+        "MemoryStore": Engine.from_string(LIMITED, store=MemoryStore()),
+        "SQLiteStore": Engine.from_string(LIMITED, store=SQLiteStore(tmp / "limits.db")),
+    }
+    what = {
+        "MemoryStore": "in process, one lock",
+        "SQLiteStore": "file in a temp dir, WAL, synchronous=NORMAL, one BEGIN IMMEDIATE per check",
+    }
     principals = [{"id": f"u-{k}"} for k in range(PRINCIPALS)]
     args = {"x": 1}
     with redis_server(tmp) as (url, note):
         if url is not None:
             from policylang.runtime.stores import RedisStore
 
-            engines["RedisStore"] = Engine.from_string(LIMITED, store=RedisStore(url, use_server_time=True))
+            engines["RedisStore"] = Engine.from_string(
+                LIMITED, store=RedisStore(url, use_server_time=True)
+            )
             what["RedisStore"] = "one Lua script per check, server time (`use_server_time=True`)"
         else:
             what["RedisStore"] = note
@@ -165,24 +185,31 @@ def part_stores(tmp: Path, calls: int, blocks: int) -> tuple[list[str], list[str
             def call(i: int) -> Any:
                 d = e.decide("t", args=args, principal=principals[i % PRINCIPALS])
                 return d
+
             return call
 
         variants = {name: variant(e) for name, e in engines.items()}
         for name, e in engines.items():  # every variant must really allow (the store works)
             d = e.decide("t", args=args, principal={"id": "check"})
             if d.effect.value != "allow" or not d.limits:
-                raise SystemExit(f"{name}: expected allow with one limit, got {d.effect} {d.reasons}")
+                raise SystemExit(
+                    f"{name}: expected allow with one limit, got {d.effect} {d.reasons}"
+                )
         samples = measure_blocks(variants, {n: calls for n in variants}, blocks)
     base = stats(samples["MemoryStore"])
-    rows = ["| store | how | median µs | p99 µs | calls | median × | p99 × |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| store | how | median µs | p99 µs | calls | median × | p99 × |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for name in ("MemoryStore", "SQLiteStore", "RedisStore"):
         if name not in samples:
             rows.append(f"| {name} | {what[name]} | — | — | 0 | — | — |")
             continue
         med, p99 = stats(samples[name])
-        rows.append(f"| {name} | {what[name]} | {num(med)} | {num(p99)} | {len(samples[name])} | "
-                    f"{ratio(med, base[0])} | {ratio(p99, base[1])} |")
+        rows.append(
+            f"| {name} | {what[name]} | {num(med)} | {num(p99)} | {len(samples[name])} | "
+            f"{ratio(med, base[0])} | {ratio(p99, base[1])} |"
+        )
     return rows, notes
 
 
@@ -204,12 +231,16 @@ def part_guard(calls: int, blocks: int) -> list[str]:
     samples = measure_blocks(variants, {n: calls for n in variants}, blocks)
     bare = stats(samples["fn(x=1) (bare)"])
     decide = stats(samples["engine.decide('t', ...)"])
-    rows = ["| call | median µs | p99 µs | calls | median − bare µs | median × decide |",
-            "|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| call | median µs | p99 µs | calls | median − bare µs | median × decide |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, s in samples.items():
         med, p99 = stats(s)
-        rows.append(f"| `{name}` | {num(med)} | {num(p99)} | {len(s)} | {num(med - bare[0])} | "
-                    f"{ratio(med, decide[0])} |")
+        rows.append(
+            f"| `{name}` | {num(med)} | {num(p99)} | {len(s)} | {num(med - bare[0])} | "
+            f"{ratio(med, decide[0])} |"
+        )
     return rows
 
 
@@ -235,22 +266,42 @@ def part_audit(tmp: Path, calls: int, fsync_calls: int, blocks: int) -> tuple[li
     ctx = {"now": "2025-06-11T10:00:00-04:00", "confidence": 0.97, "user_request": "pay Acme"}
 
     def shipped(e: Engine, tag: str) -> Callable[[int], Any]:
-        return lambda i: e.decide("payments.send", args=pay, context=ctx, principal={
-            "id": f"{tag}-{i}", "role": "finance", "scopes": ["payments:write"]})
+        return lambda i: e.decide(
+            "payments.send",
+            args=pay,
+            context=ctx,
+            principal={"id": f"{tag}-{i}", "role": "finance", "scopes": ["payments:write"]},
+        )
 
-    variants = {"no audit": variant(plain), "JsonlSink": variant(audited),
-                "JsonlSink fsync=True": variant(synced),
-                "shipped rules/, no audit": shipped(ship_plain, "a"),
-                "shipped rules/, JsonlSink": shipped(ship_audited, "b")}
-    counts = {"no audit": calls, "JsonlSink": calls, "JsonlSink fsync=True": fsync_calls,
-              "shipped rules/, no audit": calls, "shipped rules/, JsonlSink": calls}
+    variants = {
+        "no audit": variant(plain),
+        "JsonlSink": variant(audited),
+        "JsonlSink fsync=True": variant(synced),
+        "shipped rules/, no audit": shipped(ship_plain, "a"),
+        "shipped rules/, JsonlSink": shipped(ship_audited, "b"),
+    }
+    counts = {
+        "no audit": calls,
+        "JsonlSink": calls,
+        "JsonlSink fsync=True": fsync_calls,
+        "shipped rules/, no audit": calls,
+        "shipped rules/, JsonlSink": calls,
+    }
     # fsync last and on its own: its disk flushes would stall the other variants' writes
     fsync_name = "JsonlSink fsync=True"
     fsync_fn = variants.pop(fsync_name)
     samples = measure_blocks(variants, counts, blocks, warmup=50)
     samples.update(measure_blocks({fsync_name: fsync_fn}, counts, blocks, warmup=50))
-    samples = {k: samples[k] for k in ("no audit", "JsonlSink", fsync_name, "shipped rules/, no audit",
-                                       "shipped rules/, JsonlSink")}
+    samples = {
+        k: samples[k]
+        for k in (
+            "no audit",
+            "JsonlSink",
+            fsync_name,
+            "shipped rules/, no audit",
+            "shipped rules/, JsonlSink",
+        )
+    }
     for e in (audited, synced):
         d = e.decide("t", args=args, principal=principal)
         if d.effect.value != "allow":
@@ -259,24 +310,35 @@ def part_audit(tmp: Path, calls: int, fsync_calls: int, blocks: int) -> tuple[li
         d = shipped(e, "check")(0)
         if d.effect.value != "allow":
             raise SystemExit(f"shipped payments.send did not allow: {d.reasons}")
-    rows = ["| policy | audit | p50 µs | p99 µs | calls | p50 × | p99 × |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| policy | audit | p50 µs | p99 µs | calls | p50 × | p99 × |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     verdicts = []
     for name, s in samples.items():
         on_shipped = name.startswith("shipped")
         base = stats(samples["shipped rules/, no audit" if on_shipped else "no audit"])
         med, p99 = stats(s)
-        policy, audit = ("shipped rules/ payments.send", name.split(", ", 1)[1]) if on_shipped \
+        policy, audit = (
+            ("shipped rules/ payments.send", name.split(", ", 1)[1])
+            if on_shipped
             else ("tiny (`t`)", name)
-        rows.append(f"| {policy} | {audit} | {num(med)} | {num(p99)} | {len(s)} | {ratio(med, base[0])} | "
-                    f"{ratio(p99, base[1])} |")
+        )
+        rows.append(
+            f"| {policy} | {audit} | {num(med)} | {num(p99)} | {len(s)} | {ratio(med, base[0])} | "
+            f"{ratio(p99, base[1])} |"
+        )
         if audit == "JsonlSink":
             r = p99 / base[1]
-            verdicts.append(f"{policy}: JsonlSink p99 / no-audit p99 = **{r:.2f}x** "
-                            f"({'meets' if r <= 2 else 'misses'} the ≤ 2× target)")
-    verdict = ("; ".join(verdicts) + f". Ratios: variant / no audit on the same policy. Lines written "
-               f"(hash-chained, one write per record): {sink.seq:,}, {sink_fsync.seq:,} (fsync), "
-               f"{ship_sink.seq:,} (shipped).")
+            verdicts.append(
+                f"{policy}: JsonlSink p99 / no-audit p99 = **{r:.2f}x** "
+                f"({'meets' if r <= 2 else 'misses'} the ≤ 2× target)"
+            )
+    verdict = (
+        "; ".join(verdicts) + f". Ratios: variant / no audit on the same policy. Lines written "
+        f"(hash-chained, one write per record): {sink.seq:,}, {sink_fsync.seq:,} (fsync), "
+        f"{ship_sink.seq:,} (shipped)."
+    )
     for s_ in (sink, sink_fsync, ship_sink):
         with contextlib.suppress(Exception):
             s_.close()
@@ -320,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         "## (a) one rate limit, per store",
         "",
         f"`limit t to 1000000 per 1m by principal.id` (never reached); calls rotate over {PRINCIPALS} "
-        "principal ids; every call consumes (allow). Ratios: store / MemoryStore. " + "; ".join(notes) + ".",
+        "principal ids; every call consumes (allow). Ratios: store / MemoryStore. "
+        + "; ".join(notes)
+        + ".",
         "",
         *stores,
         "",

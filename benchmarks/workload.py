@@ -42,8 +42,16 @@ TIMESTAMP_PARAMS: dict[str, tuple[str, ...]] = {"calendar.create_event": ("start
 
 DATA: dict[str, list[str]] = {
     "trusted_domains": [
-        "example.com", "corp.example.com", "partner.io", "acme.org", "globex.net",
-        "initech.com", "umbrella.co", "hooli.xyz", "stark.io", "wayne.org",
+        "example.com",
+        "corp.example.com",
+        "partner.io",
+        "acme.org",
+        "globex.net",
+        "initech.com",
+        "umbrella.co",
+        "hooli.xyz",
+        "stark.io",
+        "wayne.org",
     ],
     "crm_fields": ["name", "email", "phone", "stage", "notes", "owner"],
 }
@@ -51,8 +59,8 @@ DATA: dict[str, list[str]] = {
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    effect: str          # "allow" | "deny" | "confirm"
-    condition: str       # CEL; "true" means the rule always applies to its tool
+    effect: str  # "allow" | "deny" | "confirm"
+    condition: str  # CEL; "true" means the rule always applies to its tool
     reason: str
 
 
@@ -60,30 +68,48 @@ class Rule:
 # `context` and `data`. Numeric literals are doubles so every CEL engine agrees.
 RULES: dict[str, tuple[Rule, ...]] = {
     "payments.send": (
-        Rule("allow", 'principal.role in ["finance", "admin"] && "payments:write" in principal.scopes',
-             "finance staff with the payments scope may pay"),
+        Rule(
+            "allow",
+            'principal.role in ["finance", "admin"] && "payments:write" in principal.scopes',
+            "finance staff with the payments scope may pay",
+        ),
         Rule("deny", "args.amount <= 0.0", "amount must be positive"),
         Rule("confirm", "args.amount > 10000.0", "large payment needs approval"),
         Rule("deny", '!(args.currency in ["USD", "EUR", "GBP"])', "unsupported currency"),
         Rule("confirm", "context.confidence < 0.85", "low confidence in the intent parse"),
     ),
     "calendar.create_event": (
-        Rule("allow", 'principal.role in ["employee", "admin", "finance", "sales"]',
-             "staff may create events"),
+        Rule(
+            "allow",
+            'principal.role in ["employee", "admin", "finance", "sales"]',
+            "staff may create events",
+        ),
         Rule("deny", "args.end <= args.start", "negative duration"),
-        Rule("deny", 'weekday(args.start, "America/New_York") in ["Sat", "Sun"]',
-             "no meetings at weekends"),
+        Rule(
+            "deny",
+            'weekday(args.start, "America/New_York") in ["Sat", "Sun"]',
+            "no meetings at weekends",
+        ),
         Rule("deny", 'is_holiday(args.start, "US")', "no meetings on holidays"),
     ),
     "email.send": (
-        Rule("allow", 'principal.role in ["employee", "admin", "finance", "sales"]',
-             "staff may send mail"),
-        Rule("deny", 'args.to.exists(r, !data.trusted_domains.exists(d, r.endsWith("@" + d)))',
-             "recipient outside the trusted domains"),
+        Rule(
+            "allow",
+            'principal.role in ["employee", "admin", "finance", "sales"]',
+            "staff may send mail",
+        ),
+        Rule(
+            "deny",
+            'args.to.exists(r, !data.trusted_domains.exists(d, r.endsWith("@" + d)))',
+            "recipient outside the trusted domains",
+        ),
     ),
     "crm.update": (
-        Rule("allow", 'principal.role == "sales" && args.field in data.crm_fields',
-             "sales may edit the allowed fields"),
+        Rule(
+            "allow",
+            'principal.role == "sales" && args.field in data.crm_fields',
+            "sales may edit the allowed fields",
+        ),
     ),
     "files.delete": (
         Rule("confirm", "true", "deleting a file needs a human"),
@@ -95,8 +121,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
 
 @dataclass(frozen=True, slots=True)
 class Tool:
-    name: str   # e.g. "payments.send_17"
-    kind: str   # e.g. "payments.send"
+    name: str  # e.g. "payments.send_17"
+    kind: str  # e.g. "payments.send"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +156,10 @@ def tool_name(kind: str, replica: int) -> str:
 
 
 def build_workload(size: int) -> Workload:
-    tools = [Tool(tool_name(KINDS[i % len(KINDS)], i // len(KINDS)), KINDS[i % len(KINDS)])
-             for i in range(size)]
+    tools = [
+        Tool(tool_name(KINDS[i % len(KINDS)], i // len(KINDS)), KINDS[i % len(KINDS)])
+        for i in range(size)
+    ]
     return Workload(size=size, tools=tools)
 
 
@@ -174,8 +202,16 @@ _ROLES = ("finance", "admin", "employee", "sales", "guest")
 _SCOPES = ("payments:write", "calendar:write", "email:send")
 _UNTRUSTED = ("evil.com", "gmail.com", "example.com.attacker.net", "partner.io.xyz")
 _OTHER_FIELDS = ("ssn", "salary", "password")
-_PATHS = ("/home/ana/report.pdf", "/tmp/cache.bin", "/var/log/app.log", "/srv/data/old.csv",
-          "/etc/passwd", "/etc/ssh/sshd_config", "/secrets/api.key", "/secrets/db/password")
+_PATHS = (
+    "/home/ana/report.pdf",
+    "/tmp/cache.bin",
+    "/var/log/app.log",
+    "/srv/data/old.csv",
+    "/etc/passwd",
+    "/etc/ssh/sshd_config",
+    "/secrets/api.key",
+    "/secrets/db/password",
+)
 _FIRST_DAY = date(2024, 1, 1)
 _DAYS = (date(2026, 12, 31) - _FIRST_DAY).days
 _HOLIDAYS_IN_RANGE = sorted(d for d in US_HOLIDAYS if 2024 <= d.year <= 2026)
@@ -189,19 +225,30 @@ def _payments(rng: random.Random) -> dict[str, Any]:
         amount = round(rng.uniform(10000.01, 90000.0), 2)
     else:
         amount = round(rng.uniform(1.0, 9999.99), 2)
-    currency = rng.choice(("USD", "EUR", "GBP")) if rng.random() < 0.85 else rng.choice(("JPY", "BTC"))
+    currency = (
+        rng.choice(("USD", "EUR", "GBP")) if rng.random() < 0.85 else rng.choice(("JPY", "BTC"))
+    )
     return {"amount": amount, "currency": currency, "to": f"acct-{rng.randrange(10**6):06d}"}
 
 
 def _calendar(rng: random.Random) -> dict[str, Any]:
-    day = rng.choice(_HOLIDAYS_IN_RANGE) if rng.random() < 0.25 else _FIRST_DAY + timedelta(rng.randrange(_DAYS))
+    day = (
+        rng.choice(_HOLIDAYS_IN_RANGE)
+        if rng.random() < 0.25
+        else _FIRST_DAY + timedelta(rng.randrange(_DAYS))
+    )
     # Working hours in New York, so the date is the same in New York and in UTC
     # whichever way an engine reads is_holiday()'s date.
-    start = datetime(day.year, day.month, day.day, rng.randrange(8, 17), rng.choice((0, 15, 30, 45)),
-                     tzinfo=_NY)
+    start = datetime(
+        day.year, day.month, day.day, rng.randrange(8, 17), rng.choice((0, 15, 30, 45)), tzinfo=_NY
+    )
     minutes = rng.choice((30, 60, 90)) if rng.random() < 0.9 else rng.choice((0, -30))
     end = start + timedelta(minutes=minutes)
-    return {"title": f"sync #{rng.randrange(1000)}", "start": start.isoformat(), "end": end.isoformat()}
+    return {
+        "title": f"sync #{rng.randrange(1000)}",
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+    }
 
 
 def _email(rng: random.Random) -> dict[str, Any]:

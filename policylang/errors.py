@@ -41,8 +41,15 @@ class Span:
         if not other.line:
             return self
         first, last = (self, other) if self.start <= other.start else (other, self)
-        return Span(self.file, first.line, first.column, last.end_line, last.end_column,
-                    first.start, max(self.end, other.end))
+        return Span(
+            self.file,
+            first.line,
+            first.column,
+            last.end_line,
+            last.end_column,
+            first.start,
+            max(self.end, other.end),
+        )
 
 
 NO_SPAN = Span()
@@ -144,9 +151,11 @@ class PolicyLoadError(PolicyError):
         return tuple(d for d in self.diagnostics if d.severity == "error")
 
     def render(self) -> str:
-        parts = [d.format(self.sources.get(d.span.file)) for d in self.diagnostics
-                 if d.severity == "error"] or [d.format(self.sources.get(d.span.file))
-                                               for d in self.diagnostics]
+        parts = [
+            d.format(self.sources.get(d.span.file))
+            for d in self.diagnostics
+            if d.severity == "error"
+        ] or [d.format(self.sources.get(d.span.file)) for d in self.diagnostics]
         return "\n".join(parts)
 
 
@@ -188,7 +197,8 @@ class StoreUnavailable(PolicyError):
     code = "store_unavailable"
 
 
-def load_error(diags: Iterable[Diagnostic], sources: dict[str, str] | None = None,
-               syntax: bool = False) -> PolicyLoadError:
+def load_error(
+    diags: Iterable[Diagnostic], sources: dict[str, str] | None = None, syntax: bool = False
+) -> PolicyLoadError:
     cls = PolicySyntaxError if syntax else PolicyCheckError
     return cls(list(diags), sources)

@@ -23,7 +23,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-
 class RedisServer:
     def __init__(self, port: int):
         self.port = port
@@ -32,8 +31,20 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:
@@ -66,7 +77,9 @@ def running_redis() -> Iterator[RedisServer]:
     """A started server, killed afterwards; skips the test with the reason when none can run."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not on PATH (CI installs it: apt-get install redis-server)")
-    pytest.importorskip("redis", reason="the redis client is not installed (pip install 'redis>=5')")
+    pytest.importorskip(
+        "redis", reason="the redis client is not installed (pip install 'redis>=5')"
+    )
     server = RedisServer(free_port())
     server.start()
     try:

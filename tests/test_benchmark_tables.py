@@ -15,7 +15,9 @@ def test_the_committed_results_read_back_for_every_size() -> None:
     assert set(medians["policylang"]) == {5, 10, 100, 1000}
     assert "regorus" not in medians  # not timed: no numbers, no line
     means = read_table(text, "mean")
-    assert all(means["policylang"][n] >= medians["policylang"][n] * 0.5 for n in medians["policylang"])
+    assert all(
+        means["policylang"][n] >= medians["policylang"][n] * 0.5 for n in medians["policylang"]
+    )
 
 
 def test_a_table_reads_its_own_columns() -> None:

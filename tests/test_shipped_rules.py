@@ -12,9 +12,13 @@ from policylang import Engine
 from policylang.testing import run_path
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
-ROW = re.compile(r"^\| `(?P<file>[\w.]+\.json)` \| `(?P<tool>[\w.]+)` \| \*\*(?P<effect>\w+)\*\* \| .*\(`(?P<rule>\w+)`\) \|$",
-                 re.MULTILINE)
-EXPECTED = [m.groupdict() for m in ROW.finditer((RULES / "requests" / "README.md").read_text("utf-8"))]
+ROW = re.compile(
+    r"^\| `(?P<file>[\w.]+\.json)` \| `(?P<tool>[\w.]+)` \| \*\*(?P<effect>\w+)\*\* \| .*\(`(?P<rule>\w+)`\) \|$",
+    re.MULTILINE,
+)
+EXPECTED = [
+    m.groupdict() for m in ROW.finditer((RULES / "requests" / "README.md").read_text("utf-8"))
+]
 
 
 def test_every_example_request_is_listed():
@@ -27,8 +31,12 @@ def test_every_example_request_is_listed():
 def test_example_request_gets_the_documented_decision(row):
     engine = Engine.from_path(RULES)
     req = json.loads((RULES / "requests" / row["file"]).read_text("utf-8"))
-    decision = engine.decide(req["tool"], args=req.get("args"), principal=req.get("principal"),
-                             context=req.get("context"))
+    decision = engine.decide(
+        req["tool"],
+        args=req.get("args"),
+        principal=req.get("principal"),
+        context=req.get("context"),
+    )
     assert req["tool"] == row["tool"]
     assert decision.effect == row["effect"], decision.message
     assert row["rule"] in decision.rule_names, decision.rule_names

@@ -28,24 +28,31 @@ class Adapter(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EngineSpec:
-    name: str          # as shown in the table
-    target: str        # "module:Class"
-    package: str       # the PyPI distribution that provides the engine ("" for none)
+    name: str  # as shown in the table
+    target: str  # "module:Class"
+    package: str  # the PyPI distribution that provides the engine ("" for none)
     pip_note: str = ""  # what `pip install` said here, when it could not install the package
 
 
 REGISTRY: tuple[EngineSpec, ...] = (
     EngineSpec("handwritten", "benchmarks.engines.handwritten:Handwritten", ""),
-    EngineSpec("handwritten-checked", "benchmarks.engines.handwritten_checked:HandwrittenChecked", ""),
+    EngineSpec(
+        "handwritten-checked", "benchmarks.engines.handwritten_checked:HandwrittenChecked", ""
+    ),
     EngineSpec("policylang", "benchmarks.engines.policylang_engine:Policylang", "policylang"),
     EngineSpec("cel-python", "benchmarks.engines.celpy_engine:CelPython", "cel-python"),
-    EngineSpec("cel-rust", "benchmarks.engines.cel_rust_engine:CelRust",
-               "common-expression-language"),
+    EngineSpec(
+        "cel-rust", "benchmarks.engines.cel_rust_engine:CelRust", "common-expression-language"
+    ),
     EngineSpec("cedarpy", "benchmarks.engines.cedar_engine:Cedar", "cedarpy"),
     EngineSpec("pycasbin", "benchmarks.engines.casbin_engine:Casbin", "pycasbin"),
-    EngineSpec("regorus", "benchmarks.engines.regorus_engine:Regorus", "regorus",
-               pip_note="ERROR: Could not find a version that satisfies the requirement "
-                        "regorus (from versions: none)"),
+    EngineSpec(
+        "regorus",
+        "benchmarks.engines.regorus_engine:Regorus",
+        "regorus",
+        pip_note="ERROR: Could not find a version that satisfies the requirement "
+        "regorus (from versions: none)",
+    ),
 )
 
 

@@ -67,9 +67,7 @@ TEMPLATES: dict[str, tuple[tuple[str, str], ...]] = {
         ("allow", f"r.sub.role in {_STAFF}"),
         ("deny", "has_untrusted(r.args.to)"),
     ),
-    "crm.update": (
-        ("allow", f"r.sub.role == 'sales' && r.args.field in {_CRM_FIELDS}"),
-    ),
+    "crm.update": (("allow", f"r.sub.role == 'sales' && r.args.field in {_CRM_FIELDS}"),),
     "files.delete": (
         ("confirm", "True"),
         ("deny", "r.args.path.startswith('/etc')"),
@@ -81,6 +79,7 @@ TEMPLATES: dict[str, tuple[tuple[str, str], ...]] = {
 def _has_untrusted_factory(trusted: frozenset[str]) -> Any:
     def has_untrusted(recipients: list[str]) -> bool:
         return any(r.rpartition("@")[2] not in trusted for r in recipients)
+
     return has_untrusted
 
 
@@ -104,13 +103,16 @@ class Casbin:
         enforcer = casbin.FastEnforcer(model, cache_key_order=[0, 1])
         enforcer.add_function("weekday", weekday)
         enforcer.add_function("is_holiday", is_holiday)
-        enforcer.add_function("has_untrusted",
-                              _has_untrusted_factory(frozenset(workload.data["trusted_domains"])))
-        enforcer.add_policies([[t.name, effect, cond]
-                               for t in workload.tools for effect, cond in TEMPLATES[t.kind]])
+        enforcer.add_function(
+            "has_untrusted", _has_untrusted_factory(frozenset(workload.data["trusted_domains"]))
+        )
+        enforcer.add_policies(
+            [[t.name, effect, cond] for t in workload.tools for effect, cond in TEMPLATES[t.kind]]
+        )
         self._enforcer = enforcer
-        self._tools = {t.name: (TIMESTAMP_PARAMS.get(t.kind, ()), _effects(t.kind))
-                       for t in workload.tools}
+        self._tools = {
+            t.name: (TIMESTAMP_PARAMS.get(t.kind, ()), _effects(t.kind)) for t in workload.tools
+        }
 
     def decide(self, request: Request) -> str:
         entry = self._tools.get(request.tool)

@@ -36,8 +36,11 @@ _STAFF = '["employee", "admin", "finance", "sales"]'
 # Per base tool: (effect, Cedar condition or "" for none). Same order as workload.RULES.
 TEMPLATES: dict[str, tuple[tuple[str, str], ...]] = {
     "payments.send": (
-        ("allow", '["finance", "admin"].contains(principal.role)'
-                  ' && principal.scopes.contains("payments:write")'),
+        (
+            "allow",
+            '["finance", "admin"].contains(principal.role)'
+            ' && principal.scopes.contains("payments:write")',
+        ),
         ("deny", 'context.args.amount.lessThanOrEqual(decimal("0.0"))'),
         ("confirm", 'context.args.amount.greaterThan(decimal("10000.0"))'),
         ("deny", '!["USD", "EUR", "GBP"].contains(context.args.currency)'),
@@ -54,8 +57,10 @@ TEMPLATES: dict[str, tuple[tuple[str, str], ...]] = {
         ("deny", '!Data::"bench".trusted_domains.containsAll(context.recipient_domains)'),
     ),
     "crm.update": (
-        ("allow", 'principal.role == "sales"'
-                  ' && Data::"bench".crm_fields.contains(context.args.field)'),
+        (
+            "allow",
+            'principal.role == "sales" && Data::"bench".crm_fields.contains(context.args.field)',
+        ),
     ),
     "files.delete": (
         ("confirm", ""),
@@ -71,8 +76,10 @@ def cedar_policies(workload: Workload) -> tuple[str, list[str]]:
     for tool in workload.tools:
         for n, (effect, cond) in enumerate(TEMPLATES[tool.kind]):
             when = f"\nwhen {{ {cond} }}" if cond else ""
-            parts.append(f'@id("{effect}:{tool.name}:{n}")\n'
-                         f'permit(principal, action == Action::"{tool.name}", resource){when};')
+            parts.append(
+                f'@id("{effect}:{tool.name}:{n}")\n'
+                f'permit(principal, action == Action::"{tool.name}", resource){when};'
+            )
             effects.append(effect)
     return "\n".join(parts), effects
 
@@ -94,8 +101,11 @@ def _payments(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
 def _calendar(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     start = datetime.fromisoformat(args["start"])
     a = dict(args, start=_datetime(args["start"]), end=_datetime(args["end"]))
-    return {"args": a, "start_weekday_ny": weekday(start, "America/New_York"),
-            "start_date_ny": local_date(start, "America/New_York").isoformat()}
+    return {
+        "args": a,
+        "start_weekday_ny": weekday(start, "America/New_York"),
+        "start_date_ny": local_date(start, "America/New_York").isoformat(),
+    }
 
 
 def _email(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
@@ -106,8 +116,13 @@ def _plain(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     return {"args": args}
 
 
-_CONTEXT = {"payments.send": _payments, "calendar.create_event": _calendar,
-            "email.send": _email, "crm.update": _plain, "files.delete": _plain}
+_CONTEXT = {
+    "payments.send": _payments,
+    "calendar.create_event": _calendar,
+    "email.send": _email,
+    "crm.update": _plain,
+    "files.delete": _plain,
+}
 
 
 class Cedar:
@@ -125,8 +140,11 @@ class Cedar:
         self._effects = {f"policy{i}": e for i, e in enumerate(effects)}
         self._kind = {t.name: t.kind for t in workload.tools}
         base = [
-            {"uid": {"type": "Calendar", "id": "US"},
-             "attrs": {"holidays": sorted(US_HOLIDAY_STRINGS)}, "parents": []},
+            {
+                "uid": {"type": "Calendar", "id": "US"},
+                "attrs": {"holidays": sorted(US_HOLIDAY_STRINGS)},
+                "parents": [],
+            },
             {"uid": {"type": "Data", "id": "bench"}, "attrs": dict(workload.data), "parents": []},
         ]
         self._entities = cedarpy.Entities.from_json_str(json.dumps(base))
@@ -136,15 +154,22 @@ class Cedar:
         if kind is None:
             return "deny"
         p = request.principal
-        user = {"uid": {"type": "User", "id": p["id"]},
-                "attrs": {"role": p["role"], "scopes": p["scopes"]}, "parents": []}
+        user = {
+            "uid": {"type": "User", "id": p["id"]},
+            "attrs": {"role": p["role"], "scopes": p["scopes"]},
+            "parents": [],
+        }
         entities = self._entities.with_added_json_str(json.dumps([user]))
         result = cedarpy.is_authorized(
-            {"principal": {"type": "User", "id": p["id"]},
-             "action": {"type": "Action", "id": request.tool},
-             "resource": {"type": "Tool", "id": request.tool},
-             "context": _CONTEXT[kind](request.args, request.context)},
-            self._policies, entities)
+            {
+                "principal": {"type": "User", "id": p["id"]},
+                "action": {"type": "Action", "id": request.tool},
+                "resource": {"type": "Tool", "id": request.tool},
+                "context": _CONTEXT[kind](request.args, request.context),
+            },
+            self._policies,
+            entities,
+        )
         diagnostics = result.diagnostics
         if diagnostics.errors:
             return "deny"

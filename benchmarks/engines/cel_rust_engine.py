@@ -34,12 +34,14 @@ class CelRust:
         self._ctx: Any = None
 
     def load(self, workload: Workload) -> None:
-        self._ctx = cel.Context({"data": workload.data},
-                                {"weekday": weekday, "is_holiday": is_holiday})
+        self._ctx = cel.Context(
+            {"data": workload.data}, {"weekday": weekday, "is_holiday": is_holiday}
+        )
         self._by_tool = {}
         for tool, rule in workload.rules():
             entry = self._by_tool.setdefault(
-                tool.name, ([], [], [], TIMESTAMP_PARAMS.get(tool.kind, ())))
+                tool.name, ([], [], [], TIMESTAMP_PARAMS.get(tool.kind, ()))
+            )
             entry[_ORDER.index(rule.effect)].append(cel.compile(rule.condition))
 
     def decide(self, request: Request) -> str:

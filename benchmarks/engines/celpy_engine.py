@@ -50,7 +50,8 @@ class CelPython:
         self._by_tool = {}
         for tool, rule in workload.rules():
             entry = self._by_tool.setdefault(
-                tool.name, ([], [], [], TIMESTAMP_PARAMS.get(tool.kind, ())))
+                tool.name, ([], [], [], TIMESTAMP_PARAMS.get(tool.kind, ()))
+            )
             runner = env.program(env.compile(rule.condition), functions=_FUNCTIONS)
             entry[_ORDER.index(rule.effect)].append(runner)
 

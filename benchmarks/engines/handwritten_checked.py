@@ -37,7 +37,9 @@ _PAY_ROLES = frozenset(("finance", "admin"))
 _STAFF = frozenset(("employee", "admin", "finance", "sales"))
 _TRUSTED = tuple("@" + d for d in DATA["trusted_domains"])
 _CRM_FIELDS = frozenset(DATA["crm_fields"])
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
+_RFC3339 = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
+)
 
 
 class Verdict:
@@ -110,7 +112,9 @@ def payments_send(args: Any, principal: Any, context: Any) -> Verdict:
     if rules:
         return Verdict("confirm", reasons, rules)
     if role in _PAY_ROLES and "payments:write" in principal["scopes"]:
-        return Verdict("allow", ["finance staff with the payments scope may pay"], ["payments_staff"])
+        return Verdict(
+            "allow", ["finance staff with the payments scope may pay"], ["payments_staff"]
+        )
     return Verdict("deny", list(_DEFAULT_DENY), [])
 
 
@@ -130,7 +134,9 @@ def calendar_create_event(args: Any, principal: Any, context: Any) -> Verdict:
     if start.astimezone(_NY).weekday() >= 5:
         reasons.append("no meetings at weekends")
         rules.append("calendar_weekend")
-    if start.date() in US_HOLIDAYS:  # the timestamp's own offset, like policylang without a timezone
+    if (
+        start.date() in US_HOLIDAYS
+    ):  # the timestamp's own offset, like policylang without a timezone
         reasons.append("no meetings on holidays")
         rules.append("calendar_holiday")
     if rules:
@@ -200,8 +206,10 @@ class HandwrittenChecked:
         self._by_tool: dict[str, Callable[[Any, Any, Any], Verdict]] = {}
 
     def load(self, workload: Workload) -> None:
-        checks = {f.__name__: f for f in (payments_send, calendar_create_event, email_send, crm_update,
-                                          files_delete)}
+        checks = {
+            f.__name__: f
+            for f in (payments_send, calendar_create_event, email_send, crm_update, files_delete)
+        }
         self._by_tool = {t.name: checks[t.kind.replace(".", "_")] for t in workload.tools}
 
     def decide(self, request: Request) -> str:

@@ -24,6 +24,7 @@ class Policylang:
         self._engine = Engine.from_string(workload.policylang_text(), data=dict(workload.data))
 
     def decide(self, request: Request) -> str:
-        effect: str = self._engine.decide(request.tool, args=request.args, principal=request.principal,
-                                          context=request.context).effect
+        effect: str = self._engine.decide(
+            request.tool, args=request.args, principal=request.principal, context=request.context
+        ).effect
         return effect  # an Effect, a str enum: equal to "allow" / "deny" / "confirm"

@@ -50,8 +50,11 @@ _NY = '"America/New_York"'
 # Per base tool: (effect, Rego body). Same rules as workload.RULES.
 TEMPLATES: dict[str, tuple[tuple[str, str], ...]] = {
     "payments.send": (
-        ("allow", 'input.principal.role in {"finance", "admin"}; '
-                  '"payments:write" in input.principal.scopes'),
+        (
+            "allow",
+            'input.principal.role in {"finance", "admin"}; '
+            '"payments:write" in input.principal.scopes',
+        ),
         ("deny", "input.args.amount <= 0"),
         ("confirm", "input.args.amount > 10000"),
         ("deny", 'not input.args.currency in {"USD", "EUR", "GBP"}'),
@@ -95,14 +98,20 @@ class Regorus:
     def load(self, workload: Workload) -> None:
         engine = regorus.Engine()
         engine.add_policy("bench.rego", rego_policy(workload))
-        data = dict(workload.data,
-                    holidays=[[d.year, d.month, d.day] for d in sorted(US_HOLIDAYS)])
+        data = dict(workload.data, holidays=[[d.year, d.month, d.day] for d in sorted(US_HOLIDAYS)])
         engine.add_data_json(json.dumps(data))
         self._engine = engine
 
     def decide(self, request: Request) -> str:
-        self._engine.set_input_json(json.dumps({
-            "tool": request.tool, "args": request.args,
-            "principal": request.principal, "context": request.context}))
+        self._engine.set_input_json(
+            json.dumps(
+                {
+                    "tool": request.tool,
+                    "args": request.args,
+                    "principal": request.principal,
+                    "context": request.context,
+                }
+            )
+        )
         result = self._engine.eval_rule("data.bench.decision")
         return result if result in ("allow", "deny", "confirm") else "deny"

@@ -19,8 +19,10 @@ from policylang.runtime.decision import Decision, Effect
 try:
     from langchain_core.tools import BaseTool, ToolException
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
-    raise ModuleNotFoundError("policylang.adapters.langchain needs langchain-core: "
-                              "pip install 'policylang[langchain]'", name=exc.name) from None
+    raise ModuleNotFoundError(
+        "policylang.adapters.langchain needs langchain-core: pip install 'policylang[langchain]'",
+        name=exc.name,
+    ) from None
 
 Approver = Callable[[str, dict[str, Any], Decision], bool]
 
@@ -40,8 +42,9 @@ class PolicyGuardedTool(BaseTool):
     def _decide(self, arguments: dict[str, Any]) -> Decision:
         principal = self.principal() if callable(self.principal) else self.principal
         context = self.context() if callable(self.context) else self.context
-        return self.engine.decide(self.policy_tool, args=arguments, principal=principal,
-                                  context=context)
+        return self.engine.decide(
+            self.policy_tool, args=arguments, principal=principal, context=context
+        )
 
     def _allowed(self, arguments: dict[str, Any]) -> tuple[bool, Decision]:
         decision = self._decide(arguments)
@@ -82,17 +85,33 @@ class PolicyGuardedTool(BaseTool):
         return await result if inspect.isawaitable(result) else result
 
 
-def guard_tool(tool: BaseTool, engine: Any, *, principal: Any = None, context: Any = None,
-               policy_tool: str | None = None, on_deny: str = "message",
-               approve: Approver | None = None) -> PolicyGuardedTool:
+def guard_tool(
+    tool: BaseTool,
+    engine: Any,
+    *,
+    principal: Any = None,
+    context: Any = None,
+    policy_tool: str | None = None,
+    on_deny: str = "message",
+    approve: Approver | None = None,
+) -> PolicyGuardedTool:
     """Wrap ``tool``; ``policy_tool`` is its name in the policy (default: ``tool.name``)."""
     if on_deny not in ("message", "raise"):
         raise ValueError("on_deny must be 'message' or 'raise'")
     return PolicyGuardedTool(
-        name=tool.name, description=tool.description, args_schema=tool.args_schema,
-        return_direct=tool.return_direct, handle_tool_error=True, inner=tool, engine=engine,
-        policy_tool=policy_tool or tool.name, principal=principal, context=context,
-        on_deny=on_deny, approve=approve)
+        name=tool.name,
+        description=tool.description,
+        args_schema=tool.args_schema,
+        return_direct=tool.return_direct,
+        handle_tool_error=True,
+        inner=tool,
+        engine=engine,
+        policy_tool=policy_tool or tool.name,
+        principal=principal,
+        context=context,
+        on_deny=on_deny,
+        approve=approve,
+    )
 
 
 def guard_tools(tools: Sequence[BaseTool], engine: Any, **options: Any) -> list[PolicyGuardedTool]:

@@ -26,8 +26,9 @@ def _types() -> Any:
     try:
         import mcp.types as types
     except ModuleNotFoundError:
-        raise ModuleNotFoundError("policylang.adapters.mcp needs the MCP SDK: "
-                                  "pip install 'policylang[mcp]'", name="mcp") from None
+        raise ModuleNotFoundError(
+            "policylang.adapters.mcp needs the MCP SDK: pip install 'policylang[mcp]'", name="mcp"
+        ) from None
     return types
 
 
@@ -36,8 +37,10 @@ def denial_result(decision: Decision) -> Any:
     types = _types()
     text = decision.message or f"{decision.tool} {decision.effect.value}"
     return types.CallToolResult(
-        content=[types.TextContent(type="text", text=text)], isError=True,
-        _meta={META_KEY: decision.model_dump(mode="json")})
+        content=[types.TextContent(type="text", text=text)],
+        isError=True,
+        _meta={META_KEY: decision.model_dump(mode="json")},
+    )
 
 
 class GuardedSession:
@@ -50,8 +53,16 @@ class GuardedSession:
     names (e.g. to add a server prefix).
     """
 
-    def __init__(self, session: Any, engine: Any, *, principal: Any = None, context: Any = None,
-                 approve: Approver | None = None, tool_name: Callable[[str], str] | None = None):
+    def __init__(
+        self,
+        session: Any,
+        engine: Any,
+        *,
+        principal: Any = None,
+        context: Any = None,
+        approve: Approver | None = None,
+        tool_name: Callable[[str], str] | None = None,
+    ):
         _types()
         self._session, self._engine = session, engine
         self._principal, self._context = principal, context
@@ -77,8 +88,9 @@ class GuardedSession:
         tool = self._tool_name(name) if self._tool_name else name
         return self._engine.decide(tool, args=arguments or {}, principal=principal, context=context)
 
-    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *args: Any,
-                        **kwargs: Any) -> Any:
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any] | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
         decision = await self.decide(name, arguments)
         self.last_decision = decision
         allowed = decision.effect is Effect.ALLOW

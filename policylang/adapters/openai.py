@@ -49,8 +49,11 @@ class ToolCallResult:
         return {"role": "tool", "tool_call_id": self.call.call_id or "", "content": self.text}
 
     def as_response_item(self) -> dict[str, Any]:
-        return {"type": "function_call_output", "call_id": self.call.call_id or "",
-                "output": self.text}
+        return {
+            "type": "function_call_output",
+            "call_id": self.call.call_id or "",
+            "output": self.text,
+        }
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -76,41 +79,61 @@ def parse_tool_call(raw: Any) -> ToolCall:
         except ValueError as exc:
             return ToolCall(name, arguments, call_id, f"the arguments are not valid JSON ({exc})")
     if not isinstance(arguments, Mapping):
-        return ToolCall(name, arguments, call_id, "the arguments must be a JSON object, got "
-                        f"{type(arguments).__name__}")
+        return ToolCall(
+            name,
+            arguments,
+            call_id,
+            f"the arguments must be a JSON object, got {type(arguments).__name__}",
+        )
     return ToolCall(name, dict(arguments), call_id)
 
 
 def _invalid(call: ToolCall) -> Decision:
     reason = call.error or "the tool call could not be read"
-    return Decision(effect=Effect.DENY, tool=call.name or "(none)", code="invalid_request",
-                    reasons=[reason], message=f"{call.name or 'the tool call'} denied: {reason}; "
-                    "fix the arguments and try again")
+    return Decision(
+        effect=Effect.DENY,
+        tool=call.name or "(none)",
+        code="invalid_request",
+        reasons=[reason],
+        message=f"{call.name or 'the tool call'} denied: {reason}; fix the arguments and try again",
+    )
 
 
-def decide_tool_calls(engine: Any, tool_calls: Iterable[Any], *, principal: Any = None,
-                      context: Any = None) -> list[tuple[ToolCall, Decision]]:
+def decide_tool_calls(
+    engine: Any, tool_calls: Iterable[Any], *, principal: Any = None, context: Any = None
+) -> list[tuple[ToolCall, Decision]]:
     """A decision for each tool call, in order; unreadable calls are denied invalid_request."""
     out = []
     for raw in tool_calls:
         call = raw if isinstance(raw, ToolCall) else parse_tool_call(raw)
-        decision = _invalid(call) if call.error else engine.decide(
-            call.name, args=call.arguments, principal=principal, context=context)
+        decision = (
+            _invalid(call)
+            if call.error
+            else engine.decide(call.name, args=call.arguments, principal=principal, context=context)
+        )
         out.append((call, decision))
     return out
 
 
 def refusal(decision: Decision) -> dict[str, Any]:
     """What the model is told instead of the tool's output."""
-    return {"error": decision.message or f"{decision.effect.value} {decision.tool}",
-            "effect": decision.effect.value, "code": decision.code}
+    return {
+        "error": decision.message or f"{decision.effect.value} {decision.tool}",
+        "effect": decision.effect.value,
+        "code": decision.code,
+    }
 
 
-def execute_tool_calls(engine: Any, tool_calls: Iterable[Any],
-                       functions: Mapping[str, Callable[..., Any]] | Callable[[str, dict[str, Any]], Any],
-                       *, principal: Any = None, context: Any = None,
-                       approve: Approver | None = None,
-                       catch_errors: bool = True) -> list[ToolCallResult]:
+def execute_tool_calls(
+    engine: Any,
+    tool_calls: Iterable[Any],
+    functions: Mapping[str, Callable[..., Any]] | Callable[[str, dict[str, Any]], Any],
+    *,
+    principal: Any = None,
+    context: Any = None,
+    approve: Approver | None = None,
+    catch_errors: bool = True,
+) -> list[ToolCallResult]:
     """Decide every call, then run only those allowed (or confirmed and approved).
 
     ``functions`` maps tool names to callables taking the arguments as keywords,
@@ -120,10 +143,12 @@ def execute_tool_calls(engine: Any, tool_calls: Iterable[Any],
     raises gets ``{"error": ...}`` unless ``catch_errors`` is false.
     """
     results = []
-    for call, decision in decide_tool_calls(engine, tool_calls, principal=principal,
-                                            context=context):
+    for call, decision in decide_tool_calls(
+        engine, tool_calls, principal=principal, context=context
+    ):
         run = decision.effect is Effect.ALLOW or (
-            decision.effect is Effect.CONFIRM and approve is not None and approve(call, decision))
+            decision.effect is Effect.CONFIRM and approve is not None and approve(call, decision)
+        )
         if not run:
             results.append(ToolCallResult(call, decision, output=refusal(decision)))
             continue
@@ -131,18 +156,31 @@ def execute_tool_calls(engine: Any, tool_calls: Iterable[Any],
         if isinstance(functions, Mapping):
             fn = functions.get(call.name)
             if fn is None:
-                results.append(ToolCallResult(call, decision, output={
-                    "error": f"no function is registered for the tool '{call.name}'"},
-                    error="unregistered"))
+                results.append(
+                    ToolCallResult(
+                        call,
+                        decision,
+                        output={"error": f"no function is registered for the tool '{call.name}'"},
+                        error="unregistered",
+                    )
+                )
                 continue
         try:
-            output = (fn(**call.arguments) if fn is not None
-                      else functions(call.name, call.arguments))  # type: ignore[operator]
+            output = (
+                fn(**call.arguments) if fn is not None else functions(call.name, call.arguments)
+            )  # type: ignore[operator]
         except Exception as exc:
             if not catch_errors:
                 raise
-            results.append(ToolCallResult(call, decision, executed=True, output={
-                "error": f"{type(exc).__name__}: {exc}"}, error=f"{type(exc).__name__}: {exc}"))
+            results.append(
+                ToolCallResult(
+                    call,
+                    decision,
+                    executed=True,
+                    output={"error": f"{type(exc).__name__}: {exc}"},
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            )
             continue
         results.append(ToolCallResult(call, decision, executed=True, output=output))
     return results

@@ -45,8 +45,16 @@ def use_colour(stream: IO[str] | None = None) -> bool:
         return False
 
 
-_STYLES = {"bold": "1", "red": "31", "yellow": "33", "cyan": "36", "green": "32", "dim": "2",
-           "blue": "34", "magenta": "35"}
+_STYLES = {
+    "bold": "1",
+    "red": "31",
+    "yellow": "33",
+    "cyan": "36",
+    "green": "32",
+    "dim": "2",
+    "blue": "34",
+    "magenta": "35",
+}
 
 
 class Painter:
@@ -66,8 +74,10 @@ SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 def render_diagnostic(d: Diagnostic, source: str | None, paint: Painter) -> str:
     """``file:line:col: CODE severity: message``, the snippet with carets, notes and help."""
     where = str(d.span) if d.span.line else d.span.file
-    head = (f"{paint(where, 'bold')}: {paint(d.code, 'bold', SEVERITY_STYLE.get(d.severity, 'red'))} "
-            f"{paint(d.severity, SEVERITY_STYLE.get(d.severity, 'red'))}: {d.message}")
+    head = (
+        f"{paint(where, 'bold')}: {paint(d.code, 'bold', SEVERITY_STYLE.get(d.severity, 'red'))} "
+        f"{paint(d.severity, SEVERITY_STYLE.get(d.severity, 'red'))}: {d.message}"
+    )
     lines = [head]
     snippet = render_snippet(source, d.span) if source is not None else ""
     if snippet:
@@ -118,8 +128,10 @@ def parse_structured(text: str, what: str) -> Any:
     except json.JSONDecodeError as json_exc:
         stripped = text.lstrip()
         if stripped.startswith(("{", "[")):
-            raise CliError(f"{what} is not valid JSON: {json_exc.msg} (line {json_exc.lineno}, "
-                           f"column {json_exc.colno})") from None
+            raise CliError(
+                f"{what} is not valid JSON: {json_exc.msg} (line {json_exc.lineno}, "
+                f"column {json_exc.colno})"
+            ) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -151,9 +163,11 @@ def policy_files(paths: Iterable[str]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*.policy")
-                           if f.is_file() and not any(part.startswith(".") for part in
-                                                      f.relative_to(p).parts))
+            found = sorted(
+                f
+                for f in p.rglob("*.policy")
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
             if not found:
                 raise CliError(f"{raw}: this folder has no .policy files", EXIT_FINDINGS)
             out.extend(found)
@@ -175,6 +189,20 @@ def short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-__all__ = ["CliError", "Painter", "use_colour", "render_diagnostic", "print_load_error",
-           "load_engine", "parse_structured", "read_input", "policy_files", "error", "short",
-           "PolicyError", "EXIT_OK", "EXIT_FINDINGS", "EXIT_USAGE"]
+__all__ = [
+    "CliError",
+    "Painter",
+    "use_colour",
+    "render_diagnostic",
+    "print_load_error",
+    "load_engine",
+    "parse_structured",
+    "read_input",
+    "policy_files",
+    "error",
+    "short",
+    "PolicyError",
+    "EXIT_OK",
+    "EXIT_FINDINGS",
+    "EXIT_USAGE",
+]

@@ -25,12 +25,18 @@ examples:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("compile", help="print the generated Python, AST, IR or CEL of a policy",
-                       description=__doc__.split("\n\n")[0] if __doc__ else None, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "compile",
+        help="print the generated Python, AST, IR or CEL of a policy",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("path", metavar="PATH", help="a .policy file or a policy folder")
     p.add_argument("--tool", "-t", help="only this tool (default: every declared tool)")
-    p.add_argument("--emit", choices=EMITS, default="python", help="what to print (default: python)")
+    p.add_argument(
+        "--emit", choices=EMITS, default="python", help="what to print (default: python)"
+    )
     p.set_defaults(run=run)
 
 
@@ -41,12 +47,21 @@ def run(args: argparse.Namespace) -> int:
     engine = load_engine(args.path)
     policy = engine.compiled.policy
     tools = [args.tool] if args.tool else list(engine.tools)
-    if args.tool and args.tool not in policy.tools and not (policy.open_tools or policy.default == "allow"):
+    if (
+        args.tool
+        and args.tool not in policy.tools
+        and not (policy.open_tools or policy.default == "allow")
+    ):
         from policylang.language.policy import suggest
 
-        raise CliError(f"'{args.tool}' is not a tool this policy declares"
-                       + (f"; {suggest(args.tool, policy.tools)}" if suggest(args.tool, policy.tools) else
-                          f" (tools: {', '.join(policy.tools) or 'none'})"))
+        raise CliError(
+            f"'{args.tool}' is not a tool this policy declares"
+            + (
+                f"; {suggest(args.tool, policy.tools)}"
+                if suggest(args.tool, policy.tools)
+                else f" (tools: {', '.join(policy.tools) or 'none'})"
+            )
+        )
     if not tools:
         raise CliError("this policy declares no tools; pass --tool NAME to see the code for one")
     if args.emit == "python":
@@ -55,13 +70,18 @@ def run(args: argparse.Namespace) -> int:
             try:
                 chunks.append(f"# ---- tool {tool}\n{engine.source_for(tool)}")
             except KeyError as exc:
-                raise CliError(str(exc.args[0]) if exc.args else f"no evaluator for '{tool}'") from None
+                raise CliError(
+                    str(exc.args[0]) if exc.args else f"no evaluator for '{tool}'"
+                ) from None
         print("\n".join(chunks), end="")
     elif args.emit == "ir":
         from policylang.compiler.plan import describe
 
-        plans = engine.compiled.plans if not args.tool else \
-            [engine.compiled.evaluator_for(args.tool).plan]
+        plans = (
+            engine.compiled.plans
+            if not args.tool
+            else [engine.compiled.evaluator_for(args.tool).plan]
+        )
         print(describe(plans))
     else:
         print(emit_cel(policy, args.tool))
@@ -77,14 +97,18 @@ def emit_cel(policy: Any, tool: str | None) -> str:
         if tool and not any(tool_matches(p.pattern, tool) for p in rule.tools):
             continue
         tools = ", ".join(p.pattern for p in rule.tools)
-        lines.append(f"# {policy.rule_id(rule)} ({rule.span})\n{rule.effect} {tools}: "
-                     f"{cel(condition_of(rule))}")
+        lines.append(
+            f"# {policy.rule_id(rule)} ({rule.span})\n{rule.effect} {tools}: "
+            f"{cel(condition_of(rule))}"
+        )
     for lim in policy.limits:
         if tool and not any(tool_matches(p.pattern, tool) for p in lim.tools):
             continue
         if lim.when is not None:
-            lines.append(f"# {policy.rule_id(lim)} ({lim.span})\nlimit "
-                         f"{', '.join(p.pattern for p in lim.tools)} when: {cel(lim.when)}")
+            lines.append(
+                f"# {policy.rule_id(lim)} ({lim.span})\nlimit "
+                f"{', '.join(p.pattern for p in lim.tools)} when: {cel(lim.when)}"
+            )
     return "\n".join(lines) if lines else "# no rules apply"
 
 
@@ -179,14 +203,17 @@ def pretty(node: Any, indent: int = 0) -> str:
         parts = [f"{f.name}={pretty(getattr(node, f.name), indent + 1)}" for f in fields]
         if simple and sum(len(p) for p in parts) < 70:
             return f"{type(node).__name__}({', '.join(parts)})"
-        return f"{type(node).__name__}(\n" + ",\n".join(pad + p for p in parts) + \
-            f"\n{'  ' * indent})"
+        return (
+            f"{type(node).__name__}(\n" + ",\n".join(pad + p for p in parts) + f"\n{'  ' * indent})"
+        )
     if isinstance(node, tuple | list):
         if not node:
             return "()" if isinstance(node, tuple) else "[]"
         if not any(_nested(x) for x in node):
             return repr(tuple(node)) if isinstance(node, tuple) else repr(node)
-        return "(\n" + ",\n".join(pad + pretty(x, indent + 1) for x in node) + f",\n{'  ' * indent})"
+        return (
+            "(\n" + ",\n".join(pad + pretty(x, indent + 1) for x in node) + f",\n{'  ' * indent})"
+        )
     return repr(node)
 
 

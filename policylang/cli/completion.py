@@ -21,9 +21,13 @@ examples:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("completion", help="print a shell completion script (bash or zsh)",
-                       description="Print a completion script for bash or zsh.", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "completion",
+        help="print a shell completion script (bash or zsh)",
+        description="Print a completion script for bash or zsh.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("shell", choices=("bash", "zsh"))
     p.set_defaults(run=run)
 
@@ -41,8 +45,13 @@ def _commands() -> dict[str, list[tuple[str, str, tuple[str, ...]]]]:
                 for a in sub._actions:
                     for opt in a.option_strings:
                         if opt.startswith("--"):
-                            opts.append((opt, (a.help or "").replace("'", "").replace(":", " -"),
-                                         tuple(a.choices or ())))
+                            opts.append(
+                                (
+                                    opt,
+                                    (a.help or "").replace("'", "").replace(":", " -"),
+                                    tuple(a.choices or ()),
+                                )
+                            )
                     if not a.option_strings and a.choices and a.dest == "shell":
                         opts.append(("", "", tuple(a.choices)))
                 out[name] = opts
@@ -55,10 +64,16 @@ def bash_script() -> str:
     for name, opts in cmds.items():
         words = " ".join(o for o, _, _ in opts if o)
         positional = next((c for o, _, c in opts if not o), ())
-        value_cases = "".join(f"            {o}) COMPREPLY=($(compgen -W \"{' '.join(c)}\" -- \"$cur\")); return;;\n"
-                              for o, _, c in opts if o and c)
-        files = f"compgen -W \"{' '.join(positional)}\" -- \"$cur\"" if positional \
-            else "compgen -f -- \"$cur\""
+        value_cases = "".join(
+            f'            {o}) COMPREPLY=($(compgen -W "{" ".join(c)}" -- "$cur")); return;;\n'
+            for o, _, c in opts
+            if o and c
+        )
+        files = (
+            f'compgen -W "{" ".join(positional)}" -- "$cur"'
+            if positional
+            else 'compgen -f -- "$cur"'
+        )
         cases.append(f"""        {name})
             case "$prev" in
 {value_cases}                --request|-r) COMPREPLY=($(compgen -f -- "$cur")); return;;
@@ -77,7 +92,7 @@ _policylang() {{
     prev="${{COMP_WORDS[COMP_CWORD-1]}}"
     cmd="${{COMP_WORDS[1]}}"
     if [[ $COMP_CWORD -eq 1 ]]; then
-        COMPREPLY=($(compgen -W "{' '.join(cmds)} --help --version" -- "$cur"))
+        COMPREPLY=($(compgen -W "{" ".join(cmds)} --help --version" -- "$cur"))
         return
     fi
     case "$cmd" in
@@ -106,11 +121,14 @@ def zsh_script() -> str:
                 specs.append(f"'1:shell:({' '.join(c)})'")
             elif c:
                 specs.append(f"'{o}[{h}]:value:({' '.join(c)})'")
-            elif o in ("--help", "--check", "--diff", "--strict", "--json", "--explain") and not \
-                    (name == "lint" and o == "--explain"):
+            elif o in ("--help", "--check", "--diff", "--strict", "--json", "--explain") and not (
+                name == "lint" and o == "--explain"
+            ):
                 specs.append(f"'{o}[{h}]'")
             else:
-                specs.append(f"'{o}[{h}]:value:_files'" if o == "--request" else f"'{o}[{h}]:value:'")
+                specs.append(
+                    f"'{o}[{h}]:value:_files'" if o == "--request" else f"'{o}[{h}]:value:'"
+                )
         if name in ("lint", "fmt"):
             specs.append("'*:path:_files'")
         elif name in ("eval", "compile"):

@@ -44,28 +44,47 @@ exit codes: 0 allow, 1 deny, 3 confirm, 2 usage or load error."""
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("eval", help="decide one tool call against a policy",
-                       description=__doc__.split("\n\n")[0] if __doc__ else None, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "eval",
+        help="decide one tool call against a policy",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("path", metavar="PATH", help="a .policy file or a policy folder")
-    p.add_argument("--request", "-r", metavar="FILE",
-                   help="the request as JSON or YAML: {tool, args, principal, context}; '-' reads stdin")
+    p.add_argument(
+        "--request",
+        "-r",
+        metavar="FILE",
+        help="the request as JSON or YAML: {tool, args, principal, context}; '-' reads stdin",
+    )
     p.add_argument("--tool", help="the tool name (overrides the request's)")
     p.add_argument("--args", metavar="JSON", help="the tool's arguments (JSON or YAML object)")
     p.add_argument("--principal", metavar="JSON", help="who is calling (JSON or YAML object)")
     p.add_argument("--context", metavar="JSON", help="signals about the call (JSON or YAML object)")
-    p.add_argument("--now", metavar="TIMESTAMP",
-                   help="decide as of this time (sets context.now), e.g. 2025-06-11T10:00:00Z")
+    p.add_argument(
+        "--now",
+        metavar="TIMESTAMP",
+        help="decide as of this time (sets context.now), e.g. 2025-06-11T10:00:00Z",
+    )
     p.add_argument("--json", action="store_true", help="print the Decision as JSON")
-    p.add_argument("--explain", action="store_true",
-                   help="show every rule for the tool, whether it matched and the values it saw")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="show every rule for the tool, whether it matched and the values it saw",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     request = _request(args)
     engine = load_engine(args.path)
-    tool, a, p, c = request["tool"], request.get("args"), request.get("principal"), request.get("context")
+    tool, a, p, c = (
+        request["tool"],
+        request.get("args"),
+        request.get("principal"),
+        request.get("context"),
+    )
     explanation = explain(engine, tool, a, p, c) if args.explain else None
     decision = engine.decide(tool, args=a, principal=p, context=c)
     if explanation is not None:
@@ -109,11 +128,12 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("give the call to decide: --request FILE (or -) or --tool NAME")
     tool = request.get("tool")
     if not isinstance(tool, str) or not tool:
-        raise CliError("the request has no tool name: add \"tool\": \"...\" or pass --tool NAME")
+        raise CliError('the request has no tool name: add "tool": "..." or pass --tool NAME')
     for key in ("args", "principal", "context"):
         if request.get(key) is not None and not isinstance(request[key], dict):
-            raise CliError(f"the request's '{key}' must be an object, not "
-                           f"{type(request[key]).__name__}")
+            raise CliError(
+                f"the request's '{key}' must be an object, not {type(request[key]).__name__}"
+            )
     return request
 
 
@@ -136,10 +156,16 @@ def explain(engine: Any, tool: str, a: Any, p: Any, c: Any) -> dict[str, Any]:
     try:
         validator = prepared.validators.get(tool)
         args = validator(a if a is not None else {}, "") if validator else dict(a or {})
-        principal = prepared.principal_check(p if p is not None else {}, "") \
-            if prepared.principal_check else dict(p or {})
-        context = prepared.context_check(c if c is not None else {}, "") \
-            if prepared.context_check else dict(c or {})
+        principal = (
+            prepared.principal_check(p if p is not None else {}, "")
+            if prepared.principal_check
+            else dict(p or {})
+        )
+        context = (
+            prepared.context_check(c if c is not None else {}, "")
+            if prepared.context_check
+            else dict(c or {})
+        )
         now = engine._now(prepared, context)
     except RequestError as exc:
         out["note"] = f"the request is invalid ({exc.message}); no rule was evaluated"
@@ -159,15 +185,22 @@ def explain(engine: Any, tool: str, a: Any, p: Any, c: Any) -> dict[str, Any]:
         source_rule = policy.rules[rule.index] if rule.index < len(policy.rules) else None
         clauses = []
         if source_rule is not None:
-            clauses = [f"{word} {_text(x, sources)}" for word, x in
-                       (("when", source_rule.when), ("unless", source_rule.unless)) if x is not None]
-        out["rules"].append({
-            "id": rule.id, "effect": rule.effect, "location": rule.location,
-            "matched": outcome is True,
-            "error": outcome.message if isinstance(outcome, Err) else None,
-            "condition": " ".join(clauses) or "(no condition: always applies)",
-            "values": seen,
-        })
+            clauses = [
+                f"{word} {_text(x, sources)}"
+                for word, x in (("when", source_rule.when), ("unless", source_rule.unless))
+                if x is not None
+            ]
+        out["rules"].append(
+            {
+                "id": rule.id,
+                "effect": rule.effect,
+                "location": rule.location,
+                "matched": outcome is True,
+                "error": outcome.message if isinstance(outcome, Err) else None,
+                "condition": " ".join(clauses) or "(no condition: always applies)",
+                "values": seen,
+            }
+        )
     return out
 
 
@@ -180,11 +213,20 @@ def show(value: Any, limit: int = 80) -> str:
         if depth > 3:
             return "..."
         if isinstance(v, list | tuple):
-            return "[" + ", ".join(fmt(x, depth + 1) for x in v[:20]) + (", ..." if len(v) > 20 else "") + "]"
+            return (
+                "["
+                + ", ".join(fmt(x, depth + 1) for x in v[:20])
+                + (", ..." if len(v) > 20 else "")
+                + "]"
+            )
         if isinstance(v, dict):
             items = list(v.items())[:20]
-            return "{" + ", ".join(f"{fmt(k, depth + 1)}: {fmt(x, depth + 1)}" for k, x in items) + \
-                (", ..." if len(v) > 20 else "") + "}"
+            return (
+                "{"
+                + ", ".join(f"{fmt(k, depth + 1)}: {fmt(x, depth + 1)}" for k, x in items)
+                + (", ..." if len(v) > 20 else "")
+                + "}"
+            )
         return short(v, limit)
 
     text = fmt(value, 0)
@@ -209,7 +251,9 @@ def _refs(expr: ast.Expr) -> list[ast.Expr]:
         if isinstance(node, ast.Comprehension):
             inner = bound | {node.var}
             stack.append((node.target, bound))
-            stack.extend((c, inner) for c in ([node.condition] if node.condition else []) + [node.body])
+            stack.extend(
+                (c, inner) for c in ([node.condition] if node.condition else []) + [node.body]
+            )
             continue
         stack.extend((c, bound) for c in ast.children(node))
     return sorted(found, key=lambda e: (e.span.file, e.span.start))
@@ -218,7 +262,7 @@ def _refs(expr: ast.Expr) -> list[ast.Expr]:
 def _text(e: ast.Expr, sources: dict[str, str]) -> str:
     src = sources.get(e.span.file)
     if src is not None and e.span.line and 0 <= e.span.start < e.span.end <= len(src):
-        return " ".join(src[e.span.start:e.span.end].split())
+        return " ".join(src[e.span.start : e.span.end].split())
     try:
         from policylang.language.formatter import format_expr
 
@@ -231,13 +275,21 @@ def _combined(explanation: dict[str, Any], decision: Any) -> str:
     rules = explanation["rules"]
 
     def hit(effect: str, errors_count: bool) -> list[str]:
-        return [r["id"] for r in rules if r["effect"] == effect
-                and (r["matched"] or (errors_count and r["error"] is not None))]
+        return [
+            r["id"]
+            for r in rules
+            if r["effect"] == effect and (r["matched"] or (errors_count and r["error"] is not None))
+        ]
 
     deny, confirm, allow = hit("deny", True), hit("confirm", True), hit("allow", False)
     effect = decision.effect.value
-    if decision.code in ("invalid_request", "unknown_tool", "internal_error", "no_policy",
-                         "store_unavailable"):
+    if decision.code in (
+        "invalid_request",
+        "unknown_tool",
+        "internal_error",
+        "no_policy",
+        "store_unavailable",
+    ):
         return f"{effect}: {decision.code} before any rule could decide"
     if decision.code == "rate_limited":
         return "deny: no deny rule matched, but a rate limit is exhausted (limits come right after denies)"
@@ -255,8 +307,10 @@ def _combined(explanation: dict[str, Any], decision: Any) -> str:
 
 def text_report(decision: Any, explanation: dict[str, Any] | None, paint: Painter) -> str:
     style = {"allow": "green", "deny": "red", "confirm": "yellow"}[decision.effect.value]
-    lines = [f"{paint(decision.effect.value.upper(), 'bold', style)} {decision.tool} "
-             f"({decision.code})", f"  {decision.message}"]
+    lines = [
+        f"{paint(decision.effect.value.upper(), 'bold', style)} {decision.tool} ({decision.code})",
+        f"  {decision.message}",
+    ]
     if decision.rules:
         lines.append("rules:")
         for r in decision.rules:
@@ -277,8 +331,10 @@ def text_report(decision: Any, explanation: dict[str, Any] | None, paint: Painte
     if explanation is not None:
         lines.append("")
         rules = explanation["rules"]
-        lines.append(f"explanation: {len(rules)} rule{'s' if len(rules) != 1 else ''} apply to "
-                     f"{explanation['tool']}")
+        lines.append(
+            f"explanation: {len(rules)} rule{'s' if len(rules) != 1 else ''} apply to "
+            f"{explanation['tool']}"
+        )
         if explanation.get("note"):
             lines.append(f"  {explanation['note']}")
         for r in rules:

@@ -27,12 +27,19 @@ examples:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("fmt", help="format policy files in place",
-                       description=__doc__.split("\n\n")[0] if __doc__ else None, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "fmt",
+        help="format policy files in place",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help=".policy files or folders")
-    p.add_argument("--check", action="store_true",
-                   help="write nothing; exit 1 and show a diff if a file would change")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 and show a diff if a file would change",
+    )
     p.add_argument("--diff", action="store_true", help="write nothing; print a unified diff")
     p.set_defaults(run=run)
 
@@ -61,9 +68,14 @@ def run(args: argparse.Namespace) -> int:
             continue
         changed += 1
         if dry:
-            sys.stdout.writelines(difflib.unified_diff(
-                old.splitlines(keepends=True), new.splitlines(keepends=True),
-                fromfile=f"{name} (original)", tofile=f"{name} (formatted)"))
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    old.splitlines(keepends=True),
+                    new.splitlines(keepends=True),
+                    fromfile=f"{name} (original)",
+                    tofile=f"{name} (formatted)",
+                )
+            )
             if not new.endswith("\n") or not old.endswith("\n"):
                 print()
             if args.check:
@@ -72,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
             _write(path, new)
             print(f"reformatted {name}", file=sys.stderr)
     verb = "would be reformatted" if dry else "reformatted"
-    summary = [f"{changed} file{'s' if changed != 1 else ''} {verb}",
-               f"{unchanged} file{'s' if unchanged != 1 else ''} left unchanged"]
+    summary = [
+        f"{changed} file{'s' if changed != 1 else ''} {verb}",
+        f"{unchanged} file{'s' if unchanged != 1 else ''} left unchanged",
+    ]
     if failed:
         summary.append(f"{failed} file{'s' if failed != 1 else ''} could not be formatted")
     print(", ".join(summary), file=sys.stderr)

@@ -22,10 +22,12 @@ from policylang.errors import PolicyLoadError
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "import-tools", help="write tool declarations from JSON Schema / OpenAI / MCP definitions",
+        "import-tools",
+        help="write tool declarations from JSON Schema / OpenAI / MCP definitions",
         description="Print policylang tool declarations for tools described by JSON Schema, "
-                    "OpenAI function/tool definitions or an MCP tools/list result; with --check, "
-                    "report drift between those tools and a policy (exit 1 on drift).")
+        "OpenAI function/tool definitions or an MCP tools/list result; with --check, "
+        "report drift between those tools and a policy (exit 1 on drift).",
+    )
     configure(p)
     return p
 
@@ -33,12 +35,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="the tool definitions (JSON or YAML; '-' for standard input)")
     p.add_argument("policy", nargs="?", help="with --check: the policy file or folder")
-    p.add_argument("--format", default="auto", choices=["auto", "jsonschema", "openai", "mcp"],
-                   help="the kind of document (default: recognise it)")
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "jsonschema", "openai", "mcp"],
+        help="the kind of document (default: recognise it)",
+    )
     p.add_argument("--name", help="tool name for a bare JSON Schema without a title")
     p.add_argument("-o", "--output", metavar="OUT", help="write the declarations to OUT")
-    p.add_argument("--check", action="store_true",
-                   help="compare with the policy at PATH instead of printing declarations")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with the policy at PATH instead of printing declarations",
+    )
     p.set_defaults(run=run)
 
 
@@ -57,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.check:
         if not args.policy:
-            print("error: --check needs the policy to compare with: import-tools --check FILE PATH",
-                  file=sys.stderr)
+            print(
+                "error: --check needs the policy to compare with: import-tools --check FILE PATH",
+                file=sys.stderr,
+            )
             return 2
         from policylang.schema.drift import check_drift, load_policy
 
@@ -84,8 +95,11 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"error: cannot write {args.output}: {exc}", file=sys.stderr)
             return 2
-        print(f"wrote {len(result.tools)} tool declaration{'s' if len(result.tools) != 1 else ''}"
-              f" to {args.output}", file=sys.stderr)
+        print(
+            f"wrote {len(result.tools)} tool declaration{'s' if len(result.tools) != 1 else ''}"
+            f" to {args.output}",
+            file=sys.stderr,
+        )
     else:
         sys.stdout.write(result.text)
     return 0

@@ -48,15 +48,31 @@ _IGNORE_RE = re.compile(r"#\s*policylang:\s*ignore(?:\[([^\]]*)\])?", re.IGNOREC
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("lint", help="check policies: syntax, types and lints",
-                       description=__doc__.split("\n\n")[0] if __doc__ else None, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "lint",
+        help="check policies: syntax, types and lints",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("paths", nargs="*", metavar="PATH", help=".policy files or folders")
-    p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
-    p.add_argument("--select", action="append", default=[], metavar="CODES",
-                   help="only report these codes (comma-separated prefixes, e.g. PL1,PL203)")
-    p.add_argument("--ignore", action="append", default=[], metavar="CODES",
-                   help="do not report these codes (comma-separated prefixes)")
+    p.add_argument(
+        "--format", choices=FORMATS, default="text", help="output format (default: text)"
+    )
+    p.add_argument(
+        "--select",
+        action="append",
+        default=[],
+        metavar="CODES",
+        help="only report these codes (comma-separated prefixes, e.g. PL1,PL203)",
+    )
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="CODES",
+        help="do not report these codes (comma-separated prefixes)",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     p.add_argument("--explain", metavar="CODE", help="print the documentation of a code and exit")
     p.set_defaults(run=run)
@@ -69,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
         entry = codes.get(args.explain)
         if entry is None:
             close = codes.suggest_code(args.explain)
-            raise CliError(f"unknown code '{args.explain}'" +
-                           (f"; did you mean {close}?" if close else "; codes look like PL203"))
+            raise CliError(
+                f"unknown code '{args.explain}'"
+                + (f"; did you mean {close}?" if close else "; codes look like PL203")
+            )
         print(entry.explain())
         return EXIT_OK
     if not args.paths:
@@ -78,8 +96,11 @@ def run(args: argparse.Namespace) -> int:
     select = _prefixes(args.select, "--select")
     ignore = _prefixes(args.ignore, "--ignore")
     diags, sources = lint_paths(args.paths)
-    diags = [d for d in diags if _wanted(d.code, select, ignore)
-             and not _suppressed(d, sources.get(d.span.file))]
+    diags = [
+        d
+        for d in diags
+        if _wanted(d.code, select, ignore) and not _suppressed(d, sources.get(d.span.file))
+    ]
     render(diags, sources, args.format)
     errors = sum(d.severity == "error" for d in diags)
     warnings = sum(d.severity == "warning" for d in diags)
@@ -109,9 +130,13 @@ def _groups(root: Path, diags: list[Diagnostic]) -> list[tuple[list[Path], dict[
         if not root.is_dir():
             return [discover(root)]
         folders = [root] + sorted(
-            d for d in root.rglob("*") if d.is_dir()
-            and not any(part.startswith(".") or part == "__pycache__"
-                        for part in d.relative_to(root).parts))
+            d
+            for d in root.rglob("*")
+            if d.is_dir()
+            and not any(
+                part.startswith(".") or part == "__pycache__" for part in d.relative_to(root).parts
+            )
+        )
         groups = [discover(f) for f in folders if any(p.is_file() for p in f.glob("*.policy"))]
         return groups or [discover(root)]  # discover(root) raises "no .policy files"
     except PolicyLoadError as exc:
@@ -119,8 +144,9 @@ def _groups(root: Path, diags: list[Diagnostic]) -> list[tuple[list[Path], dict[
         return []
 
 
-def lint_group(policy_paths: list[Path], data_paths: dict[str, Path]
-               ) -> tuple[list[Diagnostic], dict[str, str]]:
+def lint_group(
+    policy_paths: list[Path], data_paths: dict[str, Path]
+) -> tuple[list[Diagnostic], dict[str, str]]:
     """Parse, check and lint one policy (the files of one folder, or one file)."""
     from policylang.language.checker import check
     from policylang.language.lints import lint
@@ -151,13 +177,19 @@ def lint_group(policy_paths: list[Path], data_paths: dict[str, Path]
     if len(files) != len(policy_paths):
         return diags, sources  # checking a policy with a file missing would only add noise
     policy, found = check(files, data, sources)
-    diags.extend(d for d in found if not (d.code == "PL114" and
-                                          any(f"'{stem}'" in d.message for stem in failed_data)))
+    diags.extend(
+        d
+        for d in found
+        if not (d.code == "PL114" and any(f"'{stem}'" in d.message for stem in failed_data))
+    )
     try:
         diags.extend(lint(policy, files, sources))
     except Exception as exc:  # noqa: BLE001 - keep every other finding; say what broke
-        print(f"warning: the lints stopped early on {policy_paths[0]}: {type(exc).__name__}: {exc} "
-              "(internal error, please report it)", file=sys.stderr)
+        print(
+            f"warning: the lints stopped early on {policy_paths[0]}: {type(exc).__name__}: {exc} "
+            "(internal error, please report it)",
+            file=sys.stderr,
+        )
     return diags, sources
 
 
@@ -174,8 +206,10 @@ def _prefixes(values: list[str], option: str) -> list[str]:
             if not item:
                 continue
             if not any(code.startswith(item) for code in CODES):
-                raise CliError(f"{option}: no diagnostic code starts with '{item}' "
-                               "(codes look like PL203; see `policylang lint --explain CODE`)")
+                raise CliError(
+                    f"{option}: no diagnostic code starts with '{item}' "
+                    "(codes look like PL203; see `policylang lint --explain CODE`)"
+                )
             out.append(item)
     return out
 
@@ -230,21 +264,34 @@ def text_report(diags: list[Diagnostic], sources: dict[str, str], paint: Painter
         parts.append(paint("All checks passed.", "green") + "\n")
     else:
         words = [f"{n} {sev}{'s' if n != 1 else ''}" for sev, n in counts.items() if n]
-        summary = "Found " + (", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1
-                              else words[0]) + "."
+        summary = (
+            "Found "
+            + (", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0])
+            + "."
+        )
         parts.append(paint(summary, "bold") + "\n")
     return "\n".join(parts)
 
 
 def _location(span: Span) -> dict[str, Any]:
-    return {"file": span.file, "line": span.line or None, "column": span.column or None,
-            "end_line": span.end_line or None, "end_column": span.end_column or None}
+    return {
+        "file": span.file,
+        "line": span.line or None,
+        "column": span.column or None,
+        "end_line": span.end_line or None,
+        "end_column": span.end_column or None,
+    }
 
 
 def _as_json(d: Diagnostic) -> dict[str, Any]:
-    return {"code": d.code, "severity": d.severity, "message": d.message, **_location(d.span),
-            "hint": d.hint,
-            "related": [{"message": note, **_location(span)} for note, span in d.related]}
+    return {
+        "code": d.code,
+        "severity": d.severity,
+        "message": d.message,
+        **_location(d.span),
+        "hint": d.hint,
+        "related": [{"message": note, **_location(span)} for note, span in d.related],
+    }
 
 
 _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
@@ -269,36 +316,63 @@ def sarif(diags: list[Diagnostic]) -> dict[str, Any]:
     from policylang.language.codes import CODES
 
     index = {code: i for i, code in enumerate(CODES)}
-    rules = [{
-        "id": c.code, "name": c.name,
-        "shortDescription": {"text": c.summary},
-        "fullDescription": {"text": f"{c.summary} {c.why}"},
-        "help": {"text": c.explain()},
-        "defaultConfiguration": {"level": _SARIF_LEVEL[c.severity]},
-    } for c in CODES.values()]
+    rules = [
+        {
+            "id": c.code,
+            "name": c.name,
+            "shortDescription": {"text": c.summary},
+            "fullDescription": {"text": f"{c.summary} {c.why}"},
+            "help": {"text": c.explain()},
+            "defaultConfiguration": {"level": _SARIF_LEVEL[c.severity]},
+        }
+        for c in CODES.values()
+    ]
     results = []
     for d in diags:
         result: dict[str, Any] = {
             "ruleId": d.code,
             "level": _SARIF_LEVEL.get(d.severity, "error"),
             "message": {"text": d.message + (f"\nhelp: {d.hint}" if d.hint else "")},
-            "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": _uri(d.span.file)}, "region": _region(d.span)}}],
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": _uri(d.span.file)},
+                        "region": _region(d.span),
+                    }
+                }
+            ],
         }
         if d.code in index:
             result["ruleIndex"] = index[d.code]
         if d.related:
-            result["relatedLocations"] = [{
-                "id": i, "message": {"text": note},
-                "physicalLocation": {"artifactLocation": {"uri": _uri(span.file)},
-                                     "region": _region(span)}} for i, (note, span) in enumerate(d.related)]
+            result["relatedLocations"] = [
+                {
+                    "id": i,
+                    "message": {"text": note},
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": _uri(span.file)},
+                        "region": _region(span),
+                    },
+                }
+                for i, (note, span) in enumerate(d.related)
+            ]
         results.append(result)
     return {
-        "$schema": SARIF_SCHEMA, "version": "2.1.0",
-        "runs": [{"tool": {"driver": {"name": "policylang", "version": __version__,
-                                      "informationUri": "https://github.com/policylang/policylang",
-                                      "rules": rules}},
-                  "results": results}],
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "policylang",
+                        "version": __version__,
+                        "informationUri": "https://github.com/policylang/policylang",
+                        "rules": rules,
+                    }
+                },
+                "results": results,
+            }
+        ],
     }
 
 
@@ -312,5 +386,7 @@ def _gh_escape(text: str, prop: bool = False) -> str:
 def github_line(d: Diagnostic) -> str:
     """A GitHub Actions workflow command: ``::error file=F,line=L,col=C::CODE message``."""
     level = {"error": "error", "warning": "warning"}.get(d.severity, "notice")
-    return (f"::{level} file={_gh_escape(d.span.file, True)},line={max(d.span.line, 1)},"
-            f"col={max(d.span.column, 1)}::{_gh_escape(f'{d.code} {d.message}')}")
+    return (
+        f"::{level} file={_gh_escape(d.span.file, True)},line={max(d.span.line, 1)},"
+        f"col={max(d.span.column, 1)}::{_gh_escape(f'{d.code} {d.message}')}"
+    )

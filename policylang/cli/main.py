@@ -35,9 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     from policylang import __version__
 
     parser = argparse.ArgumentParser(
-        prog="policylang", description="Policy-as-code for AI agents' tool calls: lint, format, "
-        "evaluate and compile .policy files.", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="policylang",
+        description="Policy-as-code for AI agents' tool calls: lint, format, "
+        "evaluate and compile .policy files.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"policylang {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -65,8 +68,11 @@ def _other_commands() -> list[str]:
     import policylang.cli as package
 
     skip = {*COMMANDS, "main", "common"}
-    return sorted(m.name for m in pkgutil.iter_modules(package.__path__)
-                  if m.name not in skip and not m.name.startswith("_"))
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(package.__path__)
+        if m.name not in skip and not m.name.startswith("_")
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,8 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         common.error("the input is nested too deeply to process")
         return common.EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - the last resort: never a traceback
-        common.error(f"internal error: {type(exc).__name__}: {exc}; please report it at "
-                     "https://github.com/policylang/policylang/issues")
+        common.error(
+            f"internal error: {type(exc).__name__}: {exc}; please report it at "
+            "https://github.com/policylang/policylang/issues"
+        )
         return common.EXIT_USAGE
 
 

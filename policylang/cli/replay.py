@@ -21,12 +21,14 @@ _RANK = {"deny": 0, "confirm": 1, "allow": 2}
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "replay", help="re-decide recorded requests against a candidate policy",
+        "replay",
+        help="re-decide recorded requests against a candidate policy",
         description="Re-decide every request in an audit log against a candidate policy, with "
-                    "the recorded time, and report the decisions that would change.",
+        "the recorded time, and report the decisions that would change.",
         epilog="example:\n  policylang replay audit.jsonl --policy rules-next/\n\n"
-               "exit codes: 0 nothing opens up, 1 some call would flip to allow, 2 usage error",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "exit codes: 0 nothing opens up, 1 some call would flip to allow, 2 usage error",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("audit", help="the audit log (JSON Lines, as written by JsonlSink)")
     p.add_argument("--policy", required=True, help="the candidate policy (file or folder)")
     p.add_argument("--examples", type=int, default=3, help="examples shown per kind of flip")
@@ -51,7 +53,12 @@ def _records(path: Path) -> list[dict[str, Any]]:
             if n == len(lines):  # a torn last line from a crash
                 continue
             raise CliError(f"{path}:{n}: not a JSON record") from None
-        if isinstance(record, dict) and "kind" not in record and "tool" in record and "effect" in record:
+        if (
+            isinstance(record, dict)
+            and "kind" not in record
+            and "tool" in record
+            and "effect" in record
+        ):
             out.append(record)
     return out
 
@@ -85,23 +92,42 @@ def run(args: argparse.Namespace) -> int:
             opened += 1
         bucket = examples.setdefault((old_effect, new_effect), [])
         if len(bucket) < args.examples:
-            bucket.append({"tool": rec["tool"], "args": rec.get("args"), "principal": principal,
-                           "context": context, "was": old_effect, "now": new_effect,
-                           "message": new.message})
-    report = {"records": len(records), "changed": sum(flips.values()), "opened": opened,
-              "flips": [{"tool": t, "from": a, "to": b, "count": n} for (t, a, b), n in flips.most_common()],
-              "by_principal": dict(by_principal.most_common(10)), "by_rule": dict(by_rule.most_common(10)),
-              "examples": {f"{a}->{b}": ex for (a, b), ex in examples.items()}}
+            bucket.append(
+                {
+                    "tool": rec["tool"],
+                    "args": rec.get("args"),
+                    "principal": principal,
+                    "context": context,
+                    "was": old_effect,
+                    "now": new_effect,
+                    "message": new.message,
+                }
+            )
+    report = {
+        "records": len(records),
+        "changed": sum(flips.values()),
+        "opened": opened,
+        "flips": [
+            {"tool": t, "from": a, "to": b, "count": n} for (t, a, b), n in flips.most_common()
+        ],
+        "by_principal": dict(by_principal.most_common(10)),
+        "by_rule": dict(by_rule.most_common(10)),
+        "examples": {f"{a}->{b}": ex for (a, b), ex in examples.items()},
+    }
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
-        print(f"{len(records)} recorded decisions replayed; {report['changed']} would change, "
-              f"{opened} of them to allow")
+        print(
+            f"{len(records)} recorded decisions replayed; {report['changed']} would change, "
+            f"{opened} of them to allow"
+        )
         for (tool, a, b), n in flips.most_common():
             print(f"  {tool}: {a} -> {b}  x{n}")
         if by_rule:
-            print("rules behind the new decisions: " +
-                  ", ".join(f"{r} ({n})" for r, n in by_rule.most_common(5)))
+            print(
+                "rules behind the new decisions: "
+                + ", ".join(f"{r} ({n})" for r, n in by_rule.most_common(5))
+            )
         for (a, b), ex in examples.items():
             print(f"examples {a} -> {b}:")
             for e in ex:

@@ -18,34 +18,50 @@ from policylang.errors import PolicyLoadError
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "serve", help="serve decisions over HTTP",
+        "serve",
+        help="serve decisions over HTTP",
         description="Serve decisions over HTTP: POST /v1/decide, POST /v1/decide/batch, "
-                    "GET /v1/policies, /healthz, /readyz, /metrics, /openapi.json.")
+        "GET /v1/policies, /healthz, /readyz, /metrics, /openapi.json.",
+    )
     configure(p)
     return p
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="a .policy file or a folder of them (with data files)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; any other than loopback "
-                        "needs a token)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other than loopback needs a token)",
+    )
     p.add_argument("--port", type=int, default=8181, help="port (default 8181)")
     token = p.add_mutually_exclusive_group()
-    token.add_argument("--token-env", metavar="VAR",
-                       help="require 'Authorization: Bearer <token>', the token read from VAR")
-    token.add_argument("--token-file", metavar="FILE",
-                       help="require 'Authorization: Bearer <token>', the token read from FILE")
-    p.add_argument("--audit", metavar="FILE", help="append an audit record per decision to FILE "
-                   "(JSON Lines)")
-    p.add_argument("--watch", action="store_true",
-                   help="reload the policy when its files change (checked every second); a "
-                        "policy that fails to load leaves the running one in place")
+    token.add_argument(
+        "--token-env",
+        metavar="VAR",
+        help="require 'Authorization: Bearer <token>', the token read from VAR",
+    )
+    token.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="require 'Authorization: Bearer <token>', the token read from FILE",
+    )
+    p.add_argument(
+        "--audit", metavar="FILE", help="append an audit record per decision to FILE (JSON Lines)"
+    )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="reload the policy when its files change (checked every second); a "
+        "policy that fails to load leaves the running one in place",
+    )
     p.add_argument("--max-batch", type=int, default=1000, help="most requests in one batch")
-    p.add_argument("--max-body", type=int, default=1 << 20, help="largest body in bytes "
-                   "(default 1 MiB)")
-    p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--max-body", type=int, default=1 << 20, help="largest body in bytes (default 1 MiB)"
+    )
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
     p.set_defaults(run=run)
 
 
@@ -84,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from policylang.runtime.engine import Engine
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         token = read_token(args.token_env, args.token_file)
         check_bind(args.host, token)
@@ -105,15 +122,27 @@ def run(args: argparse.Namespace) -> int:
         print(exc.render(), file=sys.stderr)
         if not args.watch:
             return 2
-        print("warning: starting without a policy (/readyz answers 503; every decision is deny "
-              "no_policy) until the files are fixed", file=sys.stderr)
+        print(
+            "warning: starting without a policy (/readyz answers 503; every decision is deny "
+            "no_policy) until the files are fixed",
+            file=sys.stderr,
+        )
         engine = Engine.empty(**options)
     metrics = Metrics()
     watcher = PolicyWatcher(engine, args.path, metrics) if args.watch else None
-    app = create_app(engine, token=token, metrics=metrics, watcher=watcher,
-                     max_body_bytes=args.max_body, max_batch=args.max_batch)
-    print(f"policylang: serving {engine.policy_name or '(no policy)'} on http://{args.host}:"
-          f"{args.port}{' (bearer token required)' if token else ''}", file=sys.stderr)
+    app = create_app(
+        engine,
+        token=token,
+        metrics=metrics,
+        watcher=watcher,
+        max_body_bytes=args.max_body,
+        max_batch=args.max_batch,
+    )
+    print(
+        f"policylang: serving {engine.policy_name or '(no policy)'} on http://{args.host}:"
+        f"{args.port}{' (bearer token required)' if token else ''}",
+        file=sys.stderr,
+    )
     serve(app, args.host, args.port, log_level=args.log_level)
     return 0
 

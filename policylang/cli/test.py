@@ -18,10 +18,12 @@ from policylang.testing import runner
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "test", help="run example cases, assertions and automatic checks",
+        "test",
+        help="run example cases, assertions and automatic checks",
         description="Run *.cases.yaml example cases, search for counterexamples to assert "
-                    "statements (Hypothesis), and check that every rule can fire, every tool "
-                    "can be allowed and decisions are deterministic. Exit 1 on any failure.")
+        "statements (Hypothesis), and check that every rule can fire, every tool "
+        "can be allowed and decisions are deterministic. Exit 1 on any failure.",
+    )
     runner.add_arguments(parser)
     parser.set_defaults(func=run, command="test")
     return parser

@@ -10,10 +10,13 @@ from policylang.cli.common import EXIT_OK
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("version", help="print the version",
-                       description="Print the policylang version and the Python it runs on.",
-                       epilog="example:\n  policylang version",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "version",
+        help="print the version",
+        description="Print the policylang version and the Python it runs on.",
+        epilog="example:\n  policylang version",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.set_defaults(run=run)
 
 

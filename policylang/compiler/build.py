@@ -29,10 +29,21 @@ from policylang.runtime import celops, library, timefuncs
 
 Evaluator = Callable[..., tuple[str | None, list[RulePlan], list[tuple[RulePlan, str]] | None]]
 
-_SAFE_BUILTINS = {"all": all, "any": any, "sum": sum, "len": len, "Exception": Exception,
-                  # for the fused functions' shape checks (`type(x) is str`, `dict(a)`)
-                  "type": type, "str": str, "int": int, "float": float, "bool": bool, "list": list,
-                  "dict": dict}
+_SAFE_BUILTINS = {
+    "all": all,
+    "any": any,
+    "sum": sum,
+    "len": len,
+    "Exception": Exception,
+    # for the fused functions' shape checks (`type(x) is str`, `dict(a)`)
+    "type": type,
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+}
 _UNDECLARED_CACHE = 512
 
 
@@ -94,16 +105,36 @@ class CompiledPolicy:
 
     def _namespace(self, module: Module) -> dict[str, Any]:
         ns: dict[str, Any] = {
-            "__builtins__": _SAFE_BUILTINS, "__name__": "policylang_generated",
-            "DENY": "deny", "CONFIRM": "confirm", "ALLOW": "allow",
-            "_eq": celops.eq, "_ne": celops.ne, "_lt": celops.lt, "_le": celops.le,
-            "_gt": celops.gt, "_ge": celops.ge, "_add": celops.add, "_sub": celops.sub,
-            "_mul": celops.mul, "_div": celops.div, "_mod": celops.mod, "_neg": celops.neg,
-            "_not": celops.not_, "_truthy": celops.truthy, "_in": celops.in_,
-            "_select": celops.select, "_has": celops.has, "_index": celops.index,
-            "_iter": _iter, "_mkmap": _mkmap,
-            "_unknown_name": _unknown, "_unknown_function": _unknown,
-            "_recover": self._recover, "_limit_slow": self._limit_slow, "_SKIP": (False, None, 0),
+            "__builtins__": _SAFE_BUILTINS,
+            "__name__": "policylang_generated",
+            "DENY": "deny",
+            "CONFIRM": "confirm",
+            "ALLOW": "allow",
+            "_eq": celops.eq,
+            "_ne": celops.ne,
+            "_lt": celops.lt,
+            "_le": celops.le,
+            "_gt": celops.gt,
+            "_ge": celops.ge,
+            "_add": celops.add,
+            "_sub": celops.sub,
+            "_mul": celops.mul,
+            "_div": celops.div,
+            "_mod": celops.mod,
+            "_neg": celops.neg,
+            "_not": celops.not_,
+            "_truthy": celops.truthy,
+            "_in": celops.in_,
+            "_select": celops.select,
+            "_has": celops.has,
+            "_index": celops.index,
+            "_iter": _iter,
+            "_mkmap": _mkmap,
+            "_unknown_name": _unknown,
+            "_unknown_function": _unknown,
+            "_recover": self._recover,
+            "_limit_slow": self._limit_slow,
+            "_SKIP": (False, None, 0),
             **FUSED_HELPERS,
             "_conv_timestamp": timefuncs.timestamp_reader(self.zone),
             "_conv_duration": timefuncs.parse_duration,
@@ -114,8 +145,9 @@ class CompiledPolicy:
         return ns
 
     def _compile(self, p: ToolPlan, fname: str, module: Module) -> ToolEvaluator:
-        writer = ToolWriter(module, scope_for(self.policy, p.tool), self.policy.data, self.reference,
-                            self.functions)
+        writer = ToolWriter(
+            module, scope_for(self.policy, p.tool), self.policy.data, self.reference, self.functions
+        )
         start = len(module.lines)
         writer.write(p, fname)
         fused = write_fused(writer, p, fname, self.policy) if module is self.module else None
@@ -132,18 +164,46 @@ class CompiledPolicy:
             ns = self._namespace(module)
         exec(code, ns)  # noqa: S102 - our own generated source; user text only as bound constants
         info = self.policy.tools.get(p.tool) if p.tool else None
-        messages = {index: ns[name] for (owner, index), name in module.messages.items() if owner == fname}
-        return ToolEvaluator(p.tool, ns[fname], p.limits, ns.get(f"{fname}_limits"), info, p, messages,
-                             ns[fused.name] if fused is not None else None, fused)
+        messages = {
+            index: ns[name] for (owner, index), name in module.messages.items() if owner == fname
+        }
+        return ToolEvaluator(
+            p.tool,
+            ns[fname],
+            p.limits,
+            ns.get(f"{fname}_limits"),
+            info,
+            p,
+            messages,
+            ns[fused.name] if fused is not None else None,
+            fused,
+        )
 
     # ---- slow paths
 
     def env(self, a: Any, p: Any, c: Any, now: Any, tool: Any, s: Any) -> dict[str, Any]:
-        return {"args": a, "principal": p, "context": c, "data": self.policy.data, "now": now,
-                "tool": tool, "session": s}
+        return {
+            "args": a,
+            "principal": p,
+            "context": c,
+            "data": self.policy.data,
+            "now": now,
+            "tool": tool,
+            "session": s,
+        }
 
-    def _recover(self, rule: RulePlan, hits: list[RulePlan], errs: list[tuple[RulePlan, str]] | None,
-                 a: Any, p: Any, c: Any, now: Any, tool: Any, s: Any) -> Any:
+    def _recover(
+        self,
+        rule: RulePlan,
+        hits: list[RulePlan],
+        errs: list[tuple[RulePlan, str]] | None,
+        a: Any,
+        p: Any,
+        c: Any,
+        now: Any,
+        tool: Any,
+        s: Any,
+    ) -> Any:
         """Exact CEL outcome of one condition whose fast code raised; fails closed."""
         out = run_condition(self.interpreter, rule.condition, self.env(a, p, c, now, tool, s))
         if isinstance(out, Err):
@@ -154,8 +214,9 @@ class CompiledPolicy:
             hits.append(rule)
         return errs
 
-    def _limit_slow(self, lp: LimitPlan, a: Any, p: Any, c: Any, now: Any, tool: Any,
-                    s: Any) -> tuple[Any, Any, Any]:
+    def _limit_slow(
+        self, lp: LimitPlan, a: Any, p: Any, c: Any, now: Any, tool: Any, s: Any
+    ) -> tuple[Any, Any, Any]:
         env = self.env(a, p, c, now, tool, s)
         lim = lp.limit
         applies = self.interpreter.evaluate(lim.when, env) if lim.when is not None else True
@@ -165,8 +226,9 @@ class CompiledPolicy:
         cost = self.interpreter.evaluate(lim.cost, env) if lim.cost is not None else 1
         return applies, key, cost
 
-    def limit_values(self, ev: ToolEvaluator, a: Any, p: Any, c: Any, now: Any, tool: Any,
-                     s: Any) -> tuple[tuple[Any, Any, Any], ...]:
+    def limit_values(
+        self, ev: ToolEvaluator, a: Any, p: Any, c: Any, now: Any, tool: Any, s: Any
+    ) -> tuple[tuple[Any, Any, Any], ...]:
         """Per limit (applies, key, cost); raises EvalError with CEL's message on failure."""
         if ev.limits_fn is not None:
             try:
@@ -205,17 +267,23 @@ class CompiledPolicy:
     def source_for(self, tool: str) -> str:
         """The generated Python of one tool's evaluator (for people and `--emit python`)."""
         if tool not in self.module.tool_ranges:
-            ev = self.evaluator_for(tool) if self.policy.open_tools or \
-                self.policy.default == "allow" else None
+            ev = (
+                self.evaluator_for(tool)
+                if self.policy.open_tools or self.policy.default == "allow"
+                else None
+            )
             if ev is None:
                 raise KeyError(f"no evaluator for tool '{tool}'")
             module = new_module()
-            ToolWriter(module, scope_for(self.policy, None), self.policy.data).write(ev.plan, "undeclared")
+            ToolWriter(module, scope_for(self.policy, None), self.policy.data).write(
+                ev.plan, "undeclared"
+            )
             return module.source
         start, end = self.module.tool_ranges[tool]
-        lines = self.module.lines[start - 1:end]
-        consts = sorted({name for name in self.module.constants
-                         if any(name in line for line in lines)})
+        lines = self.module.lines[start - 1 : end]
+        consts = sorted(
+            {name for name in self.module.constants if any(name in line for line in lines)}
+        )
         header = [f"# constants bound by name: {', '.join(consts)}"] if consts else []
         return "\n".join(header + lines) + "\n"
 

@@ -66,11 +66,17 @@ class Module:
     def const(self, value: Any, hint: str = "", prefix: str = "K") -> str:
         """Bind ``value`` to a fresh module-level name and return that name."""
         try:
-            key: tuple[str, str, Any] = (prefix, type(value).__name__, value) if _hashable(value) \
+            key: tuple[str, str, Any] = (
+                (prefix, type(value).__name__, value)
+                if _hashable(value)
                 else (prefix, "id", id(value))
+            )
         except TypeError:
             key = (prefix, "id", id(value))
-        shared = prefix in ("K", "F")  # values and functions: one name each, so equal code is equal text
+        shared = prefix in (
+            "K",
+            "F",
+        )  # values and functions: one name each, so equal code is equal text
         if shared and key in self._const_ids:
             return self._const_ids[key]
         suffix = _SAFE_SUFFIX.sub("_", hint.lower()).strip("_")[:20]
@@ -103,8 +109,13 @@ _HELPER_ARITH = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"
 class ExprEmitter:
     """Turns one typed expression into a Python expression string."""
 
-    def __init__(self, module: Module, typer: Typer, data: dict[str, Any],
-                 functions: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        module: Module,
+        typer: Typer,
+        data: dict[str, Any],
+        functions: dict[str, Any] | None = None,
+    ):
         self.m = module
         self.typer = typer
         self.data = data
@@ -128,11 +139,18 @@ class ExprEmitter:
             case ast.Ident(name=name):
                 if name in self.locals:
                     return self.locals[name]
-                return {"args": "a", "principal": "p", "context": "c", "now": "now",
-                        "tool": "tool", "session": "s", "data": self.m.const(self.data, "data")}.get(
-                            name, "_unknown_name()")
-            case ast.Select(operand=ast.Ident(name="data"), field=name) if "data" not in self.locals \
-                    and name in self.data:
+                return {
+                    "args": "a",
+                    "principal": "p",
+                    "context": "c",
+                    "now": "now",
+                    "tool": "tool",
+                    "session": "s",
+                    "data": self.m.const(self.data, "data"),
+                }.get(name, "_unknown_name()")
+            case ast.Select(operand=ast.Ident(name="data"), field=name) if (
+                "data" not in self.locals and name in self.data
+            ):
                 return self.m.const(self.data[name], f"data_{name}")
             case ast.Select(operand=operand, field=name):
                 base = self.t(operand)
@@ -207,13 +225,24 @@ class ExprEmitter:
         left = self.emit(e.left)
         lb = lt.base
         scalar = lb.kind in ("string", "timestamp", "duration", "date") or is_numeric(lb)
-        if isinstance(e.right, ast.ListExpr) and scalar and e.right.items and all(
-                isinstance(i, ast.Literal_) and same_family(lb, self.t(i)) for i in e.right.items):
+        if (
+            isinstance(e.right, ast.ListExpr)
+            and scalar
+            and e.right.items
+            and all(
+                isinstance(i, ast.Literal_) and same_family(lb, self.t(i)) for i in e.right.items
+            )
+        ):
             members = frozenset(i.value for i in e.right.items)  # type: ignore[union-attr]
             return f"({left} in {self.m.const(members, 'set')})"
-        if (isinstance(e.right, ast.Select) and isinstance(e.right.operand, ast.Ident)
-                and e.right.operand.name == "data" and "data" not in self.locals
-                and e.right.field in self.data and lb.kind == "string"):
+        if (
+            isinstance(e.right, ast.Select)
+            and isinstance(e.right.operand, ast.Ident)
+            and e.right.operand.name == "data"
+            and "data" not in self.locals
+            and e.right.field in self.data
+            and lb.kind == "string"
+        ):
             values = self.data[e.right.field]
             if isinstance(values, list | tuple) and all(type(v) is str for v in values):
                 return f"({left} in {self.m.const(frozenset(values), 'set_' + e.right.field)})"
@@ -222,8 +251,11 @@ class ExprEmitter:
         rb = rt.base
         if rb.kind == "list" and same_family(lb, rb.params[0]) and lb.kind == "string":
             return f"({left} in {self.emit(e.right)})"
-        if rb.kind in ("map", "object") and lb.kind == "string" and \
-                (rb.kind == "object" or rb.params[0].base.kind == "string"):
+        if (
+            rb.kind in ("map", "object")
+            and lb.kind == "string"
+            and (rb.kind == "object" or rb.params[0].base.kind == "string")
+        ):
             return f"({left} in {self.emit(e.right)})"
         return f"_in({left}, {self.emit(e.right)})"
 
@@ -241,8 +273,11 @@ class ExprEmitter:
         recv_t = self.t(e.target) if e.target is not None else None
         if e.target is not None:
             recv = self.emit(e.target)
-            strs = recv_t is not None and recv_t.base.kind == "string" and all(
-                self.t(a).base.kind == "string" for a in e.args)
+            strs = (
+                recv_t is not None
+                and recv_t.base.kind == "string"
+                and all(self.t(a).base.kind == "string" for a in e.args)
+            )
             if strs and impl == "starts_with":
                 return f"{recv}.startswith({args[0]})"
             if strs and impl == "ends_with":
@@ -253,7 +288,11 @@ class ExprEmitter:
                 fast = self._regex(e.args[0], recv)
                 if fast:
                     return fast
-            if impl == "size" and recv_t is not None and recv_t.base.kind in ("string", "list", "map"):
+            if (
+                impl == "size"
+                and recv_t is not None
+                and recv_t.base.kind in ("string", "list", "map")
+            ):
                 return f"len({recv})"
             args = [recv, *args]
         else:
@@ -275,8 +314,12 @@ class ExprEmitter:
         with CEL's own error message.
         """
         fn = self.functions.get(impl)
-        if impl not in self._FOLDABLE or fn is None or e.target is not None \
-                or not all(isinstance(a, ast.Literal_) for a in e.args):
+        if (
+            impl not in self._FOLDABLE
+            or fn is None
+            or e.target is not None
+            or not all(isinstance(a, ast.Literal_) for a in e.args)
+        ):
             return None
         try:
             value = fn(*[a.value for a in e.args])  # type: ignore[union-attr]
@@ -299,8 +342,13 @@ class ExprEmitter:
         """The members of a list known at compile time (a literal or a data list), if all strings."""
         if isinstance(e, ast.ListExpr) and all(isinstance(i, ast.Literal_) for i in e.items):
             values: Any = [i.value for i in e.items]  # type: ignore[union-attr]
-        elif isinstance(e, ast.Select) and isinstance(e.operand, ast.Ident) and e.operand.name == "data" \
-                and "data" not in self.locals and e.field in self.data:
+        elif (
+            isinstance(e, ast.Select)
+            and isinstance(e.operand, ast.Ident)
+            and e.operand.name == "data"
+            and "data" not in self.locals
+            and e.field in self.data
+        ):
             values = self.data[e.field]
         else:
             return None
@@ -315,11 +363,20 @@ class ExprEmitter:
         one string per member on every call. ``x`` must not mention ``d``.
         """
         body = e.body
-        if e.kind != "exists" or not isinstance(body, ast.Call) or body.target is None \
-                or len(body.args) != 1 or impl_name(body) not in ("ends_with", "starts_with"):
+        if (
+            e.kind != "exists"
+            or not isinstance(body, ast.Call)
+            or body.target is None
+            or len(body.args) != 1
+            or impl_name(body) not in ("ends_with", "starts_with")
+        ):
             return None
         members = self._constant_strings(e.target)
-        if members is None or _mentions(body.target, e.var) or self.t(body.target).base.kind != "string":
+        if (
+            members is None
+            or _mentions(body.target, e.var)
+            or self.t(body.target).base.kind != "string"
+        ):
             return None
         arg = body.args[0]
         prefix = suffix = ""
@@ -388,8 +445,14 @@ def _is_null(e: ast.Expr) -> bool:
 class ToolWriter:
     """Writes the evaluator function of one tool into a shared module."""
 
-    def __init__(self, module: Module, scope: Scope, data: dict[str, Any], reference: bool = False,
-                 functions: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        module: Module,
+        scope: Scope,
+        data: dict[str, Any],
+        reference: bool = False,
+        functions: dict[str, Any] | None = None,
+    ):
         self.m = module
         self.scope = scope
         self.data = data
@@ -463,8 +526,11 @@ class ToolWriter:
         """``<fname>_m<rule>`` returns the values of a because template's ``{...}`` parts."""
         if rule.because is None or rule.because.is_plain:
             return
-        codes = [self.expression(part, want_bool=False) for part in rule.because.parts
-                 if not isinstance(part, str)]
+        codes = [
+            self.expression(part, want_bool=False)
+            for part in rule.because.parts
+            if not isinstance(part, str)
+        ]
         if any(code is None for code in codes):
             return  # the interpreter renders this one
         name = f"{fname}_m{rule.index}"
@@ -508,5 +574,13 @@ def new_module() -> Module:
     return m
 
 
-__all__ = ["Module", "ToolWriter", "ExprEmitter", "new_module", "impl_name", "date", "datetime",
-           "timedelta"]
+__all__ = [
+    "Module",
+    "ToolWriter",
+    "ExprEmitter",
+    "new_module",
+    "impl_name",
+    "date",
+    "datetime",
+    "timedelta",
+]

@@ -87,8 +87,16 @@ def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) 
     def bind(value: object, hint: str) -> str:
         return m.const(value, hint)
 
-    shapes = shape_check_lines(info.args, "a", bind, "return None", strict=True, converters=_CONVERTERS,
-                               raising=True, fill_defaults=True)
+    shapes = shape_check_lines(
+        info.args,
+        "a",
+        bind,
+        "return None",
+        strict=True,
+        converters=_CONVERTERS,
+        raising=True,
+        fill_defaults=True,
+    )
     shapes += _open_shape(policy.principal, "p", bind)
     context = policy.context
     if context is not None:
@@ -100,7 +108,7 @@ def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) 
         body = [line.replace("return m", "return (m, a, p, c) if cv else m") for line in body]
     now_key = bind("now", "now")  # the same name wherever the code reads a field called now
     start, end = m.tool_ranges.get(plan.tool, (1, 0))  # the tool's evaluator, limits and templates
-    if any(re.search(rf"\b{now_key}\b", line) for line in [*body, *m.lines[start - 1:end]]):
+    if any(re.search(rf"\b{now_key}\b", line) for line in [*body, *m.lines[start - 1 : end]]):
         # a rule reads context.now, which the ordinary path turns into a timestamp first
         shapes += [f"if {now_key} in c:", "    return None"]
     lines = tuple([*shapes, "m = 0", *body])
@@ -126,8 +134,15 @@ def _open_shape(t: Type | None, var: str, bind: object) -> list[str]:
     """Principal and context: declared fields checked, extra keys allowed; undeclared: any map."""
     if t is None:
         return [f"if type({var}) is not dict:", "    return None"]
-    return shape_check_lines(t, var, bind, "return None", strict=False, raising=True,  # type: ignore[arg-type]
-                             fill_defaults=True)
+    return shape_check_lines(
+        t,
+        var,
+        bind,
+        "return None",
+        strict=False,
+        raising=True,  # type: ignore[arg-type]
+        fill_defaults=True,
+    )
 
 
 __all__ = ["FusedPlan", "write_fused", "FUSED_HELPERS"]

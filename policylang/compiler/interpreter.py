@@ -30,16 +30,29 @@ class Err:
 
 
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
-    "==": celops.eq, "!=": celops.ne, "<": celops.lt, "<=": celops.le, ">": celops.gt,
-    ">=": celops.ge, "+": celops.add, "-": celops.sub, "*": celops.mul, "/": celops.div,
-    "%": celops.mod, "in": celops.in_,
+    "==": celops.eq,
+    "!=": celops.ne,
+    "<": celops.lt,
+    "<=": celops.le,
+    ">": celops.gt,
+    ">=": celops.ge,
+    "+": celops.add,
+    "-": celops.sub,
+    "*": celops.mul,
+    "/": celops.div,
+    "%": celops.mod,
+    "in": celops.in_,
 }
 
 
 class Interpreter:
     """Evaluates expressions against one request's variables."""
 
-    def __init__(self, functions: dict[str, Callable[..., Any]], impl_of: Callable[[ast.Call, Any], str | None]):
+    def __init__(
+        self,
+        functions: dict[str, Callable[..., Any]],
+        impl_of: Callable[[ast.Call, Any], str | None],
+    ):
         self.functions = functions
         self.impl_of = impl_of  # resolves a call node to an implementation name
 
@@ -100,7 +113,9 @@ class Interpreter:
                         if err:
                             return err
                         if type(kv) not in (str, int, bool):
-                            return Err(f"a map key must be a string, int or bool, not {celops.type_name(kv)}")
+                            return Err(
+                                f"a map key must be a string, int or bool, not {celops.type_name(kv)}"
+                            )
                         if any(celops.eq(kv, existing) for existing in out):
                             return Err(f"duplicate map key {celops.format_value(kv)}")
                         out[kv] = vv

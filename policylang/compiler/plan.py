@@ -56,8 +56,10 @@ class ToolPlan:
 
 
 def rule_plans(policy: Policy) -> list[RulePlan]:
-    return [RulePlan(i, policy.rule_id(r), r.name, r.effect, condition_of(r), r.because, r.span)
-            for i, r in enumerate(policy.rules)]
+    return [
+        RulePlan(i, policy.rule_id(r), r.name, r.effect, condition_of(r), r.because, r.span)
+        for i, r in enumerate(policy.rules)
+    ]
 
 
 def plan_for_tool(policy: Policy, tool: str | None, name: str | None = None) -> ToolPlan:

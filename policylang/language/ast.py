@@ -125,8 +125,20 @@ class Comprehension:
     span: Span = _span()
 
 
-Expr = (Literal_ | Ident | Select | Has | Index | Call | Unary | Binary | Conditional | ListExpr
-        | MapExpr | Comprehension)
+Expr = (
+    Literal_
+    | Ident
+    | Select
+    | Has
+    | Index
+    | Call
+    | Unary
+    | Binary
+    | Conditional
+    | ListExpr
+    | MapExpr
+    | Comprehension
+)
 
 
 # ---------------------------------------------------------------- types
@@ -235,7 +247,9 @@ class Message:
 
     parts: tuple[str | Expr, ...]
     span: Span = _span()
-    is_plain: bool = field(init=False, compare=False, repr=False)  # no {expr} parts: the same text always
+    is_plain: bool = field(
+        init=False, compare=False, repr=False
+    )  # no {expr} parts: the same text always
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "is_plain", all(isinstance(p, str) for p in self.parts))
@@ -331,8 +345,19 @@ class Assertion:
     span: Span = _span()
 
 
-Statement = (Header | DefaultDecl | TimezoneDecl | ToolDecl | ShapeDecl | Rule | LimitRule
-             | FunctionDef | Assertion | SessionDecl | BreakerDecl)
+Statement = (
+    Header
+    | DefaultDecl
+    | TimezoneDecl
+    | ToolDecl
+    | ShapeDecl
+    | Rule
+    | LimitRule
+    | FunctionDef
+    | Assertion
+    | SessionDecl
+    | BreakerDecl
+)
 
 
 @dataclass(frozen=True, slots=True)

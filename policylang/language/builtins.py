@@ -39,13 +39,21 @@ class Signature:
     doc: str = ""
 
 
-def _g(name: str, impl: str, params: tuple[Type, ...], result: Type, optional: int = 0,
-       doc: str = "") -> Signature:
+def _g(
+    name: str, impl: str, params: tuple[Type, ...], result: Type, optional: int = 0, doc: str = ""
+) -> Signature:
     return Signature(name, impl, params, result, None, optional, doc)
 
 
-def _m(name: str, impl: str, receiver: Type, params: tuple[Type, ...], result: Type,
-       optional: int = 0, doc: str = "") -> Signature:
+def _m(
+    name: str,
+    impl: str,
+    receiver: Type,
+    params: tuple[Type, ...],
+    result: Type,
+    optional: int = 0,
+    doc: str = "",
+) -> Signature:
     return Signature(name, impl, params, result, receiver, optional, doc)
 
 
@@ -66,24 +74,49 @@ for _sig in [
     _g("duration", "to_duration", (DYN,), DURATION),
     _g("matches", "matches", (STRING, STRING), BOOL),
     # domain functions: time
-    _g("weekday", "weekday", (TIME_OR_DATE, STRING), STRING, 1,
-       doc='"Mon".."Sun" in the given zone (default: the policy zone)'),
+    _g(
+        "weekday",
+        "weekday",
+        (TIME_OR_DATE, STRING),
+        STRING,
+        1,
+        doc='"Mon".."Sun" in the given zone (default: the policy zone)',
+    ),
     _g("hour", "hour", (TIMESTAMP, STRING), INT, 1, doc="0-23 in the given zone"),
     _g("minute", "minute", (TIMESTAMP, STRING), INT, 1),
     _g("date", "date", (DYN, STRING), DATE, 1, doc="the calendar day of a timestamp in a zone"),
-    _g("today", "today", (STRING,), DATE, 1, doc="today's date in a zone (from the decision's now)"),
-    _g("is_holiday", "is_holiday", (TIME_OR_DATE, DYN, STRING), BOOL, 1,
-       doc="public holiday of a country (holidays package) or a listed date"),
-    _g("business_hours", "business_hours", (TIMESTAMP, STRING, STRING), BOOL, 2,
-       doc='within e.g. "09:00-17:00" on Mon-Fri in a zone'),
+    _g(
+        "today", "today", (STRING,), DATE, 1, doc="today's date in a zone (from the decision's now)"
+    ),
+    _g(
+        "is_holiday",
+        "is_holiday",
+        (TIME_OR_DATE, DYN, STRING),
+        BOOL,
+        1,
+        doc="public holiday of a country (holidays package) or a listed date",
+    ),
+    _g(
+        "business_hours",
+        "business_hours",
+        (TIMESTAMP, STRING, STRING),
+        BOOL,
+        2,
+        doc='within e.g. "09:00-17:00" on Mon-Fri in a zone',
+    ),
     # domain functions: text
     _g("urls", "urls", (STRING,), STRINGS, doc="every link in free text"),
     _g("host", "host", (STRING,), STRING),
     _g("domain", "domain", (STRING,), STRING, doc="registrable domain of a URL or host"),
     _g("emails", "emails", (STRING,), STRINGS),
     _g("regex_escape", "regex_escape", (STRING,), STRING),
-    _g("tool_matches", "tool_matches", (STRING, STRING), BOOL,
-       doc="whether a tool name matches a pattern such as payments.* (used by session.called)"),
+    _g(
+        "tool_matches",
+        "tool_matches",
+        (STRING, STRING),
+        BOOL,
+        doc="whether a tool name matches a pattern such as payments.* (used by session.called)",
+    ),
     # strings
     _m("size", "size", DYN, (), INT),
     _m("startsWith", "starts_with", STRING, (STRING,), BOOL),
@@ -118,4 +151,6 @@ VARIABLES = ("args", "principal", "context", "data", "now", "tool", "session")
 
 
 def all_function_names() -> list[str]:
-    return sorted(set(GLOBALS) | set(METHODS) | {"has", "all", "exists", "exists_one", "filter", "map"})
+    return sorted(
+        set(GLOBALS) | set(METHODS) | {"has", "all", "exists", "exists_one", "filter", "map"}
+    )

@@ -61,8 +61,9 @@ class Scope:
 class Typer:
     """Infers types bottom-up, reporting problems to ``diags`` (or nowhere)."""
 
-    def __init__(self, scope: Scope, diags: list[Diagnostic] | None = None,
-                 policy: Policy | None = None):
+    def __init__(
+        self, scope: Scope, diags: list[Diagnostic] | None = None, policy: Policy | None = None
+    ):
         self.scope = scope
         self.diags = diags if diags is not None else []
         self.types: dict[int, Type] = {}
@@ -86,8 +87,15 @@ class Typer:
             case ast.Literal_(kind=kind, value=value):
                 if kind == "int" and isinstance(value, int) and value > INT64_MAX:
                     return self.error("PL116", "integer literal is out of the 64-bit range", e.span)
-                return {"int": INT, "double": DOUBLE, "string": STRING, "bytes": BYTES,
-                        "bool": BOOL, "null": NULL, "duration": DURATION}[kind]
+                return {
+                    "int": INT,
+                    "double": DOUBLE,
+                    "string": STRING,
+                    "bytes": BYTES,
+                    "bool": BOOL,
+                    "null": NULL,
+                    "duration": DURATION,
+                }[kind]
             case ast.Ident(name=name):
                 return self._ident(name, e.span)
             case ast.Select(operand=operand, field=name):
@@ -128,7 +136,9 @@ class Typer:
                 for k, v in entries:
                     kt, vt = self.infer(k), self.infer(v)
                     if kt.base.kind not in ("string", "int", "bool", "dyn", "number"):
-                        self.error("PL103", f"map keys must be strings, ints or bools, not {kt}", k.span)
+                        self.error(
+                            "PL103", f"map keys must be strings, ints or bools, not {kt}", k.span
+                        )
                     key_t = kt if key_t is None else join(key_t, kt)
                     val_t = vt if val_t is None else join(val_t, vt)
                 return map_of(key_t or DYN, val_t or DYN)
@@ -144,16 +154,30 @@ class Typer:
         s = self.scope
         if name == "session":
             if s.session is None:
-                return self.error("PL106", "'session' needs a session declaration", span,
-                                  "declare one, e.g. session by context.session_id keep 100 for 1d")
+                return self.error(
+                    "PL106",
+                    "'session' needs a session declaration",
+                    span,
+                    "declare one, e.g. session by context.session_id keep 100 for 1d",
+                )
             return s.session
-        fixed = {"args": s.args, "principal": s.principal, "context": s.context, "data": s.data,
-                 "now": TIMESTAMP, "tool": STRING}
+        fixed = {
+            "args": s.args,
+            "principal": s.principal,
+            "context": s.context,
+            "data": s.data,
+            "now": TIMESTAMP,
+            "tool": STRING,
+        }
         if name in fixed:
             return fixed[name]
-        return self.error("PL106", f"unknown name '{name}'", span,
-                          suggest(name, [*VARIABLES, *self.scope.locals]) or
-                          "conditions can use args, principal, context, data, now and tool")
+        return self.error(
+            "PL106",
+            f"unknown name '{name}'",
+            span,
+            suggest(name, [*VARIABLES, *self.scope.locals])
+            or "conditions can use args, principal, context, data, now and tool",
+        )
 
     def _owner(self, operand: ast.Expr) -> str:
         if isinstance(operand, ast.Ident):
@@ -168,13 +192,20 @@ class Typer:
         owner = self._owner(operand)
         names = [n for n, _ in base.fields]
         if owner.startswith("data"):
-            return self.error("PL114", f"there is no data file named '{name}'", span,
-                              suggest(name, names) or
-                              f"put {name}.yaml or {name}.json next to the policy files")
+            return self.error(
+                "PL114",
+                f"there is no data file named '{name}'",
+                span,
+                suggest(name, names) or f"put {name}.yaml or {name}.json next to the policy files",
+            )
         what = "parameter" if owner.startswith("tool") else "field"
-        return self.error("PL102", f"{owner} has no {what} '{name}'", span,
-                          suggest(name, names) or
-                          (f"known: {', '.join(names[:8])}" if names else f"{owner} declares none"))
+        return self.error(
+            "PL102",
+            f"{owner} has no {what} '{name}'",
+            span,
+            suggest(name, names)
+            or (f"known: {', '.join(names[:8])}" if names else f"{owner} declares none"),
+        )
 
     def _select(self, base: Type, name: str, e: ast.Expr, operand: ast.Expr) -> Type:
         base = base.base if base.kind in ("enum", "nullable") else base
@@ -212,8 +243,12 @@ class Typer:
 
     def _expect_bool(self, t: Type, span: Span, where: str) -> None:
         if t.base.kind not in ("bool", "dyn"):
-            self.error("PL110", f"{where} needs a bool, but this is {an(t)}", span,
-                       "compare it with something, e.g. x != \"\" or size(x) > 0")
+            self.error(
+                "PL110",
+                f"{where} needs a bool, but this is {an(t)}",
+                span,
+                'compare it with something, e.g. x != "" or size(x) > 0',
+            )
 
     def _binary(self, e: ast.Binary) -> Type:
         op = e.op
@@ -224,45 +259,70 @@ class Typer:
             return BOOL
         if op in ("==", "!="):
             if not comparable(lt, rt):
-                self.error("PL103", f"comparing {an(lt.base)} with {an(rt.base)} is always "
-                           f"{'false' if op == '==' else 'true'}", e.span,
-                           "convert one side, e.g. string(x) or int(x)")
+                self.error(
+                    "PL103",
+                    f"comparing {an(lt.base)} with {an(rt.base)} is always "
+                    f"{'false' if op == '==' else 'true'}",
+                    e.span,
+                    "convert one side, e.g. string(x) or int(x)",
+                )
             self._enum_literal(lt, e.right)
             self._enum_literal(rt, e.left)
             return BOOL
         if op in ("<", "<=", ">", ">="):
             if not orderable(lt, rt):
-                self.error("PL103", f"cannot order {an(lt.base)} against {an(rt.base)} with '{op}'",
-                           e.span)
+                self.error(
+                    "PL103", f"cannot order {an(lt.base)} against {an(rt.base)} with '{op}'", e.span
+                )
             return BOOL
         if op == "in":
             r = rt.base
             if r.kind == "list":
                 if not comparable(lt, r.params[0]):
-                    self.error("PL103", f"{an(lt.base)} is never in a list of {r.params[0].base}",
-                               e.span)
+                    self.error(
+                        "PL103", f"{an(lt.base)} is never in a list of {r.params[0].base}", e.span
+                    )
                 elif isinstance(e.right, ast.ListExpr):
                     for item in e.right.items:
                         self._enum_literal(lt, item)
             elif r.kind == "map":
                 if not comparable(lt, r.params[0]):
-                    self.error("PL103", f"{an(lt.base)} is never a key of a map with {r.params[0]} keys",
-                               e.span)
+                    self.error(
+                        "PL103",
+                        f"{an(lt.base)} is never a key of a map with {r.params[0]} keys",
+                        e.span,
+                    )
             elif r.kind == "object":
                 if lt.base.kind not in ("string", "dyn"):
                     self.error("PL103", f"{an(lt.base)} is never a key of an object", e.span)
             elif r.kind != "dyn":
-                hint = "to look for text in a string, use s.contains(x)" if r.kind == "string" else None
-                self.error("PL103", f"'in' needs a list or a map on the right, not {an(r)}", e.span, hint)
+                hint = (
+                    "to look for text in a string, use s.contains(x)"
+                    if r.kind == "string"
+                    else None
+                )
+                self.error(
+                    "PL103", f"'in' needs a list or a map on the right, not {an(r)}", e.span, hint
+                )
             return BOOL
         return self._arith(op, lt.base, rt.base, e)
 
     def _enum_literal(self, t: Type, other: ast.Expr) -> None:
-        if t.kind == "enum" and isinstance(other, ast.Literal_) \
-                and other.kind in ("string", "int", "double") and other.value not in t.values:
-            self.diags.append(Diagnostic(
-                "PL103", f"{other.value!r} is not one of the allowed values {t}", other.span,
-                "error", suggest(str(other.value), [str(v) for v in t.values])))
+        if (
+            t.kind == "enum"
+            and isinstance(other, ast.Literal_)
+            and other.kind in ("string", "int", "double")
+            and other.value not in t.values
+        ):
+            self.diags.append(
+                Diagnostic(
+                    "PL103",
+                    f"{other.value!r} is not one of the allowed values {t}",
+                    other.span,
+                    "error",
+                    suggest(str(other.value), [str(v) for v in t.values]),
+                )
+            )
 
     def _arith(self, op: str, lt: Type, rt: Type, e: ast.Binary) -> Type:
         if is_dyn(lt) or is_dyn(rt):
@@ -280,11 +340,16 @@ class Typer:
             return NUMBER if "number" in (lt.kind, rt.kind) else DOUBLE
         pair = (lt.kind, op, rt.kind)
         table = {
-            ("string", "+", "string"): STRING, ("bytes", "+", "bytes"): BYTES,
-            ("timestamp", "+", "duration"): TIMESTAMP, ("duration", "+", "timestamp"): TIMESTAMP,
-            ("duration", "+", "duration"): DURATION, ("timestamp", "-", "timestamp"): DURATION,
-            ("timestamp", "-", "duration"): TIMESTAMP, ("duration", "-", "duration"): DURATION,
-            ("date", "+", "duration"): DATE, ("date", "-", "date"): DURATION,
+            ("string", "+", "string"): STRING,
+            ("bytes", "+", "bytes"): BYTES,
+            ("timestamp", "+", "duration"): TIMESTAMP,
+            ("duration", "+", "timestamp"): TIMESTAMP,
+            ("duration", "+", "duration"): DURATION,
+            ("timestamp", "-", "timestamp"): DURATION,
+            ("timestamp", "-", "duration"): TIMESTAMP,
+            ("duration", "-", "duration"): DURATION,
+            ("date", "+", "duration"): DATE,
+            ("date", "-", "date"): DURATION,
             ("date", "-", "duration"): DATE,
         }
         if pair in table:
@@ -300,48 +365,75 @@ class Typer:
             if e.function in GLOBALS:
                 return self._apply(GLOBALS[e.function], None, e)
             if self.policy is not None and e.function in self.policy.defs:
-                return self.error("PL105", f"'{e.function}' is a predicate here but could not be "
-                                  "inlined", e.span)  # reported with more detail by the expander
-            return self.error("PL104", f"unknown function '{e.function}'", e.span,
-                              suggest(e.function, [*GLOBALS, *(self.policy.defs if self.policy else ())]))
+                return self.error(
+                    "PL105", f"'{e.function}' is a predicate here but could not be inlined", e.span
+                )  # reported with more detail by the expander
+            return self.error(
+                "PL104",
+                f"unknown function '{e.function}'",
+                e.span,
+                suggest(e.function, [*GLOBALS, *(self.policy.defs if self.policy else ())]),
+            )
         recv = self.infer(e.target)
         if e.function in METHODS:
             return self._apply(METHODS[e.function], recv, e)
         if e.function in MACRO_NAMES:
-            return self.error("PL105", f"'{e.function}' takes a variable name first, like "
-                              f"xs.{e.function}(x, x > 0)", e.span)
-        return self.error("PL104", f"unknown method '{e.function}'", e.span,
-                          suggest(e.function, list(METHODS)))
+            return self.error(
+                "PL105",
+                f"'{e.function}' takes a variable name first, like xs.{e.function}(x, x > 0)",
+                e.span,
+            )
+        return self.error(
+            "PL104", f"unknown method '{e.function}'", e.span, suggest(e.function, list(METHODS))
+        )
 
     def _apply(self, sigs: list[Signature], recv: Type | None, e: ast.Call) -> Type:
         arg_types = [self.infer(a) for a in e.args]
         label = f"{e.function}()" if recv is None else f".{e.function}()"
-        arity_ok = [s for s in sigs if len(s.params) - s.optional <= len(arg_types) <= len(s.params)]
+        arity_ok = [
+            s for s in sigs if len(s.params) - s.optional <= len(arg_types) <= len(s.params)
+        ]
         if not arity_ok:
             s = sigs[0]
             lo, hi = len(s.params) - s.optional, len(s.params)
             want = str(lo) if lo == hi else f"{lo} to {hi}"
-            return self.error("PL105", f"{label} takes {want} argument{'s' if hi != 1 else ''}, "
-                              f"got {len(arg_types)}", e.span)
+            return self.error(
+                "PL105",
+                f"{label} takes {want} argument{'s' if hi != 1 else ''}, got {len(arg_types)}",
+                e.span,
+            )
         for s in arity_ok:
             if recv is not None and s.receiver is not None and not _accepts(s.receiver, recv):
                 continue
-            bad = [(i, a) for i, (p, a) in enumerate(zip(s.params, arg_types, strict=False))
-                   if not _accepts(p, a)]
+            bad = [
+                (i, a)
+                for i, (p, a) in enumerate(zip(s.params, arg_types, strict=False))
+                if not _accepts(p, a)
+            ]
             if bad:
                 i, a = bad[0]
-                return self.error("PL103", f"argument {i + 1} of {label} must be {an(s.params[i])}, "
-                                  f"not {an(a)}", e.args[i].span)
+                return self.error(
+                    "PL103",
+                    f"argument {i + 1} of {label} must be {an(s.params[i])}, not {an(a)}",
+                    e.args[i].span,
+                )
             self._check_constant_args(s, e)
             if s.name == "size":
                 target = recv if recv is not None else arg_types[0]
                 if target.base.kind not in ("string", "bytes", "list", "map", "object", "dyn"):
-                    return self.error("PL103", f"size() needs a string, bytes, list or map, not a "
-                                      f"{target}", e.span)
+                    return self.error(
+                        "PL103",
+                        f"size() needs a string, bytes, list or map, not a {target}",
+                        e.span,
+                    )
             return s.result
         assert recv is not None
-        return self.error("PL103", f"{label} does not apply to {an(recv)}", e.span,
-                          f"it applies to {arity_ok[0].receiver}")
+        return self.error(
+            "PL103",
+            f"{label} does not apply to {an(recv)}",
+            e.span,
+            f"it applies to {arity_ok[0].receiver}",
+        )
 
     def _check_constant_args(self, s: Signature, e: ast.Call) -> None:
         """Constant regexes, zones and countries are checked now, not at decision time."""
@@ -358,18 +450,31 @@ class Typer:
             if pattern is not None:
                 problem = celops.regex_problem(pattern)
                 if problem:
-                    self.error("PL111", f"invalid regular expression: {problem}",
-                               e.args[0 if s.receiver is not None else 1].span,
-                               "patterns use RE2 syntax (no backreferences or look-around)")
-        zone_arg = {"weekday": 1, "hour": 1, "minute": 1, "date": 1, "today": 0,
-                    "business_hours": 2}.get(s.impl)
+                    self.error(
+                        "PL111",
+                        f"invalid regular expression: {problem}",
+                        e.args[0 if s.receiver is not None else 1].span,
+                        "patterns use RE2 syntax (no backreferences or look-around)",
+                    )
+        zone_arg = {
+            "weekday": 1,
+            "hour": 1,
+            "minute": 1,
+            "date": 1,
+            "today": 0,
+            "business_hours": 2,
+        }.get(s.impl)
         if s.receiver is not None and s.impl.startswith("get_"):
             zone_arg = 0
         if zone_arg is not None:
             zone = const(zone_arg)
             if zone is not None and not timefuncs.known_zone(zone):
-                self.error("PL112", f"unknown time zone '{zone}'", e.args[zone_arg].span,
-                           "use an IANA name such as 'America/New_York' or 'UTC'")
+                self.error(
+                    "PL112",
+                    f"unknown time zone '{zone}'",
+                    e.args[zone_arg].span,
+                    "use an IANA name such as 'America/New_York' or 'UTC'",
+                )
         if s.impl == "business_hours":
             window = const(1)
             if window is not None:
@@ -381,22 +486,34 @@ class Typer:
             text = const(0)
             if text is not None:
                 parsers: dict[str, Callable[[str], object]] = {
-                    "to_timestamp": timefuncs.parse_timestamp, "to_duration": timefuncs.parse_duration,
-                    "date": timefuncs.parse_date}
+                    "to_timestamp": timefuncs.parse_timestamp,
+                    "to_duration": timefuncs.parse_duration,
+                    "date": timefuncs.parse_date,
+                }
                 parse = parsers[s.impl]
                 try:
                     parse(text)
                 except Exception as exc:  # noqa: BLE001 - EvalError with a readable message
-                    self.error("PL103", str(getattr(exc, "message", exc)), e.args[0].span,
-                               {"to_timestamp": 'e.g. timestamp("2025-06-11T10:00:00Z")',
-                                "to_duration": 'e.g. duration("1h30m")',
-                                "date": 'e.g. date("2025-06-11")'}[s.impl])
+                    self.error(
+                        "PL103",
+                        str(getattr(exc, "message", exc)),
+                        e.args[0].span,
+                        {
+                            "to_timestamp": 'e.g. timestamp("2025-06-11T10:00:00Z")',
+                            "to_duration": 'e.g. duration("1h30m")',
+                            "date": 'e.g. date("2025-06-11")',
+                        }[s.impl],
+                    )
         if s.impl == "is_holiday":
             country, sub = const(1), const(2)
             if country is not None and not timefuncs.known_country(country, sub):
-                self.error("PL113", f"is_holiday() does not know the calendar '{country}"
-                           f"{'/' + sub if sub else ''}'", e.args[1].span,
-                           "use an ISO country code such as 'US', 'GB' or 'DE', or a list of dates")
+                self.error(
+                    "PL113",
+                    f"is_holiday() does not know the calendar '{country}"
+                    f"{'/' + sub if sub else ''}'",
+                    e.args[1].span,
+                    "use an ISO country code such as 'US', 'GB' or 'DE', or a list of dates",
+                )
 
     def _comprehension(self, e: ast.Comprehension) -> Type:
         target = self.infer(e.target).base
@@ -407,7 +524,9 @@ class Typer:
         elif target.kind == "dyn":
             var_t = DYN
         else:
-            self.error("PL103", f"'{e.kind}' needs a list or a map, not {an(target)}", e.target.span)
+            self.error(
+                "PL103", f"'{e.kind}' needs a list or a map, not {an(target)}", e.target.span
+            )
             var_t = DYN
         if e.var in ("args", "principal", "context", "data", "now", "tool"):
             self.error("PL106", f"'{e.var}' is a reserved name; pick another variable name", e.span)
@@ -415,7 +534,9 @@ class Typer:
         self.scope.locals[e.var] = var_t
         try:
             if e.condition is not None:
-                self._expect_bool(self.infer(e.condition), e.condition.span, f"the filter of '{e.kind}'")
+                self._expect_bool(
+                    self.infer(e.condition), e.condition.span, f"the filter of '{e.kind}'"
+                )
             body_t = self.infer(e.body)
         finally:
             if saved is None:
@@ -473,23 +594,41 @@ class Expander:
             return subst[e.name]
         if isinstance(e, ast.Comprehension) and e.var in subst:
             subst = {k: v for k, v in subst.items() if k != e.var}
-        if isinstance(e, ast.Call) and e.target is not None and e.function in ("called", "count") \
-                and len(e.args) in (1, 3) and (len(e.args) == 1 or isinstance(e.args[1], ast.Ident)):
+        if (
+            isinstance(e, ast.Call)
+            and e.target is not None
+            and e.function in ("called", "count")
+            and len(e.args) in (1, 3)
+            and (len(e.args) == 1 or isinstance(e.args[1], ast.Ident))
+        ):
             expanded = _history_macro(e.function, e.target, e.args, e.span)
             return self._expand(expanded, subst, stack)
         if isinstance(e, ast.Call) and e.target is None and e.function in self.defs:
             d = self.defs[e.function]
             args = [self._expand(a, subst, stack) for a in e.args]
             if e.function in stack:
-                cycle = " → ".join([*stack[stack.index(e.function):], e.function])
-                self.diags.append(Diagnostic("PL115", f"predicates call each other in a cycle: {cycle}",
-                                             e.span, "error", "predicates cannot be recursive"))
+                cycle = " → ".join([*stack[stack.index(e.function) :], e.function])
+                self.diags.append(
+                    Diagnostic(
+                        "PL115",
+                        f"predicates call each other in a cycle: {cycle}",
+                        e.span,
+                        "error",
+                        "predicates cannot be recursive",
+                    )
+                )
                 return ast.Literal_(False, "bool", span=e.span)
             if len(args) != len(d.params):
-                self.diags.append(Diagnostic(
-                    "PL105", f"{d.name}() takes {len(d.params)} argument"
-                    f"{'s' if len(d.params) != 1 else ''}, got {len(args)}", e.span, "error",
-                    hint=f"defined at {d.span}"))
+                self.diags.append(
+                    Diagnostic(
+                        "PL105",
+                        f"{d.name}() takes {len(d.params)} argument"
+                        f"{'s' if len(d.params) != 1 else ''}, got {len(args)}",
+                        e.span,
+                        "error",
+                        hint=f"defined at {d.span}",
+                    )
+                )
                 return ast.Literal_(False, "bool", span=e.span)
             inner = {p.name: a for p, a in zip(d.params, args, strict=True)}
             return self._expand(d.body, inner, (*stack, e.function))
@@ -505,10 +644,15 @@ def _history_macro(name: str, target: ast.Expr, args: tuple[ast.Expr, ...], span
     call = ast.Ident(var, span=span)
     cond: ast.Expr = ast.Binary(
         "&&",
-        ast.Binary("==", ast.Select(call, "effect", span=span), ast.Literal_("allow", "string", span=span),
-                   span=span),
+        ast.Binary(
+            "==",
+            ast.Select(call, "effect", span=span),
+            ast.Literal_("allow", "string", span=span),
+            span=span,
+        ),
         ast.Call("tool_matches", (ast.Select(call, "tool", span=span), args[0]), span=span),
-        span=span)
+        span=span,
+    )
     if len(args) == 3:
         cond = ast.Binary("&&", cond, args[2], span=span)
     calls = ast.Select(target, "calls", span=span)
@@ -524,19 +668,28 @@ def _map_children(e: ast.Expr, fn: Any) -> ast.Expr:
         case ast.Index():
             return dataclasses.replace(e, operand=fn(e.operand), index=fn(e.index))
         case ast.Call():
-            return dataclasses.replace(e, args=tuple(fn(a) for a in e.args),
-                                       target=fn(e.target) if e.target is not None else None)
+            return dataclasses.replace(
+                e,
+                args=tuple(fn(a) for a in e.args),
+                target=fn(e.target) if e.target is not None else None,
+            )
         case ast.Binary():
             return dataclasses.replace(e, left=fn(e.left), right=fn(e.right))
         case ast.Conditional():
-            return dataclasses.replace(e, cond=fn(e.cond), then=fn(e.then), otherwise=fn(e.otherwise))
+            return dataclasses.replace(
+                e, cond=fn(e.cond), then=fn(e.then), otherwise=fn(e.otherwise)
+            )
         case ast.ListExpr():
             return dataclasses.replace(e, items=tuple(fn(i) for i in e.items))
         case ast.MapExpr():
             return dataclasses.replace(e, entries=tuple((fn(k), fn(v)) for k, v in e.entries))
         case ast.Comprehension():
-            return dataclasses.replace(e, target=fn(e.target), body=fn(e.body),
-                                       condition=fn(e.condition) if e.condition is not None else None)
+            return dataclasses.replace(
+                e,
+                target=fn(e.target),
+                body=fn(e.body),
+                condition=fn(e.condition) if e.condition is not None else None,
+            )
     return e
 
 
@@ -553,19 +706,31 @@ def depth(expr: ast.Expr) -> int:
 # ---------------------------------------------------------------- the check
 
 
-SESSION_CALL = Type("object", fields=(
-    ("tool", FieldType(STRING)), ("args", FieldType(DYN_MAP)), ("effect", FieldType(STRING)),
-    ("at", FieldType(TIMESTAMP))))
-SESSION = Type("object", fields=(("id", FieldType(STRING)),
-                                 ("calls", FieldType(list_of(SESSION_CALL)))))
+SESSION_CALL = Type(
+    "object",
+    fields=(
+        ("tool", FieldType(STRING)),
+        ("args", FieldType(DYN_MAP)),
+        ("effect", FieldType(STRING)),
+        ("at", FieldType(TIMESTAMP)),
+    ),
+)
+SESSION = Type(
+    "object", fields=(("id", FieldType(STRING)), ("calls", FieldType(list_of(SESSION_CALL))))
+)
 
 
 def scope_for(policy: Policy, tool: str | None) -> Scope:
     info = policy.tools.get(tool) if tool else None
     args = info.args if info is not None else DYN_MAP
-    return Scope(args=args, principal=policy.principal or DYN_MAP,
-                 context=policy.context or DYN_MAP, data=policy_data_type(policy), tool=tool,
-                 session=SESSION if policy.session is not None else None)
+    return Scope(
+        args=args,
+        principal=policy.principal or DYN_MAP,
+        context=policy.context or DYN_MAP,
+        data=policy_data_type(policy),
+        tool=tool,
+        session=SESSION if policy.session is not None else None,
+    )
 
 
 def rule_tools(policy: Policy, patterns: Iterable[ast.ToolPattern]) -> list[str | None]:
@@ -580,8 +745,11 @@ def rule_tools(policy: Policy, patterns: Iterable[ast.ToolPattern]) -> list[str 
     return names
 
 
-def check(files: list[ast.PolicyFile], data: dict[str, Any] | None = None,
-          sources: dict[str, str] | None = None) -> tuple[Policy, list[Diagnostic]]:
+def check(
+    files: list[ast.PolicyFile],
+    data: dict[str, Any] | None = None,
+    sources: dict[str, str] | None = None,
+) -> tuple[Policy, list[Diagnostic]]:
     """Assemble and check; returns the policy and every diagnostic, sorted."""
     diags: list[Diagnostic] = []
     policy = Assembler(diags).assemble(files, data or {}, sources or {})
@@ -589,8 +757,10 @@ def check(files: list[ast.PolicyFile], data: dict[str, Any] | None = None,
     _check_defs(policy, expander, diags)
     policy.rules = [_expand_rule(r, expander, diags) for r in policy.rules]
     policy.limits = [_expand_limit(r, expander, diags) for r in policy.limits]
-    policy.assertions = [dataclasses.replace(a, when=_expand_checked(a.when, expander, diags))
-                         for a in policy.assertions]
+    policy.assertions = [
+        dataclasses.replace(a, when=_expand_checked(a.when, expander, diags))
+        for a in policy.assertions
+    ]
     if policy.session is not None:
         key = _expand_checked(policy.session.key, expander, diags)
         policy.session = dataclasses.replace(policy.session, key=key or policy.session.key)
@@ -623,8 +793,11 @@ def check(files: list[ast.PolicyFile], data: dict[str, Any] | None = None,
         typer = Typer(scope_for(policy, None), diags, policy)
         key_t = typer.infer(policy.session.key)
         if key_t.base.kind not in ("string", "int", "dyn"):
-            typer.error("PL103", f"a session key must be a string or an int, not {an(key_t)}",
-                        policy.session.key.span)
+            typer.error(
+                "PL103",
+                f"a session key must be a string or an int, not {an(key_t)}",
+                policy.session.key.span,
+            )
     for a in policy.assertions:
         for tool in rule_tools(policy, a.tools):
             if a.when is not None:
@@ -636,18 +809,32 @@ def check(files: list[ast.PolicyFile], data: dict[str, Any] | None = None,
 def _check_defs(policy: Policy, expander: Expander, diags: list[Diagnostic]) -> None:
     for d in policy.defs.values():
         if d.name in GLOBALS or d.name in VARIABLES or d.name == "has":
-            diags.append(Diagnostic("PL115", f"'{d.name}' is a built-in name; a predicate cannot "
-                                    "replace it", d.span, "error"))
+            diags.append(
+                Diagnostic(
+                    "PL115",
+                    f"'{d.name}' is a built-in name; a predicate cannot replace it",
+                    d.span,
+                    "error",
+                )
+            )
         expander.expand(d.body, (d.name,))
 
 
-def _expand_checked(e: ast.Expr | None, expander: Expander, diags: list[Diagnostic]) -> ast.Expr | None:
+def _expand_checked(
+    e: ast.Expr | None, expander: Expander, diags: list[Diagnostic]
+) -> ast.Expr | None:
     if e is None:
         return None
     out = expander.expand(e)
     if out is not e and depth(out) > MAX_DEPTH:
-        diags.append(Diagnostic("PL005", f"expression too deep once predicates are inlined "
-                                f"(more than {MAX_DEPTH} levels)", e.span, "error"))
+        diags.append(
+            Diagnostic(
+                "PL005",
+                f"expression too deep once predicates are inlined (more than {MAX_DEPTH} levels)",
+                e.span,
+                "error",
+            )
+        )
         return ast.Literal_(False, "bool", span=e.span)
     return out
 
@@ -655,40 +842,65 @@ def _expand_checked(e: ast.Expr | None, expander: Expander, diags: list[Diagnost
 def _expand_rule(r: ast.Rule, expander: Expander, diags: list[Diagnostic]) -> ast.Rule:
     because = r.because
     if because is not None and not because.is_plain:
-        because = dataclasses.replace(because, parts=tuple(
-            p if isinstance(p, str) else (_expand_checked(p, expander, diags) or p)
-            for p in because.parts))
-    return dataclasses.replace(r, when=_expand_checked(r.when, expander, diags),
-                               unless=_expand_checked(r.unless, expander, diags), because=because)
+        because = dataclasses.replace(
+            because,
+            parts=tuple(
+                p if isinstance(p, str) else (_expand_checked(p, expander, diags) or p)
+                for p in because.parts
+            ),
+        )
+    return dataclasses.replace(
+        r,
+        when=_expand_checked(r.when, expander, diags),
+        unless=_expand_checked(r.unless, expander, diags),
+        because=because,
+    )
 
 
 def _expand_limit(r: ast.LimitRule, expander: Expander, diags: list[Diagnostic]) -> ast.LimitRule:
-    return dataclasses.replace(r, cost=_expand_checked(r.cost, expander, diags),
-                               key=_expand_checked(r.key, expander, diags),
-                               when=_expand_checked(r.when, expander, diags))
+    return dataclasses.replace(
+        r,
+        cost=_expand_checked(r.cost, expander, diags),
+        key=_expand_checked(r.key, expander, diags),
+        when=_expand_checked(r.when, expander, diags),
+    )
 
 
-def _check_patterns(policy: Policy, patterns: tuple[ast.ToolPattern, ...],
-                    diags: list[Diagnostic]) -> None:
+def _check_patterns(
+    policy: Policy, patterns: tuple[ast.ToolPattern, ...], diags: list[Diagnostic]
+) -> None:
     if policy.open_tools:
         return
     for p in patterns:
         if policy.tools_matching(p.pattern):
             continue
         if p.is_glob:
-            diags.append(Diagnostic("PL101", f"no declared tool matches '{p.pattern}'", p.span,
-                                    "warning", "the rule still applies to undeclared tools under "
-                                    "'default allow'"))
+            diags.append(
+                Diagnostic(
+                    "PL101",
+                    f"no declared tool matches '{p.pattern}'",
+                    p.span,
+                    "warning",
+                    "the rule still applies to undeclared tools under 'default allow'",
+                )
+            )
         else:
-            diags.append(Diagnostic("PL101", f"tool '{p.pattern}' is not declared", p.span, "error",
-                                    suggest(p.pattern, policy.tools) or
-                                    f"declare it: tool {p.pattern} {{ ... }}"))
+            diags.append(
+                Diagnostic(
+                    "PL101",
+                    f"tool '{p.pattern}' is not declared",
+                    p.span,
+                    "error",
+                    suggest(p.pattern, policy.tools) or f"declare it: tool {p.pattern} {{ ... }}",
+                )
+            )
 
 
-
-
-def check_or_raise(files: list[ast.PolicyFile], data: dict[str, Any] | None = None,
-                   sources: dict[str, str] | None = None) -> tuple[Policy, list[Diagnostic]]:
+def check_or_raise(
+    files: list[ast.PolicyFile],
+    data: dict[str, Any] | None = None,
+    sources: dict[str, str] | None = None,
+) -> tuple[Policy, list[Diagnostic]]:
     policy, diags = check(files, data, sources)
     if any(d.severity == "error" for d in diags):
         raise PolicyCheckError(diags, sources)

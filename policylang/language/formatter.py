@@ -48,8 +48,16 @@ from policylang.errors import PolicyError, Span
 from policylang.language import ast
 from policylang.language.parser import parse
 
-__all__ = ["MAX_WIDTH", "FormatError", "format_duration", "format_expr", "format_file",
-           "format_message", "format_source", "format_type"]
+__all__ = [
+    "MAX_WIDTH",
+    "FormatError",
+    "format_duration",
+    "format_expr",
+    "format_file",
+    "format_message",
+    "format_source",
+    "format_type",
+]
 
 MAX_WIDTH = 100
 INDENT = "    "
@@ -86,10 +94,14 @@ def format_source(text: str, path: str = "<string>", *, verify: bool = True) -> 
     if again != pf:  # pragma: no cover - would be a formatter or parser bug
         for old, new in zip(pf.statements, again.statements, strict=False):
             if old != new:
-                raise FormatError(f"{old.span}: formatting would change this statement; "
-                                  "the file was left as it is")
+                raise FormatError(
+                    f"{old.span}: formatting would change this statement; "
+                    "the file was left as it is"
+                )
         raise FormatError(f"{path}: formatting would change the number of statements")
-    if sorted(c.text.rstrip() for c in again.comments) != sorted(c.text.rstrip() for c in pf.comments):
+    if sorted(c.text.rstrip() for c in again.comments) != sorted(
+        c.text.rstrip() for c in pf.comments
+    ):
         raise FormatError(f"{path}: formatting would lose a comment")  # pragma: no cover
     return out
 
@@ -140,8 +152,13 @@ def quote_string(text: str, template: bool = False) -> str:
             out.append(ch)
         else:
             code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else
-                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+            out.append(
+                f"\\x{code:02x}"
+                if code < 0x100
+                else f"\\u{code:04x}"
+                if code < 0x10000
+                else f"\\U{code:08x}"
+            )
     out.append('"')
     return "".join(out)
 
@@ -229,11 +246,20 @@ def _name(text: str) -> str:
 _PREC_COND, _PREC_OR, _PREC_AND, _PREC_REL, _PREC_ADD, _PREC_MUL = 0, 1, 2, 3, 4, 5
 _PREC_UNARY, _PREC_MEMBER, _PREC_PRIMARY = 6, 7, 8
 _BINARY_PREC = {
-    "||": _PREC_OR, "&&": _PREC_AND,
-    "==": _PREC_REL, "!=": _PREC_REL, "<": _PREC_REL, "<=": _PREC_REL, ">": _PREC_REL,
-    ">=": _PREC_REL, "in": _PREC_REL,
-    "+": _PREC_ADD, "-": _PREC_ADD,
-    "*": _PREC_MUL, "/": _PREC_MUL, "%": _PREC_MUL,
+    "||": _PREC_OR,
+    "&&": _PREC_AND,
+    "==": _PREC_REL,
+    "!=": _PREC_REL,
+    "<": _PREC_REL,
+    "<=": _PREC_REL,
+    ">": _PREC_REL,
+    ">=": _PREC_REL,
+    "in": _PREC_REL,
+    "+": _PREC_ADD,
+    "-": _PREC_ADD,
+    "*": _PREC_MUL,
+    "/": _PREC_MUL,
+    "%": _PREC_MUL,
 }
 
 
@@ -261,8 +287,10 @@ class _ExprPrinter:
             case ast.Has(operand=operand, field=name):
                 return f"has({self.expr(operand, _PREC_MEMBER)}.{name})", _PREC_PRIMARY
             case ast.Index(operand=operand, index=index):
-                return (f"{self.expr(operand, _PREC_MEMBER)}[{self.expr(index, _PREC_COND)}]",
-                        _PREC_MEMBER)
+                return (
+                    f"{self.expr(operand, _PREC_MEMBER)}[{self.expr(index, _PREC_COND)}]",
+                    _PREC_MEMBER,
+                )
             case ast.Call(function=fn, args=args, target=None):
                 return f"{fn}({self.args(args)})", _PREC_PRIMARY
             case ast.Call(function=fn, args=args, target=target):
@@ -274,13 +302,17 @@ class _ExprPrinter:
                 prec = _BINARY_PREC[op]
                 return (f"{self.expr(left, prec)} {op} {self.expr(right, prec + 1)}", prec)
             case ast.Conditional(cond=cond, then=then, otherwise=otherwise):
-                return (f"{self.expr(cond, _PREC_OR)} ? {self.expr(then, _PREC_OR)} : "
-                        f"{self.expr(otherwise, _PREC_COND)}", _PREC_COND)
+                return (
+                    f"{self.expr(cond, _PREC_OR)} ? {self.expr(then, _PREC_OR)} : "
+                    f"{self.expr(otherwise, _PREC_COND)}",
+                    _PREC_COND,
+                )
             case ast.ListExpr(items=items):
                 return f"[{self.args(items)}]", _PREC_PRIMARY
             case ast.MapExpr(entries=entries):
-                body = ", ".join(f"{self.expr(k, _PREC_OR)}: {self.expr(v, _PREC_COND)}"
-                                 for k, v in entries)
+                body = ", ".join(
+                    f"{self.expr(k, _PREC_OR)}: {self.expr(v, _PREC_COND)}" for k, v in entries
+                )
                 return f"{{{body}}}", _PREC_PRIMARY
             case ast.Comprehension(kind=kind, target=target, var=var, body=body, condition=cond):
                 inner = [var] + ([self.expr(cond, _PREC_COND)] if cond is not None else [])
@@ -411,8 +443,10 @@ def _statement(stmt: ast.Statement) -> list[str]:
             amount = _number(stmt.amount)
             if stmt.cost is not None:
                 amount = f"sum({format_expr(stmt.cost)}) {amount}"
-            head = (f"{_named(stmt.name)}limit {_tools(stmt.tools)} to {amount} "
-                    f"per {format_duration(stmt.window)}")
+            head = (
+                f"{_named(stmt.name)}limit {_tools(stmt.tools)} to {amount} "
+                f"per {format_duration(stmt.window)}"
+            )
             clauses = []
             if stmt.key is not None:
                 clauses.append(f"by {format_expr(stmt.key)}")
@@ -422,8 +456,9 @@ def _statement(stmt: ast.Statement) -> list[str]:
                 clauses.append("fail open")
             return _clauses(head, clauses)
         case ast.FunctionDef(name=name, params=params, body=body):
-            plist = ", ".join(p.name if p.type is None else f"{p.name}: {_type(p.type)}"
-                              for p in params)
+            plist = ", ".join(
+                p.name if p.type is None else f"{p.name}: {_type(p.type)}" for p in params
+            )
             head = f"def {name}({plist}):"
             text = format_expr(body)
             one = f"{head} {text}"
@@ -434,12 +469,13 @@ def _statement(stmt: ast.Statement) -> list[str]:
                 clauses.append(f"when {format_expr(stmt.when)}")
             if stmt.because is not None:
                 clauses.append(f"because {_quote(stmt.because)}")
-            head = (f"{_named(stmt.name)}assert {stmt.quantifier} {stmt.effect} "
-                    f"{_tools(stmt.tools)}")
+            head = f"{_named(stmt.name)}assert {stmt.quantifier} {stmt.effect} {_tools(stmt.tools)}"
             return _clauses(head, clauses)
         case ast.BreakerDecl(tools=tools, failures=n, window=window, cooldown=cooldown):
-            return [f"{_named(stmt.name)}breaker {_tools(tools)} after {n} failures in "
-                    f"{format_duration(window)} for {format_duration(cooldown)}"]
+            return [
+                f"{_named(stmt.name)}breaker {_tools(tools)} after {n} failures in "
+                f"{format_duration(window)} for {format_duration(cooldown)}"
+            ]
         case ast.SessionDecl(key=key, keep=keep, ttl=ttl):
             return [f"session by {format_expr(key)} keep {keep} calls for {format_duration(ttl)}"]
     raise FormatError(f"cannot format {type(stmt).__name__} as a statement")
@@ -452,15 +488,14 @@ def _statement(stmt: ast.Statement) -> list[str]:
 class _Placed:
     """Where the comments around a run of nodes go (see :func:`_place`)."""
 
-    leading: list[list[ast.Comment]]      # own-line comments before node i
-    moved: list[list[ast.Comment]]        # comments inside node i, printed before it
-    trailing: list[ast.Comment | None]    # comment on the line where node i ends
-    opener: ast.Comment | None = None     # comment on a block's `{` line
+    leading: list[list[ast.Comment]]  # own-line comments before node i
+    moved: list[list[ast.Comment]]  # comments inside node i, printed before it
+    trailing: list[ast.Comment | None]  # comment on the line where node i ends
+    opener: ast.Comment | None = None  # comment on a block's `{` line
     rest: list[ast.Comment] = field(default_factory=list)  # after the last node
 
 
-def _place(spans: Sequence[Span], comments: Sequence[ast.Comment],
-           opener_line: int = 0) -> _Placed:
+def _place(spans: Sequence[Span], comments: Sequence[ast.Comment], opener_line: int = 0) -> _Placed:
     """Attach comments to nodes (in source order) by offsets and line numbers."""
     n = len(spans)
     starts = [s.start for s in spans]
@@ -497,17 +532,20 @@ class _Lines:
         self.indent = indent
         self.prev_line = 0  # source line of the last item added
 
-    def add(self, lines: list[str], start: int, end: int, gap: bool = True,
-            force: bool = False) -> None:
-        if self.lines and (force or (gap and self.prev_line and start
-                                     and start - self.prev_line > 1)):
+    def add(
+        self, lines: list[str], start: int, end: int, gap: bool = True, force: bool = False
+    ) -> None:
+        if self.lines and (
+            force or (gap and self.prev_line and start and start - self.prev_line > 1)
+        ):
             self.lines.append("")
         self.lines.extend(self.indent + line for line in lines)
         if end:
             self.prev_line = end
 
-    def entry(self, placed: _Placed, i: int, span: Span, lines: list[str],
-              force: bool = False) -> None:
+    def entry(
+        self, placed: _Placed, i: int, span: Span, lines: list[str], force: bool = False
+    ) -> None:
         """Node ``i`` with its comments: leading, then moved-in ones, then the node."""
         first = True
         for c in placed.leading[i]:
@@ -515,8 +553,9 @@ class _Lines:
             first = False
         moved = placed.moved[i]
         for j, c in enumerate(moved):
-            self.add([_comment_text(c)], span.line if j == 0 else 0, 0, gap=j == 0,
-                     force=force and first)
+            self.add(
+                [_comment_text(c)], span.line if j == 0 else 0, 0, gap=j == 0, force=force and first
+            )
             first = False
         trailing = placed.trailing[i]
         if trailing is not None:
@@ -529,10 +568,17 @@ class _Lines:
 
 
 _KINDS: dict[type, str] = {
-    ast.Header: "preamble", ast.DefaultDecl: "preamble", ast.TimezoneDecl: "preamble",
-    ast.ToolDecl: "declaration", ast.ShapeDecl: "declaration", ast.Rule: "rule",
-    ast.LimitRule: "limit", ast.FunctionDef: "def", ast.Assertion: "assert",
-    ast.SessionDecl: "preamble", ast.BreakerDecl: "limit",
+    ast.Header: "preamble",
+    ast.DefaultDecl: "preamble",
+    ast.TimezoneDecl: "preamble",
+    ast.ToolDecl: "declaration",
+    ast.ShapeDecl: "declaration",
+    ast.Rule: "rule",
+    ast.LimitRule: "limit",
+    ast.FunctionDef: "def",
+    ast.Assertion: "assert",
+    ast.SessionDecl: "preamble",
+    ast.BreakerDecl: "limit",
 }
 
 
@@ -559,8 +605,7 @@ class _FilePrinter:
         out.tail(placed.rest)
         return "\n".join(out.lines) + "\n" if out.lines else ""
 
-    def _block(self, decl: ast.ToolDecl | ast.ShapeDecl,
-               comments: list[ast.Comment]) -> list[str]:
+    def _block(self, decl: ast.ToolDecl | ast.ShapeDecl, comments: list[ast.Comment]) -> list[str]:
         fields = decl.params if isinstance(decl, ast.ToolDecl) else decl.fields
         head = f"tool {decl.name}" if isinstance(decl, ast.ToolDecl) else decl.kind
         if not fields and not comments:

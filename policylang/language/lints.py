@@ -145,8 +145,12 @@ def _point(v: Any) -> Domain:
 def _literal(e: ast.Expr) -> tuple[str, Any] | None:
     """('number'|'string', value) for a number or string constant, else None."""
     if isinstance(e, ast.Literal_):
-        if e.kind in ("int", "double") and isinstance(e.value, int | float) \
-                and not isinstance(e.value, bool) and e.value == e.value:
+        if (
+            e.kind in ("int", "double")
+            and isinstance(e.value, int | float)
+            and not isinstance(e.value, bool)
+            and e.value == e.value
+        ):
             return "number", e.value
         if e.kind == "string" and isinstance(e.value, str):
             return "string", e.value
@@ -207,8 +211,12 @@ def atom(e: ast.Expr) -> Atom | None:
         return Atom(operand, ~_point(v), sort, e)
     if sort != "number":
         return None  # string ordering is not modelled
-    iv = {"<": (-INF, False, v, False), "<=": (-INF, False, v, True),
-          ">": (v, False, INF, False), ">=": (v, True, INF, False)}[op]
+    iv = {
+        "<": (-INF, False, v, False),
+        "<=": (-INF, False, v, True),
+        ">": (v, False, INF, False),
+        ">=": (v, True, INF, False),
+    }[op]
     return Atom(operand, Domain(nums=(iv,)), sort, e)
 
 
@@ -240,14 +248,21 @@ class _Linter:
         self.sources = sources
         self.out: list[Diagnostic] = []
 
-    def warn(self, code: str, message: str, span: Span, hint: str | None = None,
-             related: tuple[tuple[str, Span], ...] = (), severity: str = "warning") -> None:
+    def warn(
+        self,
+        code: str,
+        message: str,
+        span: Span,
+        hint: str | None = None,
+        related: tuple[tuple[str, Span], ...] = (),
+        severity: str = "warning",
+    ) -> None:
         self.out.append(Diagnostic(code, message, span, severity, hint, related))  # type: ignore[arg-type]
 
     def text(self, e: ast.Expr) -> str:
         src = self.sources.get(e.span.file)
         if src is not None and 0 <= e.span.start < e.span.end <= len(src) and e.span.line:
-            snippet = " ".join(src[e.span.start:e.span.end].split())
+            snippet = " ".join(src[e.span.start : e.span.end].split())
             if snippet:
                 return snippet
         try:
@@ -269,29 +284,43 @@ class _Linter:
         for rule in self.policy.rules:
             self.conditions(condition_of(rule), rule.span)
             if rule.effect != "allow" and rule.because is None:
-                self.warn("PL209", f"{rule.effect} rule {self.policy.rule_id(rule)} has no 'because'",
-                          rule.span, f"say why, e.g. {rule.effect} ... because \"...\"; the reason "
-                          "is shown to the user and the model")
+                self.warn(
+                    "PL209",
+                    f"{rule.effect} rule {self.policy.rule_id(rule)} has no 'because'",
+                    rule.span,
+                    f'say why, e.g. {rule.effect} ... because "..."; the reason '
+                    "is shown to the user and the model",
+                )
         for lim in self.policy.limits:
             if lim.when is not None:
                 self.conditions(lim.when, lim.span)
             if lim.amount == 0:
-                self.warn("PL208", f"limit {self.policy.rule_id(lim)} allows zero calls, so it "
-                          "denies every call it applies to", lim.span,
-                          "write a deny rule with a reason instead, or raise the limit")
+                self.warn(
+                    "PL208",
+                    f"limit {self.policy.rule_id(lim)} allows zero calls, so it "
+                    "denies every call it applies to",
+                    lim.span,
+                    "write a deny rule with a reason instead, or raise the limit",
+                )
         self.session_history()
         self.data_regexes()
         self.shadowed_allows()
         self.duplicates()
         self.tools()
-        if not any(isinstance(s, ast.Header) for f in self.files for s in f.statements) and self.files:
+        if (
+            not any(isinstance(s, ast.Header) for f in self.files for s in f.statements)
+            and self.files
+        ):
             first = min(self.files, key=lambda f: f.path)
             many = len(self.files) > 1
-            self.warn("PL210", "the policy has no 'policy NAME' header" +
-                      (f" in any of its {len(self.files)} files" if many else ""),
-                      Span(first.path, 1, 1, 1, 1),
-                      "add 'policy NAME version \"1.0.0\"'" + (" to one file, e.g. main.policy"
-                                                            if many else " at the top"))
+            self.warn(
+                "PL210",
+                "the policy has no 'policy NAME' header"
+                + (f" in any of its {len(self.files)} files" if many else ""),
+                Span(first.path, 1, 1, 1, 1),
+                "add 'policy NAME version \"1.0.0\"'"
+                + (" to one file, e.g. main.policy" if many else " at the top"),
+            )
         seen: set[tuple[str, Span, str]] = set()
         unique = []
         for d in sorted(self.out, key=Diagnostic.sort_key):
@@ -304,10 +333,18 @@ class _Linter:
     # ---- PL201 / PL202
 
     def conditions(self, cond: ast.Expr, where: Span) -> None:
-        if isinstance(cond, ast.Literal_) and cond.kind == "bool" and cond.value is False \
-                and self.text(cond) == "false":
-            self.warn("PL201", "this condition is the constant false: the rule never applies",
-                          cond.span or where, "delete the rule, or write the intended condition")
+        if (
+            isinstance(cond, ast.Literal_)
+            and cond.kind == "bool"
+            and cond.value is False
+            and self.text(cond) == "false"
+        ):
+            self.warn(
+                "PL201",
+                "this condition is the constant false: the rule never applies",
+                cond.span or where,
+                "delete the rule, or write the intended condition",
+            )
         self.visit(cond, where)
 
     def visit(self, e: ast.Expr, where: Span) -> None:
@@ -323,12 +360,21 @@ class _Linter:
             if a is not None:
                 span = node.span if node.span.line else where
                 if a.domain.is_empty(a.sort):
-                    self.warn("PL201", f"'{self.text(node)}' is never true", span,
-                              "an empty list matches nothing" if _has_empty_list(node) else
-                              "check the value and the operator")
+                    self.warn(
+                        "PL201",
+                        f"'{self.text(node)}' is never true",
+                        span,
+                        "an empty list matches nothing"
+                        if _has_empty_list(node)
+                        else "check the value and the operator",
+                    )
                 elif a.domain.is_full(a.sort):
-                    self.warn("PL202", f"'{self.text(node)}' is always true", span,
-                              "check the value and the operator")
+                    self.warn(
+                        "PL202",
+                        f"'{self.text(node)}' is always true",
+                        span,
+                        "check the value and the operator",
+                    )
                 # the operand itself may hold conditions (e.g. a macro)
                 stack.extend((c, None) for c in ast.children(a.operand))
                 continue
@@ -338,12 +384,20 @@ class _Linter:
         parts = flatten(node, op)
         span = node.span if node.span.line else where
         for p in parts:
-            if isinstance(p, ast.Literal_) and p.kind == "bool" and p.value is (op == "||") \
-                    and self.text(p) in ("true", "false"):
+            if (
+                isinstance(p, ast.Literal_)
+                and p.kind == "bool"
+                and p.value is (op == "||")
+                and self.text(p) in ("true", "false")
+            ):
                 code = "PL202" if op == "||" else "PL201"
                 what = "always true" if op == "||" else "never true"
-                self.warn(code, f"this condition is {what}: it has '{self.text(p)}' as an operand "
-                          f"of '{op}'", span, "remove the constant")
+                self.warn(
+                    code,
+                    f"this condition is {what}: it has '{self.text(p)}' as an operand of '{op}'",
+                    span,
+                    "remove the constant",
+                )
                 return
         groups: dict[ast.Expr, list[Atom]] = {}
         for p in parts:
@@ -359,14 +413,22 @@ class _Linter:
                 sort = _merge_sort(sort, a.sort)
             shown = " and ".join(f"'{self.shown(a.expr)}'" for a in atoms)
             if op == "&&" and dom.is_empty(sort):
-                self.warn("PL201", f"this condition can never be true: {shown} cannot all hold "
-                          f"for the same {self.text(operand)}", span,
-                          "check the bounds; maybe '||' was meant")
+                self.warn(
+                    "PL201",
+                    f"this condition can never be true: {shown} cannot all hold "
+                    f"for the same {self.text(operand)}",
+                    span,
+                    "check the bounds; maybe '||' was meant",
+                )
                 return
             if op == "||" and dom.is_full(sort):
-                self.warn("PL202", f"this condition is always true: every "
-                          f"{self.text(operand)} satisfies {shown.replace(' and ', ' or ')}",
-                          span, "check the bounds; maybe '&&' was meant")
+                self.warn(
+                    "PL202",
+                    f"this condition is always true: every "
+                    f"{self.text(operand)} satisfies {shown.replace(' and ', ' or ')}",
+                    span,
+                    "check the bounds; maybe '&&' was meant",
+                )
                 return
 
     # ---- PL203
@@ -411,12 +473,19 @@ class _Linter:
                     break
                 witness = witness or found
             if witness is not None:
-                how = "an unconditional deny" if witness.when is None and witness.unless is None \
+                how = (
+                    "an unconditional deny"
+                    if witness.when is None and witness.unless is None
                     else "a deny whose condition holds whenever this one does"
-                self.warn("PL203", f"allow rule {policy.rule_id(rule)} can never take effect: "
-                          f"{how} ({policy.rule_id(witness)}) covers the same tools",
-                          rule.span, "deny overrides allow; narrow the deny or remove this rule",
-                          (("the deny is here", witness.span),))
+                )
+                self.warn(
+                    "PL203",
+                    f"allow rule {policy.rule_id(rule)} can never take effect: "
+                    f"{how} ({policy.rule_id(witness)}) covers the same tools",
+                    rule.span,
+                    "deny overrides allow; narrow the deny or remove this rule",
+                    (("the deny is here", witness.span),),
+                )
 
     # ---- PL204
 
@@ -436,8 +505,13 @@ class _Linter:
                     seen[key] = stmt
                     continue
                 what = "rule" if isinstance(stmt, ast.Rule) else "limit"
-                self.warn("PL204", f"this {what} is an exact copy of the one at {first.span}",
-                          stmt.span, "delete one of them", (("the first copy is here", first.span),))
+                self.warn(
+                    "PL204",
+                    f"this {what} is an exact copy of the one at {first.span}",
+                    stmt.span,
+                    "delete one of them",
+                    (("the first copy is here", first.span),),
+                )
 
     # ---- PL205 / PL206
 
@@ -447,19 +521,29 @@ class _Linter:
         limit_patterns = [p.pattern for lim in policy.limits for p in lim.tools]
         for name, info in policy.tools.items():
             span = info.decl.span if info.decl is not None else Span()
-            mentioned = any(pat != "*" and tool_matches(pat, name) for _, pat in patterns) or \
-                any(pat != "*" and tool_matches(pat, name) for pat in limit_patterns)
+            mentioned = any(pat != "*" and tool_matches(pat, name) for _, pat in patterns) or any(
+                pat != "*" and tool_matches(pat, name) for pat in limit_patterns
+            )
             if not mentioned:
-                self.warn("PL206", f"tool '{name}' is declared but no rule mentions it", span,
-                          f"its calls are decided by 'default {policy.default}' alone; write rules "
-                          "for it or remove the declaration")
+                self.warn(
+                    "PL206",
+                    f"tool '{name}' is declared but no rule mentions it",
+                    span,
+                    f"its calls are decided by 'default {policy.default}' alone; write rules "
+                    "for it or remove the declaration",
+                )
                 continue
             # A confirm needs no allow to take effect: a tool with a confirm rule is reachable.
             if policy.default == "deny" and not any(
-                    r.effect in ("allow", "confirm") and tool_matches(pat, name) for r, pat in patterns):
-                self.warn("PL205", f"tool '{name}' can never be allowed: no allow (or confirm) rule "
-                          "applies to it under 'default deny'", span,
-                          "add an allow rule for it, or remove the declaration")
+                r.effect in ("allow", "confirm") and tool_matches(pat, name) for r, pat in patterns
+            ):
+                self.warn(
+                    "PL205",
+                    f"tool '{name}' can never be allowed: no allow (or confirm) rule "
+                    "applies to it under 'default deny'",
+                    span,
+                    "add an allow rule for it, or remove the declaration",
+                )
 
     # ---- PL207
 
@@ -471,10 +555,13 @@ class _Linter:
         for rule in self.policy.rules:
             for needed, node in session_needs(condition_of(rule)):
                 if needed > session.keep:
-                    self.warn("PL211", f"rule {self.policy.rule_id(rule)} counts {needed} earlier calls, "
-                              f"but the session keeps only {session.keep}", node.span if node.span.line
-                              else rule.span,
-                              f"raise it: session by ... keep {needed} calls")
+                    self.warn(
+                        "PL211",
+                        f"rule {self.policy.rule_id(rule)} counts {needed} earlier calls, "
+                        f"but the session keeps only {session.keep}",
+                        node.span if node.span.line else rule.span,
+                        f"raise it: session by ... keep {needed} calls",
+                    )
 
     def data_regexes(self) -> None:
         from policylang.runtime.celops import regex_problem
@@ -489,11 +576,15 @@ class _Linter:
                 for value in values:
                     problem = regex_problem(value)
                     if problem:
-                        self.warn("PL207", f"the pattern {value!r} from {self.text(pattern_expr)} "
-                                  f"is not a valid RE2 regular expression: {problem}",
-                                  pattern_expr.span if pattern_expr.span.line else call.span,
-                                  "fix the pattern in the data file; RE2 has no back-references "
-                                  "or look-around", severity="error")
+                        self.warn(
+                            "PL207",
+                            f"the pattern {value!r} from {self.text(pattern_expr)} "
+                            f"is not a valid RE2 regular expression: {problem}",
+                            pattern_expr.span if pattern_expr.span.line else call.span,
+                            "fix the pattern in the data file; RE2 has no back-references "
+                            "or look-around",
+                            severity="error",
+                        )
 
 
 def _has_empty_list(e: ast.Expr) -> bool:
@@ -522,8 +613,9 @@ class _Conj:
 
     @classmethod
     def of(cls, cond: ast.Expr) -> _Conj:
-        parts = [p for p in flatten(cond, "&&")
-                 if not (isinstance(p, ast.Literal_) and p.value is True)]
+        parts = [
+            p for p in flatten(cond, "&&") if not (isinstance(p, ast.Literal_) and p.value is True)
+        ]
         groups: dict[ast.Expr, tuple[Domain, str]] = {}
         atoms = []
         plain = []
@@ -570,14 +662,22 @@ def _data_value(e: ast.Expr, data: dict[str, Any], local: dict[str, list[Any]]) 
     return None
 
 
-def _matches_calls(root: ast.Expr, data: dict[str, Any]) -> Iterator[tuple[ast.Call, ast.Expr, list[str]]]:
+def _matches_calls(
+    root: ast.Expr, data: dict[str, Any]
+) -> Iterator[tuple[ast.Call, ast.Expr, list[str]]]:
     stack: list[tuple[ast.Expr, dict[str, list[Any]]]] = [(root, {})]
     while stack:
         node, local = stack.pop()
-        if isinstance(node, ast.Call) and node.function == "matches" and not \
-                (node.target is None and len(node.args) < 2):
-            pat = node.args[0] if node.target is not None and node.args else \
-                (node.args[1] if len(node.args) > 1 else None)
+        if (
+            isinstance(node, ast.Call)
+            and node.function == "matches"
+            and not (node.target is None and len(node.args) < 2)
+        ):
+            pat = (
+                node.args[0]
+                if node.target is not None and node.args
+                else (node.args[1] if len(node.args) > 1 else None)
+            )
             if pat is not None and not isinstance(pat, ast.Literal_):
                 values = _data_value(pat, data, local)
                 if values:
@@ -596,7 +696,9 @@ def _matches_calls(root: ast.Expr, data: dict[str, Any]) -> Iterator[tuple[ast.C
             else:
                 inner.pop(node.var, None)
             stack.append((node.target, local))
-            stack.extend((c, inner) for c in ([node.condition] if node.condition else []) + [node.body])
+            stack.extend(
+                (c, inner) for c in ([node.condition] if node.condition else []) + [node.body]
+            )
             continue
         stack.extend((c, local) for c in ast.children(node))
 
@@ -608,8 +710,12 @@ def _counts_session_calls(e: ast.Expr) -> bool:
     arg = e.args[0]
     if isinstance(arg, ast.Comprehension):
         arg = arg.target
-    return (isinstance(arg, ast.Select) and arg.field == "calls" and isinstance(arg.operand, ast.Ident)
-            and arg.operand.name == "session")
+    return (
+        isinstance(arg, ast.Select)
+        and arg.field == "calls"
+        and isinstance(arg.operand, ast.Ident)
+        and arg.operand.name == "session"
+    )
 
 
 def session_needs(expr: ast.Expr) -> Iterator[tuple[int, ast.Expr]]:
@@ -618,9 +724,15 @@ def session_needs(expr: ast.Expr) -> Iterator[tuple[int, ast.Expr]]:
     for node in ast.walk(expr):
         if not isinstance(node, ast.Binary) or node.op not in flip:
             continue
-        for count, other, op in ((node.left, node.right, node.op), (node.right, node.left, flip[node.op])):
-            if _counts_session_calls(count) and isinstance(other, ast.Literal_) \
-                    and type(other.value) is int:
+        for count, other, op in (
+            (node.left, node.right, node.op),
+            (node.right, node.left, flip[node.op]),
+        ):
+            if (
+                _counts_session_calls(count)
+                and isinstance(other, ast.Literal_)
+                and type(other.value) is int
+            ):
                 n = other.value
                 yield (n + 1 if op in (">", "<=") else n), node
 

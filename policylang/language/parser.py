@@ -49,8 +49,13 @@ def _on_comment(token: Token) -> None:
 def _lark() -> Lark:
     grammar = resources.files("policylang.language").joinpath("grammar.lark").read_text("utf-8")
     options: dict[str, Any] = dict(
-        parser="lalr", lexer="contextual", start=["start", "expr"], propagate_positions=True,
-        maybe_placeholders=True, lexer_callbacks={"COMMENT": _on_comment})
+        parser="lalr",
+        lexer="contextual",
+        start=["start", "expr"],
+        propagate_positions=True,
+        maybe_placeholders=True,
+        lexer_callbacks={"COMMENT": _on_comment},
+    )
     try:  # the LALR tables take ~0.3 s to build; Lark caches them in the temp folder
         return Lark(grammar, cache=True, **options)
     except OSError:  # a read-only temp folder: build them every time
@@ -84,8 +89,13 @@ def parse_expr(text: str, path: str = "<expr>") -> ast.Expr:
 # ---------------------------------------------------------------- internals
 
 
-def _fail(message: str, span: Span, hint: str | None = None, code: str = "PL001",
-          source: str | None = None) -> PolicySyntaxError:
+def _fail(
+    message: str,
+    span: Span,
+    hint: str | None = None,
+    code: str = "PL001",
+    source: str | None = None,
+) -> PolicySyntaxError:
     sources = {span.file: source} if source is not None else {}
     return PolicySyntaxError([Diagnostic(code, message, span, "error", hint)], sources)
 
@@ -94,8 +104,12 @@ def _prepare(text: str, path: str) -> str:
     if not isinstance(text, str):
         raise _fail(f"policy text must be a str, not {type(text).__name__}", Span(path, 1, 1, 1, 1))
     if len(text) > MAX_SOURCE_CHARS:
-        raise _fail(f"policy file is too large ({len(text):,} characters; the limit is "
-                    f"{MAX_SOURCE_CHARS:,})", Span(path, 1, 1, 1, 2), code="PL006")
+        raise _fail(
+            f"policy file is too large ({len(text):,} characters; the limit is "
+            f"{MAX_SOURCE_CHARS:,})",
+            Span(path, 1, 1, 1, 2),
+            code="PL006",
+        )
     if text.startswith("\ufeff"):
         text = " " + text[1:]  # keep offsets, drop the BOM
     bad = next((i for i, ch in enumerate(text) if ch == "\x00" or 0xD800 <= ord(ch) <= 0xDFFF), -1)
@@ -103,21 +117,32 @@ def _prepare(text: str, path: str) -> str:
         line = text.count("\n", 0, bad) + 1
         col = bad - (text.rfind("\n", 0, bad) + 1) + 1
         what = "a NUL character" if text[bad] == "\x00" else "an unpaired surrogate character"
-        raise _fail(f"the file contains {what}, which is not allowed in policy text",
-                    Span(path, line, col, line, col + 1, bad, bad + 1), source=text)
+        raise _fail(
+            f"the file contains {what}, which is not allowed in policy text",
+            Span(path, line, col, line, col + 1, bad, bad + 1),
+            source=text,
+        )
     return text
 
 
 def _tok_span(tok: Token, path: str) -> Span:
-    return Span(path, tok.line or 0, tok.column or 0, tok.end_line or 0, tok.end_column or 0,
-                tok.start_pos or 0, tok.end_pos or 0)
+    return Span(
+        path,
+        tok.line or 0,
+        tok.column or 0,
+        tok.end_line or 0,
+        tok.end_column or 0,
+        tok.start_pos or 0,
+        tok.end_pos or 0,
+    )
 
 
 def _meta_span(meta: Any, path: str) -> Span:
     if getattr(meta, "empty", True):
         return Span(path)
-    return Span(path, meta.line, meta.column, meta.end_line, meta.end_column,
-                meta.start_pos, meta.end_pos)
+    return Span(
+        path, meta.line, meta.column, meta.end_line, meta.end_column, meta.start_pos, meta.end_pos
+    )
 
 
 def _parse_tree(text: str, path: str, start: str) -> Tree:
@@ -126,19 +151,45 @@ def _parse_tree(text: str, path: str, start: str) -> Tree:
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text, path) from None
     except RecursionError:  # pragma: no cover - LALR is iterative; belt and braces
-        raise _fail("the text is nested too deeply to parse", Span(path, 1, 1, 1, 2),
-                    code="PL005") from None
+        raise _fail(
+            "the text is nested too deeply to parse", Span(path, 1, 1, 1, 2), code="PL005"
+        ) from None
 
 
 _FRIENDLY = {
-    "TOOL_PATTERN": "a tool name", "IDENT": "a name", "STRING": "a string", "INT": "a number",
-    "DOUBLE": "a number", "UINT": "a number", "DURATION": "a duration such as 1m",
-    "BYTES": "a bytes literal", "REL_OP": "a comparison", "ADD_OP": "'+' or '-'",
-    "MUL_OP": "'*', '/' or '%'", "SECRET": "'@secret'", "$END": "the end of the file",
-    "OPTIONAL": "'?'", "NEG": "'-'",
+    "TOOL_PATTERN": "a tool name",
+    "IDENT": "a name",
+    "STRING": "a string",
+    "INT": "a number",
+    "DOUBLE": "a number",
+    "UINT": "a number",
+    "DURATION": "a duration such as 1m",
+    "BYTES": "a bytes literal",
+    "REL_OP": "a comparison",
+    "ADD_OP": "'+' or '-'",
+    "MUL_OP": "'*', '/' or '%'",
+    "SECRET": "'@secret'",
+    "$END": "the end of the file",
+    "OPTIONAL": "'?'",
+    "NEG": "'-'",
 }
-_STATEMENT_STARTS = {"ALLOW", "DENY", "CONFIRM", "LIMIT", "TOOL", "RULE", "DEF", "ASSERT",
-                     "POLICY", "DEFAULT", "TIMEZONE", "PRINCIPAL", "CONTEXT", "SESSION", "BREAKER"}
+_STATEMENT_STARTS = {
+    "ALLOW",
+    "DENY",
+    "CONFIRM",
+    "LIMIT",
+    "TOOL",
+    "RULE",
+    "DEF",
+    "ASSERT",
+    "POLICY",
+    "DEFAULT",
+    "TIMEZONE",
+    "PRINCIPAL",
+    "CONTEXT",
+    "SESSION",
+    "BREAKER",
+}
 _OPERATORS = {"REL_OP", "IN", "ADD_OP", "MUL_OP", "AMPAMP", "OROR", "QMARK", "DOT", "LSQB", "LPAR"}
 
 
@@ -148,8 +199,16 @@ def _describe_expected(names: set[str]) -> str:
     statement = names & _STATEMENT_STARTS
     rest = names - _STATEMENT_STARTS
     words: list[str] = []
-    ops = {n for n in rest if n in _OPERATORS or (n in by_name and isinstance(by_name[n].pattern, PatternStr)
-                                                 and by_name[n].pattern.value in {"&&", "||", "?", ".", "[", "("})}
+    ops = {
+        n
+        for n in rest
+        if n in _OPERATORS
+        or (
+            n in by_name
+            and isinstance(by_name[n].pattern, PatternStr)
+            and by_name[n].pattern.value in {"&&", "||", "?", ".", "[", "("}
+        )
+    }
     if len(ops) >= 3:
         words.append("an operator")
         rest -= ops
@@ -161,9 +220,11 @@ def _describe_expected(names: set[str]) -> str:
         else:
             words.append(name.lower())
     if statement:
-        words.append("the start of a new statement (allow, deny, confirm, limit, tool, ...)"
-                     if len(statement) > 3 else
-                     " or ".join(f"'{by_name[s].pattern.value}'" for s in sorted(statement)))
+        words.append(
+            "the start of a new statement (allow, deny, confirm, limit, tool, ...)"
+            if len(statement) > 3
+            else " or ".join(f"'{by_name[s].pattern.value}'" for s in sorted(statement))
+        )
     words = list(dict.fromkeys(words))
     if not words:
         return "something else"
@@ -175,7 +236,11 @@ def _syntax_error(exc: UnexpectedInput, text: str, path: str) -> PolicySyntaxErr
     col = getattr(exc, "column", 1) or 1
     pos = getattr(exc, "pos_in_stream", None) or 0
     hint = None
-    if isinstance(exc, UnexpectedToken) and exc.token.type == "$END" or isinstance(exc, UnexpectedEOF):
+    if (
+        isinstance(exc, UnexpectedToken)
+        and exc.token.type == "$END"
+        or isinstance(exc, UnexpectedEOF)
+    ):
         expected = getattr(exc, "expected", None) or set()
         lines = text.splitlines() or [""]
         line, col = len(lines), len(lines[-1]) + 1
@@ -197,7 +262,13 @@ def _syntax_error(exc: UnexpectedInput, text: str, path: str) -> PolicySyntaxErr
     elif isinstance(exc, UnexpectedCharacters):
         ch = text[pos] if pos < len(text) else ""
         allowed = set(getattr(exc, "allowed", None) or ())
-        shown = repr(ch)[1:-1] if ch.isprintable() and ch != "'" else f"U+{ord(ch):04X}" if ch else "end"
+        shown = (
+            repr(ch)[1:-1]
+            if ch.isprintable() and ch != "'"
+            else f"U+{ord(ch):04X}"
+            if ch
+            else "end"
+        )
         message = f"unexpected character '{shown}'"
         if allowed:
             message += f": expected {_describe_expected(allowed)}"
@@ -240,10 +311,13 @@ def _check_depth(node: Any, path: str, text: str) -> None:
         while stack:
             expr, depth = stack.pop()
             if depth > MAX_DEPTH:
-                raise _fail(f"expression too deep: it nests more than {MAX_DEPTH} levels",
-                            expr.span if expr.span.line else root.span,
-                            "split it into named predicates (def) or simpler rules",
-                            code="PL005", source=text)
+                raise _fail(
+                    f"expression too deep: it nests more than {MAX_DEPTH} levels",
+                    expr.span if expr.span.line else root.span,
+                    "split it into named predicates (def) or simpler rules",
+                    code="PL005",
+                    source=text,
+                )
             stack.extend((c, depth + 1) for c in ast.children(expr))
 
 
@@ -270,8 +344,20 @@ def _statement_exprs(stmt: ast.Statement) -> list[ast.Expr]:
 # ---------------------------------------------------------------- literals
 
 
-_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
-                   "\\": "\\", "'": "'", '"': '"', "`": "`", "?": "?"}
+_SIMPLE_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "`": "`",
+    "?": "?",
+}
 
 
 def unescape(body: str, raw: bool, as_bytes: bool = False) -> str:
@@ -293,14 +379,14 @@ def unescape(body: str, raw: bool, as_bytes: bool = False) -> str:
             out.append(_SIMPLE_ESCAPES[esc])
             i += 2
         elif esc in "xX":
-            digits = body[i + 2:i + 4]
+            digits = body[i + 2 : i + 4]
             if len(digits) != 2 or any(c not in "0123456789abcdefABCDEF" for c in digits):
                 raise ValueError("\\x must be followed by two hex digits")
             out.append(chr(int(digits, 16)))
             i += 4
         elif esc in "uU":
             width = 4 if esc == "u" else 8
-            digits = body[i + 2:i + 2 + width]
+            digits = body[i + 2 : i + 2 + width]
             if len(digits) != width or any(c not in "0123456789abcdefABCDEF" for c in digits):
                 raise ValueError(f"\\{esc} must be followed by {width} hex digits")
             code = int(digits, 16)
@@ -309,7 +395,7 @@ def unescape(body: str, raw: bool, as_bytes: bool = False) -> str:
             out.append(chr(code))
             i += 2 + width
         elif esc in "0123":
-            digits = body[i + 1:i + 4]
+            digits = body[i + 1 : i + 4]
             if len(digits) != 3 or any(c not in "01234567" for c in digits):
                 raise ValueError("octal escapes take three digits, like \\101")
             out.append(chr(int(digits, 8)))
@@ -331,8 +417,16 @@ def _string_value(tok: Token) -> tuple[str, bool]:
     return unescape(raw_text[quote:-quote], raw), is_bytes
 
 
-_UNIT_NS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9,
-            "d": 86400 * 10**9, "w": 604800 * 10**9}
+_UNIT_NS = {
+    "ns": 1,
+    "us": 10**3,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+    "d": 86400 * 10**9,
+    "w": 604800 * 10**9,
+}
 
 
 def parse_duration_literal(text: str) -> timedelta:
@@ -401,8 +495,10 @@ class _ToAst(Transformer_NonRecursive):
     def tool_decl(self, meta: Any, items: list[Any]) -> ast.ToolDecl:
         name_tok, *fields = items
         if "*" in name_tok.value:
-            raise self._error("a declared tool needs a full name; '*' only goes in rule patterns",
-                              self._tspan(name_tok))
+            raise self._error(
+                "a declared tool needs a full name; '*' only goes in rule patterns",
+                self._tspan(name_tok),
+            )
         return ast.ToolDecl(name_tok.value, tuple(fields), span=self._span(meta))
 
     def shape_decl(self, meta: Any, items: list[Any]) -> ast.ShapeDecl:
@@ -417,8 +513,15 @@ class _ToAst(Transformer_NonRecursive):
         name_tok, (typ, optional, nullable), *rest = items
         name = self._string(name_tok) if name_tok.type == "STRING" else name_tok.value
         default = rest[0] if rest else None
-        return ast.Field(name, typ, optional=optional, nullable=nullable, secret=secret,
-                         default=default, span=self._span(meta))
+        return ast.Field(
+            name,
+            typ,
+            optional=optional,
+            nullable=nullable,
+            secret=secret,
+            default=default,
+            span=self._span(meta),
+        )
 
     def type_expr(self, meta: Any, items: list[Any]) -> tuple[ast.TypeExpr, bool, bool]:
         optional = bool(items) and isinstance(items[-1], Token) and items[-1].type == "OPTIONAL"
@@ -435,11 +538,17 @@ class _ToAst(Transformer_NonRecursive):
                 named.append(alt)
         span = self._span(meta)
         if literals and named:
-            raise self._error("a type can be a list of literal values (an enum) or one type, "
-                              "not both", span, 'write e.g. "low" | "high", or string')
+            raise self._error(
+                "a type can be a list of literal values (an enum) or one type, not both",
+                span,
+                'write e.g. "low" | "high", or string',
+            )
         if len(named) > 1:
-            raise self._error("union types are not supported; only 'T | null' and enums of "
-                              "literals", span, "use 'dyn' for a value of any type")
+            raise self._error(
+                "union types are not supported; only 'T | null' and enums of literals",
+                span,
+                "use 'dyn' for a value of any type",
+            )
         if literals:
             typ: ast.TypeExpr = ast.EnumType(tuple(literals), span=span)
         elif named:
@@ -450,15 +559,22 @@ class _ToAst(Transformer_NonRecursive):
 
     def named_type(self, meta: Any, items: list[Any]) -> ast.TypeRef:
         name_tok, *params = items
-        return ast.TypeRef(name_tok.value, tuple(p[0] if p[1] is False and not p[2] else
-                                                 self._param_type(p, meta) for p in params),
-                           span=self._span(meta))
+        return ast.TypeRef(
+            name_tok.value,
+            tuple(
+                p[0] if p[1] is False and not p[2] else self._param_type(p, meta) for p in params
+            ),
+            span=self._span(meta),
+        )
 
     def _param_type(self, p: tuple[ast.TypeExpr, bool, bool], meta: Any) -> ast.TypeExpr:
         typ, optional, nullable = p
         if optional:
-            raise self._error("'?' (optional) belongs to fields, not to type parameters",
-                              self._span(meta), "use 'T | null' for elements that may be null")
+            raise self._error(
+                "'?' (optional) belongs to fields, not to type parameters",
+                self._span(meta),
+                "use 'T | null' for elements that may be null",
+            )
         if nullable:
             return ast.TypeRef("nullable", (typ,), span=typ.span)
         return typ
@@ -489,8 +605,14 @@ class _ToAst(Transformer_NonRecursive):
     def rule_stmt(self, meta: Any, items: list[Any]) -> ast.Rule:
         (effect, _), tools, *clauses = items
         parts = {k: v for c in clauses if c is not None for k, v in [c]}
-        return ast.Rule(effect, tools, when=parts.get("when"), unless=parts.get("unless"),
-                        because=parts.get("because"), span=self._span(meta))
+        return ast.Rule(
+            effect,
+            tools,
+            when=parts.get("when"),
+            unless=parts.get("unless"),
+            because=parts.get("because"),
+            span=self._span(meta),
+        )
 
     def named_stmt(self, meta: Any, items: list[Any]) -> Any:
         name_tok, stmt = items
@@ -513,9 +635,16 @@ class _ToAst(Transformer_NonRecursive):
             raise self._error("a limit window must be longer than zero", span, "e.g. per 1m")
         if amount < 0:
             raise self._error("a limit cannot be negative", span)
-        return ast.LimitRule(tools, amount, window, cost=cost, key=options.get("by"),
-                             when=options.get("when"), on_error=options.get("fail", "deny"),
-                             span=span)
+        return ast.LimitRule(
+            tools,
+            amount,
+            window,
+            cost=cost,
+            key=options.get("by"),
+            when=options.get("when"),
+            on_error=options.get("fail", "deny"),
+            span=span,
+        )
 
     def limit_count(self, meta: Any, items: list[Any]) -> tuple[int | float, None]:
         return items[0], None
@@ -538,8 +667,11 @@ class _ToAst(Transformer_NonRecursive):
         else:
             count, unit = 1, items[0].value
         if unit not in _WINDOW_WORDS:
-            raise self._error(f"'{items[-1].value}' is not a time window", span,
-                              "write a duration such as 1m, 1h or 1d, or minute, hour, day")
+            raise self._error(
+                f"'{items[-1].value}' is not a time window",
+                span,
+                "write a duration such as 1m, 1h or 1d, or minute, hour, day",
+            )
         try:
             return timedelta(seconds=count * _WINDOW_WORDS[unit])
         except OverflowError:
@@ -607,9 +739,18 @@ class _ToAst(Transformer_NonRecursive):
         if because is not None:
             text = "".join(x if isinstance(x, str) else "{...}" for x in because.parts)
             if not because.is_plain:
-                raise self._error("an assertion's message cannot contain {expressions}", because.span)
-        return ast.Assertion(quant.value, effect, tools, when=parts.get("when"),
-                             name=None, because=text, span=self._span(meta))
+                raise self._error(
+                    "an assertion's message cannot contain {expressions}", because.span
+                )
+        return ast.Assertion(
+            quant.value,
+            effect,
+            tools,
+            when=parts.get("when"),
+            name=None,
+            because=text,
+            span=self._span(meta),
+        )
 
     # ---- expressions
 
@@ -631,8 +772,11 @@ class _ToAst(Transformer_NonRecursive):
     def neg(self, meta: Any, items: list[Any]) -> ast.Expr:
         operand = items[0]
         span = self._span(meta)
-        if isinstance(operand, ast.Literal_) and operand.kind in ("int", "double", "duration") \
-                and not getattr(operand, "_negated", False):
+        if (
+            isinstance(operand, ast.Literal_)
+            and operand.kind in ("int", "double", "duration")
+            and not getattr(operand, "_negated", False)
+        ):
             value = -operand.value  # type: ignore[operator]
             if operand.kind == "int" and value < INT64_MIN:
                 raise self._error("integer literal is out of the 64-bit range", span)
@@ -647,14 +791,21 @@ class _ToAst(Transformer_NonRecursive):
         args = tuple(args or ())
         span = self._span(meta)
         name = name_tok.value
-        macro = {"all": "all", "exists": "exists", "exists_one": "exists_one",
-                 "existsOne": "exists_one", "filter": "filter", "map": "map"}.get(name)
+        macro = {
+            "all": "all",
+            "exists": "exists",
+            "exists_one": "exists_one",
+            "existsOne": "exists_one",
+            "filter": "filter",
+            "map": "map",
+        }.get(name)
         if macro is not None and args and isinstance(args[0], ast.Ident):
             if macro == "map" and len(args) == 3:
                 return ast.Comprehension("map", target, args[0].name, args[2], args[1], span=span)
             if len(args) != 2:
-                raise self._error(f"'{name}' takes a variable and an expression, like "
-                                  f"xs.{name}(x, x > 0)", span)
+                raise self._error(
+                    f"'{name}' takes a variable and an expression, like xs.{name}(x, x > 0)", span
+                )
             return ast.Comprehension(macro, target, args[0].name, args[1], span=span)  # type: ignore[arg-type]
         return ast.Call(name, args, target, span=span)
 
@@ -713,8 +864,11 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Literal_(self._number(items[0]), "double", span=self._span(meta))
 
     def uint_lit(self, meta: Any, items: list[Token]) -> ast.Literal_:
-        raise self._error("unsigned integers (the 'u' suffix) are not supported",
-                          self._span(meta), "write a plain integer")
+        raise self._error(
+            "unsigned integers (the 'u' suffix) are not supported",
+            self._span(meta),
+            "write a plain integer",
+        )
 
     def string_lit(self, meta: Any, items: list[Token]) -> ast.Literal_:
         return ast.Literal_(self._string(items[0]), "string", span=self._span(meta))
@@ -738,8 +892,11 @@ class _ToAst(Transformer_NonRecursive):
 
     def _decode(self, tok: Token) -> tuple[str, bool]:
         if len(tok.value) > MAX_STRING_LITERAL:
-            raise self._error(f"string literal is too long (the limit is {MAX_STRING_LITERAL:,} "
-                              "characters); put large values in a data file", self._tspan(tok))
+            raise self._error(
+                f"string literal is too long (the limit is {MAX_STRING_LITERAL:,} "
+                "characters); put large values in a data file",
+                self._tspan(tok),
+            )
         try:
             return _string_value(tok)
         except ValueError as exc:
@@ -777,24 +934,31 @@ class _ToAst(Transformer_NonRecursive):
         i = 0
         while i < len(text):
             ch = text[i]
-            if ch == "{" and text[i + 1:i + 2] == "{":
+            if ch == "{" and text[i + 1 : i + 2] == "{":
                 buf.append("{")
                 i += 2
-            elif ch == "}" and text[i + 1:i + 2] == "}":
+            elif ch == "}" and text[i + 1 : i + 2] == "}":
                 buf.append("}")
                 i += 2
             elif ch == "{":
                 end = _closing_brace(text, i)
                 if end < 0:
-                    raise self._error("a '{' in a because message is not closed", span,
-                                      "write '{{' for a literal brace")
-                source = text[i + 1:end]
+                    raise self._error(
+                        "a '{' in a because message is not closed",
+                        span,
+                        "write '{{' for a literal brace",
+                    )
+                source = text[i + 1 : end]
                 try:
                     expr = parse_expr(source, self.path)
                 except PolicySyntaxError as exc:
-                    raise _fail(f"bad expression {{{source}}} in because message: "
-                                f"{exc.diagnostics[0].message}", span,
-                                code=exc.diagnostics[0].code, source=self.text) from None
+                    raise _fail(
+                        f"bad expression {{{source}}} in because message: "
+                        f"{exc.diagnostics[0].message}",
+                        span,
+                        code=exc.diagnostics[0].code,
+                        source=self.text,
+                    ) from None
                 if buf:
                     parts.append("".join(buf))
                     buf = []

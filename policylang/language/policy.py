@@ -126,12 +126,19 @@ class Assembler:
     def __init__(self, diags: list[Diagnostic]):
         self.diags = diags
 
-    def error(self, code: str, message: str, span: Span, hint: str | None = None,
-              related: tuple[tuple[str, Span], ...] = ()) -> None:
+    def error(
+        self,
+        code: str,
+        message: str,
+        span: Span,
+        hint: str | None = None,
+        related: tuple[tuple[str, Span], ...] = (),
+    ) -> None:
         self.diags.append(Diagnostic(code, message, span, "error", hint, related))
 
-    def assemble(self, files: list[ast.PolicyFile], data: dict[str, Any],
-                 sources: dict[str, str]) -> Policy:
+    def assemble(
+        self, files: list[ast.PolicyFile], data: dict[str, Any], sources: dict[str, str]
+    ) -> Policy:
         policy = Policy(data=dict(data), sources=dict(sources), files=list(files))
         seen: dict[type, ast.Statement] = {}
         tool_decls: dict[str, ast.ToolDecl] = {}
@@ -143,11 +150,18 @@ class Assembler:
                 if isinstance(stmt, ast.Header | ast.DefaultDecl | ast.TimezoneDecl):
                     prev = seen.get(type(stmt))
                     if prev is not None:
-                        what = {ast.Header: "policy header", ast.DefaultDecl: "default",
-                                ast.TimezoneDecl: "timezone"}[type(stmt)]
-                        self.error("PL108", f"a second {what}: a policy has exactly one",
-                                   stmt.span, "keep the header, default and timezone in one file",
-                                   (("the first one is here", prev.span),))
+                        what = {
+                            ast.Header: "policy header",
+                            ast.DefaultDecl: "default",
+                            ast.TimezoneDecl: "timezone",
+                        }[type(stmt)]
+                        self.error(
+                            "PL108",
+                            f"a second {what}: a policy has exactly one",
+                            stmt.span,
+                            "keep the header, default and timezone in one file",
+                            (("the first one is here", prev.span),),
+                        )
                         continue
                     seen[type(stmt)] = stmt
                 match stmt:
@@ -161,15 +175,23 @@ class Assembler:
                         self._check_zone(zone, stmt.span)
                     case ast.ToolDecl(name=name):
                         if name in tool_decls:
-                            self.error("PL107", f"tool '{name}' is declared twice", stmt.span,
-                                       "merge the two declarations",
-                                       (("the first declaration is here", tool_decls[name].span),))
+                            self.error(
+                                "PL107",
+                                f"tool '{name}' is declared twice",
+                                stmt.span,
+                                "merge the two declarations",
+                                (("the first declaration is here", tool_decls[name].span),),
+                            )
                             continue
                         tool_decls[name] = stmt
                     case ast.ShapeDecl(kind=kind):
                         if kind in shapes:
-                            self.error("PL107", f"'{kind}' is declared twice", stmt.span,
-                                       related=(("the first declaration is here", shapes[kind].span),))
+                            self.error(
+                                "PL107",
+                                f"'{kind}' is declared twice",
+                                stmt.span,
+                                related=(("the first declaration is here", shapes[kind].span),),
+                            )
                             continue
                         shapes[kind] = stmt
                     case ast.Rule():
@@ -178,8 +200,12 @@ class Assembler:
                         policy.limits.append(stmt)
                     case ast.FunctionDef(name=name):
                         if name in policy.defs:
-                            self.error("PL115", f"predicate '{name}' is defined twice", stmt.span,
-                                       related=(("the first definition is here", policy.defs[name].span),))
+                            self.error(
+                                "PL115",
+                                f"predicate '{name}' is defined twice",
+                                stmt.span,
+                                related=(("the first definition is here", policy.defs[name].span),),
+                            )
                             continue
                         policy.defs[name] = stmt
                     case ast.Assertion():
@@ -188,13 +214,20 @@ class Assembler:
                         policy.breakers.append(stmt)
                     case ast.SessionDecl():
                         if policy.session is not None:
-                            self.error("PL108", "a second session declaration: a policy has one",
-                                       stmt.span, related=(("the first one is here", policy.session.span),))
+                            self.error(
+                                "PL108",
+                                "a second session declaration: a policy has one",
+                                stmt.span,
+                                related=(("the first one is here", policy.session.span),),
+                            )
                             continue
                         policy.session = stmt
         if count > MAX_RULES:
-            self.error("PL006", f"the policy has {count:,} statements; the limit is {MAX_RULES:,}",
-                       files[0].span if files else NO_SPAN)
+            self.error(
+                "PL006",
+                f"the policy has {count:,} statements; the limit is {MAX_RULES:,}",
+                files[0].span if files else NO_SPAN,
+            )
         for name, decl in tool_decls.items():
             policy.tools[name] = ToolInfo(name, self.object_type(decl.params, f"tool {name}"), decl)
         if "principal" in shapes:
@@ -202,7 +235,9 @@ class Assembler:
         if "context" in shapes:
             ctx = self.object_type(shapes["context"].fields, "context")
             if ctx.field("now") is None:
-                ctx = Type("object", fields=ctx.fields + (("now", FieldType(TIMESTAMP, optional=True)),))
+                ctx = Type(
+                    "object", fields=ctx.fields + (("now", FieldType(TIMESTAMP, optional=True)),)
+                )
             policy.context = ctx
         self._check_rule_names(policy)
         return policy
@@ -211,20 +246,31 @@ class Assembler:
         from policylang.runtime.timefuncs import known_zone
 
         if not known_zone(zone):
-            self.error("PL112", f"unknown time zone '{zone}'", span,
-                       "use an IANA name such as 'America/New_York' or 'UTC'")
+            self.error(
+                "PL112",
+                f"unknown time zone '{zone}'",
+                span,
+                "use an IANA name such as 'America/New_York' or 'UTC'",
+            )
 
     def _check_rule_names(self, policy: Policy) -> None:
         named: dict[str, Span] = {}
         stmts: list[ast.Rule | ast.LimitRule | ast.Assertion] = [
-            *policy.rules, *policy.limits, *policy.assertions]
+            *policy.rules,
+            *policy.limits,
+            *policy.assertions,
+        ]
         for stmt in stmts:
             if stmt.name is None:
                 continue
             if stmt.name in named:
-                self.error("PL117", f"two rules are named '{stmt.name}'", stmt.span,
-                           "rule names identify rules in decisions and tests; make them unique",
-                           (("the other one is here", named[stmt.name]),))
+                self.error(
+                    "PL117",
+                    f"two rules are named '{stmt.name}'",
+                    stmt.span,
+                    "rule names identify rules in decisions and tests; make them unique",
+                    (("the other one is here", named[stmt.name]),),
+                )
             else:
                 named[stmt.name] = stmt.span
 
@@ -235,8 +281,12 @@ class Assembler:
         names: dict[str, Span] = {}
         for f in fields:
             if f.name in names:
-                self.error("PL107", f"{owner} has two fields named '{f.name}'", f.span,
-                           related=(("the first one is here", names[f.name]),))
+                self.error(
+                    "PL107",
+                    f"{owner} has two fields named '{f.name}'",
+                    f.span,
+                    related=(("the first one is here", names[f.name]),),
+                )
                 continue
             names[f.name] = f.span
             typ = self.resolve(f.type)
@@ -245,12 +295,25 @@ class Assembler:
                 try:
                     default = constant_value(f.default)
                 except ValueError as exc:
-                    self.error("PL103", f"the default of '{f.name}' must be a constant: {exc}",
-                               f.default.span)
+                    self.error(
+                        "PL103",
+                        f"the default of '{f.name}' must be a constant: {exc}",
+                        f.default.span,
+                    )
                     has_default = False
-            out.append((f.name, FieldType(typ, optional=f.optional or has_default,
-                                          nullable=f.nullable, secret=f.secret,
-                                          default=default, has_default=has_default)))
+            out.append(
+                (
+                    f.name,
+                    FieldType(
+                        typ,
+                        optional=f.optional or has_default,
+                        nullable=f.nullable,
+                        secret=f.secret,
+                        default=default,
+                        has_default=has_default,
+                    ),
+                )
+            )
         return Type("object", fields=tuple(out))
 
     def resolve(self, t: ast.TypeExpr) -> Type:
@@ -272,13 +335,21 @@ class Assembler:
                 if name == "nullable" and len(args) == 1:
                     return Type("nullable", (args[0],))  # list<T | null>: elements may be null
                 if name in SCALARS or name in ("list", "map"):
-                    self.error("PL109", f"'{name}' takes a different number of type parameters",
-                               t.span, "e.g. list<string> or map<string, int>")
+                    self.error(
+                        "PL109",
+                        f"'{name}' takes a different number of type parameters",
+                        t.span,
+                        "e.g. list<string> or map<string, int>",
+                    )
                     return DYN
-                self.error("PL109", f"unknown type '{name}'", t.span,
-                           suggest(name, [*SCALARS, "list", "map"]) or
-                           "types are string, int, double, number, bool, timestamp, duration, "
-                           "date, bytes, dyn, list<T>, map<K, V>")
+                self.error(
+                    "PL109",
+                    f"unknown type '{name}'",
+                    t.span,
+                    suggest(name, [*SCALARS, "list", "map"])
+                    or "types are string, int, double, number, bool, timestamp, duration, "
+                    "date, bytes, dyn, list<T>, map<K, V>",
+                )
                 return DYN
         return DYN  # pragma: no cover
 

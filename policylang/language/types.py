@@ -23,8 +23,11 @@ class Type:
         if self.kind == "map":
             return f"map<{self.params[0]}, {self.params[1]}>"
         if self.kind == "object":
-            return "{" + ", ".join(f"{n}: {f.type}{'?' if f.optional else ''}"
-                                   for n, f in self.fields[:4]) + (", ...}" if len(self.fields) > 4 else "}")
+            return (
+                "{"
+                + ", ".join(f"{n}: {f.type}{'?' if f.optional else ''}" for n, f in self.fields[:4])
+                + (", ...}" if len(self.fields) > 4 else "}")
+            )
         if self.kind == "enum":
             return " | ".join(repr(v) if isinstance(v, str) else str(v) for v in self.values)
         if self.kind == "nullable":
@@ -88,9 +91,21 @@ def map_of(k: Type, v: Type) -> Type:
 DYN_MAP = map_of(STRING, DYN)
 DYN_LIST = list_of(DYN)
 
-SCALARS = {"int": INT, "double": DOUBLE, "float": DOUBLE, "number": NUMBER, "string": STRING,
-           "bytes": BYTES, "bool": BOOL, "timestamp": TIMESTAMP, "datetime": TIMESTAMP,
-           "duration": DURATION, "date": DATE, "dyn": DYN, "any": DYN}
+SCALARS = {
+    "int": INT,
+    "double": DOUBLE,
+    "float": DOUBLE,
+    "number": NUMBER,
+    "string": STRING,
+    "bytes": BYTES,
+    "bool": BOOL,
+    "timestamp": TIMESTAMP,
+    "datetime": TIMESTAMP,
+    "duration": DURATION,
+    "date": DATE,
+    "dyn": DYN,
+    "any": DYN,
+}
 NUMERIC = {"int", "double", "number"}
 
 
@@ -123,7 +138,14 @@ def orderable(a: Type, b: Type) -> bool:
         return True
     if is_numeric(a) and is_numeric(b):
         return True
-    return a.kind == b.kind and a.kind in ("string", "bytes", "bool", "timestamp", "duration", "date")
+    return a.kind == b.kind and a.kind in (
+        "string",
+        "bytes",
+        "bool",
+        "timestamp",
+        "duration",
+        "date",
+    )
 
 
 def same_family(a: Type, b: Type) -> bool:
@@ -131,7 +153,14 @@ def same_family(a: Type, b: Type) -> bool:
     a, b = a.base, b.base
     if is_numeric(a) and is_numeric(b):
         return True
-    return a.kind == b.kind and a.kind in ("string", "bytes", "timestamp", "duration", "date", "bool")
+    return a.kind == b.kind and a.kind in (
+        "string",
+        "bytes",
+        "timestamp",
+        "duration",
+        "date",
+        "bool",
+    )
 
 
 def element_type(t: Type) -> Type:
@@ -191,8 +220,10 @@ def type_of_value(value: object, depth: int = 0) -> Type:
         return list_of(elem or DYN)
     if isinstance(value, dict):
         if value and all(isinstance(k, str) for k in value) and len(value) <= 64 and depth < 3:
-            return Type("object", fields=tuple(
-                (k, FieldType(type_of_value(v, depth + 1))) for k, v in value.items()))
+            return Type(
+                "object",
+                fields=tuple((k, FieldType(type_of_value(v, depth + 1))) for k, v in value.items()),
+            )
         vals: Type | None = None
         for v in list(value.values())[:1000]:
             t = type_of_value(v, depth + 1)

@@ -122,9 +122,16 @@ class JsonlSink:
     One process writes a file at a time (an exclusive ``flock`` is held).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False,
-                 max_bytes: int | None = None, backups: int = 5, key: bytes | None = None,
-                 repair: bool = True):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = False,
+        max_bytes: int | None = None,
+        backups: int = 5,
+        key: bytes | None = None,
+        repair: bool = True,
+    ):
         self.path = Path(path)
         self.fsync = fsync
         self.max_bytes = max_bytes
@@ -167,8 +174,10 @@ class JsonlSink:
             text, torn_at = last
             if torn_at is not None:
                 if candidate != self.path or not self.repair:
-                    raise AuditError(f"{candidate} ends with a torn line (at byte {torn_at}); "
-                                     f"run verify_file(path, repair=True)")
+                    raise AuditError(
+                        f"{candidate} ends with a torn line (at byte {torn_at}); "
+                        f"run verify_file(path, repair=True)"
+                    )
                 os.ftruncate(fd, torn_at)
                 last = _last_line(candidate)
                 if last is None:
@@ -178,8 +187,10 @@ class JsonlSink:
                 rec = json.loads(text)
                 self.seq, self.last_hash = int(rec["seq"]), str(rec["hash"])
             except (ValueError, KeyError, TypeError) as exc:
-                raise AuditError(f"cannot continue the audit chain of {candidate}: "
-                                 f"its last line is not a chained record ({exc})") from exc
+                raise AuditError(
+                    f"cannot continue the audit chain of {candidate}: "
+                    f"its last line is not a chained record ({exc})"
+                ) from exc
             return
 
     def _rotated(self, i: int) -> Path:
@@ -211,7 +222,11 @@ class JsonlSink:
                 raise AuditError(f"audit file {self.path} is closed")
             line, digest = _chain_line(record, self.seq + 1, self.last_hash, self.key)
             data = line.encode("utf-8")
-            if self.max_bytes is not None and self._size and self._size + len(data) > self.max_bytes:
+            if (
+                self.max_bytes is not None
+                and self._size
+                and self._size + len(data) > self.max_bytes
+            ):
                 self._rotate()
             view = memoryview(data)
             written = 0
@@ -265,7 +280,7 @@ def _last_line(path: Path) -> tuple[str, int | None] | None:
     if not buf.endswith(b"\n"):
         cut = buf.rfind(b"\n")
         torn_at = size - (len(buf) - cut - 1) if cut >= 0 else 0
-        buf = buf[:cut + 1] if cut >= 0 else b""
+        buf = buf[: cut + 1] if cut >= 0 else b""
         if not buf:
             return ("", torn_at) if torn_at is not None else None
     lines = buf.rstrip(b"\n").split(b"\n")
@@ -275,7 +290,9 @@ def _last_line(path: Path) -> tuple[str, int | None] | None:
 class LoggingSink:
     """Each record as one JSON line on a :mod:`logging` logger (for log shippers)."""
 
-    def __init__(self, logger: logging.Logger | str = "policylang.audit", level: int = logging.INFO):
+    def __init__(
+        self, logger: logging.Logger | str = "policylang.audit", level: int = logging.INFO
+    ):
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         self.level = level
 
@@ -306,22 +323,29 @@ class MultiSink:
 
 # ---------------------------------------------------------------- verification
 
+
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool
-    records: int                   # records verified (before the first error, if any)
-    first_error_line: int | None   # 1-based line number in the file
+    records: int  # records verified (before the first error, if any)
+    first_error_line: int | None  # 1-based line number in the file
     message: str
     last_seq: int = 0
     last_hash: str = GENESIS
-    repaired: bool = False         # a torn last line was cut off
+    repaired: bool = False  # a torn last line was cut off
 
     def __bool__(self) -> bool:
         return self.ok
 
 
-def verify_file(path: str | os.PathLike[str], *, key: bytes | None = None, repair: bool = False,
-                expect_prev: str | None = None, expect_seq: int | None = None) -> VerifyResult:
+def verify_file(
+    path: str | os.PathLike[str],
+    *,
+    key: bytes | None = None,
+    repair: bool = False,
+    expect_prev: str | None = None,
+    expect_seq: int | None = None,
+) -> VerifyResult:
     """Check every line of one audit file: form, hash, ``seq`` and ``prev`` links.
 
     The first record must start the chain (``seq`` 1, ``prev`` all zeros)
@@ -352,10 +376,18 @@ def verify_file(path: str | os.PathLike[str], *, key: bytes | None = None, repai
     prev = expect_prev
     note = ""
     for number, raw in enumerate(lines, 1):
-        def bad(msg: str, number: int = number, count: int = count, seq: int | None = seq,
-                prev: str | None = prev) -> VerifyResult:
-            return VerifyResult(False, count, number, f"line {number}: {msg}", seq or 0, prev or GENESIS,
-                                repaired)
+
+        def bad(
+            msg: str,
+            number: int = number,
+            count: int = count,
+            seq: int | None = seq,
+            prev: str | None = prev,
+        ) -> VerifyResult:
+            return VerifyResult(
+                False, count, number, f"line {number}: {msg}", seq or 0, prev or GENESIS, repaired
+            )
+
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -363,7 +395,7 @@ def verify_file(path: str | os.PathLike[str], *, key: bytes | None = None, repai
         m = _TAIL.search(text)
         if m is None:
             return bad("no hash at the end of the line (edited or not an audit record)")
-        body = text[:m.start()] + "}"
+        body = text[: m.start()] + "}"
         try:
             rec = json.loads(body)
         except ValueError as exc:
@@ -385,13 +417,17 @@ def verify_file(path: str | os.PathLike[str], *, key: bytes | None = None, repai
                 kind = "missing or deleted" if rseq > seq + 1 else "repeated or reordered"
                 return bad(f"seq {rseq} follows seq {seq}: records are {kind}")
             if prev is not None and rprev != prev:
-                return bad("prev does not match the hash of the record before (inserted, deleted "
-                           "or reordered lines)")
+                return bad(
+                    "prev does not match the hash of the record before (inserted, deleted "
+                    "or reordered lines)"
+                )
         seq, prev = rseq, m.group(1)
         count += 1
     if torn_msg:
         return VerifyResult(False, count, len(lines) + 1, torn_msg, seq or 0, prev or GENESIS)
-    msg = f"{count} records verified" + note + ("; a torn last line was cut off" if repaired else "")
+    msg = (
+        f"{count} records verified" + note + ("; a torn last line was cut off" if repaired else "")
+    )
     return VerifyResult(True, count, None, msg, seq or 0, prev or GENESIS, repaired)
 
 
@@ -400,16 +436,19 @@ def rotated_files(path: str | os.PathLike[str]) -> list[Path]:
     p = Path(path)
     olds = []
     for sib in p.parent.glob(p.name + ".*"):
-        suffix = sib.name[len(p.name) + 1:]
+        suffix = sib.name[len(p.name) + 1 :]
         if suffix.isdigit():
             olds.append((int(suffix), sib))
     return [s for _, s in sorted(olds, reverse=True)] + ([p] if p.exists() else [])
 
 
-def verify_chain(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
-                 key: bytes | None = None) -> VerifyResult:
+def verify_chain(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *, key: bytes | None = None
+) -> VerifyResult:
     """Verify files that continue one chain, in order; a path alone means it and its rotated files."""
-    files = rotated_files(paths) if isinstance(paths, str | os.PathLike) else [Path(x) for x in paths]
+    files = (
+        rotated_files(paths) if isinstance(paths, str | os.PathLike) else [Path(x) for x in paths]
+    )
     total = 0
     seq: int | None = None
     prev: str | None = None
@@ -417,8 +456,16 @@ def verify_chain(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
         r = verify_file(f, key=key, expect_seq=seq, expect_prev=prev)
         total += r.records
         if not r.ok:
-            return VerifyResult(False, total, r.first_error_line, f"{f}: {r.message}", r.last_seq, r.last_hash)
+            return VerifyResult(
+                False, total, r.first_error_line, f"{f}: {r.message}", r.last_seq, r.last_hash
+            )
         if r.records:
             seq, prev = r.last_seq, r.last_hash
-    return VerifyResult(True, total, None, f"{total} records verified in {len(files)} file(s)",
-                        seq or 0, prev or GENESIS)
+    return VerifyResult(
+        True,
+        total,
+        None,
+        f"{total} records verified in {len(files)} file(s)",
+        seq or 0,
+        prev or GENESIS,
+    )

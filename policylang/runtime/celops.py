@@ -57,25 +57,42 @@ _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # errors are reported as EvalError, not on stderr
 
 _KIND_BY_TYPE: dict[type, str] = {
-    bool: "bool", int: "int", float: "double", str: "string", bytes: "bytes",
-    type(None): "null_type", list: "list", tuple: "list", dict: "map",
-    datetime: "timestamp", timedelta: "duration", date: "date",
+    bool: "bool",
+    int: "int",
+    float: "double",
+    str: "string",
+    bytes: "bytes",
+    type(None): "null_type",
+    list: "list",
+    tuple: "list",
+    dict: "map",
+    datetime: "timestamp",
+    timedelta: "duration",
+    date: "date",
 }
 _NUM = (int, float)  # exact types: bool is deliberately not a number
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 _ASCII_UPPER = {c: c - 32 for c in range(ord("a"), ord("z") + 1)}
 # Unicode White_Space, what Go's strings.TrimSpace removes (str.strip also takes \x1c-\x1f).
-_WHITESPACE = ("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-               "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_WHITESPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 _INT_RE = re.compile(r"[+-]?[0-9]+")
-_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?"
-                       r"|inf|infinity|nan)", re.IGNORECASE)
-_BOOL_SPELLINGS = {w: w[0] in "1tT" for w in ("1", "t", "T", "TRUE", "true", "True",
-                                                "0", "f", "F", "FALSE", "false", "False")}
+_FLOAT_RE = re.compile(
+    r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?"
+    r"|inf|infinity|nan)",
+    re.IGNORECASE,
+)
+_BOOL_SPELLINGS = {
+    w: w[0] in "1tT"
+    for w in ("1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False")
+}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- types
+
 
 def _kind(v: object) -> str:
     """CEL type name, or the Python type name for values outside the model (messages only)."""
@@ -106,6 +123,7 @@ def _check_int(result: int, op: str, a: object, b: object | None = None) -> int:
 
 
 # --------------------------------------------------------------------------- equality
+
 
 def _map_lookup(m: dict[Any, Any], key: object) -> tuple[bool, Any]:
     """Find key in a map with CEL semantics: 1 and 1.0 are the same key, True is not 1."""
@@ -143,7 +161,8 @@ def eq(a: object, b: object) -> bool:
     if ka == "map":
         assert isinstance(a, dict) and isinstance(b, dict)
         return len(a) == len(b) and all(
-            (hit := _map_lookup(b, k))[0] and eq(v, hit[1]) for k, v in a.items())
+            (hit := _map_lookup(b, k))[0] and eq(v, hit[1]) for k, v in a.items()
+        )
     try:
         return bool(a == b)
     except Exception:  # exotic values outside the model are simply unequal
@@ -195,6 +214,7 @@ def ge(a: object, b: object) -> bool:
 
 # --------------------------------------------------------------------------- arithmetic
 
+
 def _time_result(fn: Callable[[], Any], what: str) -> Any:
     try:
         return fn()
@@ -240,8 +260,12 @@ def sub(a: Any, b: Any) -> Any:
         return float(a) - float(b)
     ka, kb = _kind(a), _kind(b)
     what = f"{format_value(a)} - {format_value(b)}"
-    if (ka, kb) in (("timestamp", "timestamp"), ("duration", "duration"),
-                    ("timestamp", "duration"), ("date", "date")):
+    if (ka, kb) in (
+        ("timestamp", "timestamp"),
+        ("duration", "duration"),
+        ("timestamp", "duration"),
+        ("date", "date"),
+    ):
         return _time_result(lambda: a - b, what)
     if ka == "date" and kb == "duration":
         return _time_result(lambda: a - _whole_days(b, "subtract"), what)
@@ -298,6 +322,7 @@ def neg(a: Any) -> Any:
 
 # --------------------------------------------------------------------------- logic
 
+
 def not_(a: object) -> bool:
     """Logical not; CEL has no truthiness, so only a bool is accepted."""
     if type(a) is not bool:
@@ -314,10 +339,13 @@ def truthy(a: object) -> bool:
 
 # --------------------------------------------------------------------------- containers
 
+
 def in_(elem: object, container: object) -> bool:
     """``elem in container``: list membership by CEL equality, or map key membership."""
     if isinstance(container, list | tuple | set | frozenset):
-        if type(elem) is str or type(elem) is bytes:  # str only ever equals str: Python's fast path is exact
+        if (
+            type(elem) is str or type(elem) is bytes
+        ):  # str only ever equals str: Python's fast path is exact
             return elem in container
         return any(eq(elem, x) for x in container)
     if isinstance(container, dict):
@@ -375,6 +403,7 @@ def size(v: object) -> int:
 
 
 # --------------------------------------------------------------------------- strings
+
 
 def _strs(fn: str, *args: object) -> None:
     if any(type(x) is not str for x in args):
@@ -441,7 +470,7 @@ def split(s: str, sep: str, n: int = -1) -> list[str]:
     if sep == "":
         parts = list(s)
         if 0 < n < len(parts):
-            parts = parts[: n - 1] + ["".join(parts[n - 1:])]
+            parts = parts[: n - 1] + ["".join(parts[n - 1 :])]
         return parts
     return s.split(sep, n - 1 if n > 0 else -1)
 
@@ -490,7 +519,7 @@ def char_at(s: str, i: int) -> str:
     i = _int_arg("charAt", i)
     if not 0 <= i <= len(s):
         raise EvalError(f"charAt: index {i} out of range for string of length {len(s)}")
-    return s[i:i + 1]
+    return s[i : i + 1]
 
 
 def join(items: Sequence[str], sep: str = "") -> str:
@@ -504,6 +533,7 @@ def join(items: Sequence[str], sep: str = "") -> str:
 
 
 # --------------------------------------------------------------------------- regexes
+
 
 def _regex_error_text(pattern: str, err: BaseException) -> str:
     """Turn RE2's terse "missing ): a(" into a sentence, naming unsupported Perl features."""
@@ -525,7 +555,9 @@ def _compile(pattern: str) -> Any:
     try:
         compiled = re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as err:
-        raise EvalError(f"invalid regex {_quote(pattern)}: {_regex_error_text(pattern, err)}") from None
+        raise EvalError(
+            f"invalid regex {_quote(pattern)}: {_regex_error_text(pattern, err)}"
+        ) from None
     except Exception as err:  # e.g. a lone surrogate that cannot be UTF-8 encoded
         raise EvalError(f"invalid regex {_quote(pattern)}: {err}") from None
     if isinstance(compiled, re.Pattern):  # pragma: no cover - guard against a fallback build
@@ -554,6 +586,7 @@ def regex_problem(pattern: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- conversions
+
 
 def to_int(v: object) -> int:
     """CEL ``int()``: from int, double (truncated), decimal string, or timestamp (epoch seconds)."""
@@ -664,6 +697,7 @@ def to_bytes(v: object) -> bytes:
 
 # --------------------------------------------------------------------------- messages
 
+
 def format_value(v: object) -> str:
     """Render a value for a human-readable decision message; never raises.
 
@@ -695,6 +729,9 @@ def _format(v: object, depth: int) -> str:
     if isinstance(v, list | tuple | set | frozenset):
         return "[" + ", ".join(_format(x, depth + 1) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{_format(k, depth + 1)}: {_format(x, depth + 1)}"
-                               for k, x in v.items()) + "}"
+        return (
+            "{"
+            + ", ".join(f"{_format(k, depth + 1)}: {_format(x, depth + 1)}" for k, x in v.items())
+            + "}"
+        )
     return repr(v)  # bytes and values outside the model

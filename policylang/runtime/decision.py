@@ -86,9 +86,11 @@ class DecisionModel(BaseModel):
 
     effect: Effect
     tool: str
-    code: str = Field(description="why, as a stable word: allowed, denied, confirm, default_deny, "
-                      "default_allow, rate_limited, invalid_request, unknown_tool, "
-                      "evaluation_error, store_unavailable, no_policy, internal_error")
+    code: str = Field(
+        description="why, as a stable word: allowed, denied, confirm, default_deny, "
+        "default_allow, rate_limited, invalid_request, unknown_tool, "
+        "evaluation_error, store_unavailable, no_policy, internal_error"
+    )
     reasons: list[str] = Field(default_factory=list)
     rules: list[RuleRef] = Field(default_factory=list)
     limits: list[LimitState] = Field(default_factory=list)
@@ -110,8 +112,14 @@ class Origin:
 
     __slots__ = ("policy", "policy_version", "policy_hash", "id_prefix", "zone")
 
-    def __init__(self, policy: str = "", policy_version: str | None = None, policy_hash: str = "",
-                 id_prefix: str = "", zone: tzinfo | None = None) -> None:
+    def __init__(
+        self,
+        policy: str = "",
+        policy_version: str | None = None,
+        policy_hash: str = "",
+        id_prefix: str = "",
+        zone: tzinfo | None = None,
+    ) -> None:
         self.policy, self.policy_version, self.policy_hash = policy, policy_version, policy_hash
         self.id_prefix, self.zone = id_prefix, zone
 
@@ -190,8 +198,21 @@ class Decision:
     objects per call, which keeps 1,000 tools as fast as 10.
     """
 
-    __slots__ = ("effect", "tool", "code", "_message", "elapsed_us", "_reasons", "_rules", "_limits",
-                 "_errors", "_id", "_at", "_origin", "_out")
+    __slots__ = (
+        "effect",
+        "tool",
+        "code",
+        "_message",
+        "elapsed_us",
+        "_reasons",
+        "_rules",
+        "_limits",
+        "_errors",
+        "_id",
+        "_at",
+        "_origin",
+        "_out",
+    )
 
     model_fields: ClassVar[dict[str, Any]] = DecisionModel.model_fields
 
@@ -208,15 +229,30 @@ class Decision:
 
     def _fill(self, m: DecisionModel) -> None:
         self.effect, self.tool, self.code, self._message = m.effect, m.tool, m.code, m.message
-        self._reasons, self._rules, self._limits, self._errors = m.reasons, m.rules, m.limits, m.errors
+        self._reasons, self._rules, self._limits, self._errors = (
+            m.reasons,
+            m.rules,
+            m.limits,
+            m.errors,
+        )
         self._out = None
         self.elapsed_us, self._id, self._at = m.elapsed_us, m.decision_id, m.at
         self._origin = Origin(m.policy, m.policy_version, m.policy_hash)
 
     @classmethod
-    def _raw(cls, effect: Effect, tool: str, code: str, reasons: list[str], rules: list[RuleRef],
-             limits: list[LimitState], errors: list[ErrorInfo], message: str, origin: Origin,
-             at: datetime | None) -> Decision:
+    def _raw(
+        cls,
+        effect: Effect,
+        tool: str,
+        code: str,
+        reasons: list[str],
+        rules: list[RuleRef],
+        limits: list[LimitState],
+        errors: list[ErrorInfo],
+        message: str,
+        origin: Origin,
+        at: datetime | None,
+    ) -> Decision:
         """A decision from values our own code produced: no validation."""
         d = _new(cls)
         d.effect, d.tool, d.code, d._message, d.elapsed_us = effect, tool, code, message, 0.0
@@ -229,7 +265,9 @@ class Decision:
     _limits: list[LimitState] | tuple[LimitState, ...]
     _errors: list[ErrorInfo] | tuple[ErrorInfo, ...]
     _message: str | None
-    _out: tuple[tuple[str, ...], tuple[RuleRef, ...], str] | None  # reasons, rules, message after the tool
+    _out: (
+        tuple[tuple[str, ...], tuple[RuleRef, ...], str] | None
+    )  # reasons, rules, message after the tool
     reasons = _Shared[str]("_reasons", 0)
     rules = _Shared[RuleRef]("_rules", 1)
     message = _Message()
@@ -343,12 +381,20 @@ class Decision:
             cls.model_validate,
             json_schema_input_schema=handler(DecisionModel),
             serialization=core_schema.plain_serializer_function_ser_schema(
-                lambda d, info: d.model_dump(mode=info.mode), info_arg=True))
+                lambda d, info: d.model_dump(mode=info.mode), info_arg=True
+            ),
+        )
 
 
 _new = object.__new__
 
 for _model in (RuleRef, LimitState, ErrorInfo):
-    _DEFAULTS[_model] = {name: (f.default_factory() if f.default_factory is not None  # type: ignore[call-arg]
-                                else f.default)
-                         for name, f in _model.model_fields.items() if not f.is_required()}
+    _DEFAULTS[_model] = {
+        name: (
+            f.default_factory()
+            if f.default_factory is not None  # type: ignore[call-arg]
+            else f.default
+        )
+        for name, f in _model.model_fields.items()
+        if not f.is_required()
+    }

@@ -49,7 +49,9 @@ from policylang.runtime.validation import fast_object_checker, object_checker
 
 AuditSink = Callable[[dict[str, Any]], None] | Any
 
-_EMPTY: dict[str, Any] = {}  # what a missing args/principal/context reads as on the fused path (never written)
+_EMPTY: dict[
+    str, Any
+] = {}  # what a missing args/principal/context reads as on the fused path (never written)
 _new = object.__new__
 _NO_POLICY = Origin()
 _perf_counter = time.perf_counter
@@ -60,15 +62,27 @@ _OUTCOME_CACHE_SIZE = 65_536
 _PENDING_CONFIRMS = 10_000
 
 
-def _decision(effect: Effect, tool: str, code: str, reasons: list[str], refs: list[Any],
-              limits: list[Any], errors: list[Any], message: str, prepared: _Prepared,
-              now: datetime) -> Decision:
+def _decision(
+    effect: Effect,
+    tool: str,
+    code: str,
+    reasons: list[str],
+    refs: list[Any],
+    limits: list[Any],
+    errors: list[Any],
+    message: str,
+    prepared: _Prepared,
+    now: datetime,
+) -> Decision:
     """A Decision built from fields our own code produced (no validation)."""
-    return Decision._raw(effect, tool, code, reasons, refs, limits, errors, message, prepared.origin, now)
+    return Decision._raw(
+        effect, tool, code, reasons, refs, limits, errors, message, prepared.origin, now
+    )
 
 
-def combine(denied: bool, limit_exhausted: bool, confirmed: bool, allowed: bool,
-            default: str) -> Effect:
+def combine(
+    denied: bool, limit_exhausted: bool, confirmed: bool, allowed: bool, default: str
+) -> Effect:
     """The one combining rule; order of rules never matters, deny always wins."""
     if denied or limit_exhausted:
         return Effect.DENY
@@ -89,17 +103,34 @@ class _Prepared:
         zone = compiled.zone
         self.zone: tzinfo = zone
         self.validators = {
-            name: fast_object_checker(info.args, object_checker(info.args, zone, strict=True), copy=False)
-            for name, info in self.policy.tools.items()}
+            name: fast_object_checker(
+                info.args, object_checker(info.args, zone, strict=True), copy=False
+            )
+            for name, info in self.policy.tools.items()
+        }
         p, c = self.policy.principal, self.policy.context
-        self.principal_check = fast_object_checker(
-            p, object_checker(p, zone, strict=False, what="principal field"), copy=False,
-            strict=False) if p else None
+        self.principal_check = (
+            fast_object_checker(
+                p,
+                object_checker(p, zone, strict=False, what="principal field"),
+                copy=False,
+                strict=False,
+            )
+            if p
+            else None
+        )
         if c is not None:  # `now` is parsed once, through the engine's cache, in _now()
             c = Type("object", fields=tuple(f for f in c.fields if f[0] != "now"))
-        self.context_check = fast_object_checker(
-            c, object_checker(c, zone, strict=False, what="context field"), copy=True,
-            strict=False) if c else None
+        self.context_check = (
+            fast_object_checker(
+                c,
+                object_checker(c, zone, strict=False, what="context field"),
+                copy=True,
+                strict=False,
+            )
+            if c
+            else None
+        )
         self.context_owned = c is not None  # the checker returns a fresh dict we may fill in
         self.hash = self.policy.content_hash
         self.undeclared_open = self.policy.open_tools or self.policy.default == "allow"
@@ -109,14 +140,21 @@ class _Prepared:
         self.name = self.policy.name
         self.version = self.policy.version
         self.origin = Origin(self.name, self.version, self.hash, id_prefix, zone)
-        self.secrets = {name: info.secret_fields for name, info in self.policy.tools.items()
-                        if info.secret_fields}  # @secret parameters, redacted in audit records
+        self.secrets = {
+            name: info.secret_fields
+            for name, info in self.policy.tools.items()
+            if info.secret_fields
+        }  # @secret parameters, redacted in audit records
         self.shared: dict[Any, Any] = {}  # texts of fused outcomes, one object per distinct value
         # Fused per-tool functions (policylang.compiler.fused) and, per tool, the outcome of each
         # bitmask of matched rules they return (see _fused_outcome).
-        self.fused: dict[str, tuple[Callable[..., int | None], bool, dict[int, Any], ToolEvaluator]] = {
+        self.fused: dict[
+            str, tuple[Callable[..., int | None], bool, dict[int, Any], ToolEvaluator]
+        ] = {
             tool: (ev.fused, ev.fused_plan.uses_now, {}, ev)
-            for tool, ev in compiled.evaluators.items() if ev.fused is not None and ev.fused_plan is not None}
+            for tool, ev in compiled.evaluators.items()
+            if ev.fused is not None and ev.fused_plan is not None
+        }
         # RuleRefs of rules with a fixed reason are shared between decisions (never mutated).
         self.refs: dict[int, RuleRef] = {}
 
@@ -124,12 +162,21 @@ class _Prepared:
 class Engine:
     """Decides tool calls against one policy. Thread-safe; share one per process."""
 
-    def __init__(self, compiled: CompiledPolicy | None = None, *, warnings: list[Diagnostic] | None = None,
-                 clock: Clock | None = None, store: LimitStore | None = None,
-                 audit: AuditSink | None = None, source_path: str | Path | None = None,
-                 sessions: SessionStore | None = None):
+    def __init__(
+        self,
+        compiled: CompiledPolicy | None = None,
+        *,
+        warnings: list[Diagnostic] | None = None,
+        clock: Clock | None = None,
+        store: LimitStore | None = None,
+        audit: AuditSink | None = None,
+        source_path: str | Path | None = None,
+        sessions: SessionStore | None = None,
+    ):
         self._id_prefix = os.urandom(4).hex()
-        self._prepared = _Prepared(compiled, warnings or [], self._id_prefix) if compiled is not None else None
+        self._prepared = (
+            _Prepared(compiled, warnings or [], self._id_prefix) if compiled is not None else None
+        )
         self.clock = clock or SystemClock()
         self.store: LimitStore = store if store is not None else MemoryStore()
         self.audit = audit
@@ -155,16 +202,29 @@ class Engine:
     # ---- construction
 
     @classmethod
-    def from_path(cls, path: str | Path, *, data: dict[str, Any] | None = None,
-                  reference: bool = False, **options: Any) -> Engine:
+    def from_path(
+        cls,
+        path: str | Path,
+        *,
+        data: dict[str, Any] | None = None,
+        reference: bool = False,
+        **options: Any,
+    ) -> Engine:
         """Load a ``.policy`` file, or a folder of them with their data files."""
         sources, loaded = read_path(path, data)
         compiled, warnings = load_sources(sources, loaded, reference)
         return cls(compiled, warnings=warnings, source_path=path, **options)
 
     @classmethod
-    def from_string(cls, text: str, *, data: dict[str, Any] | None = None, path: str = "<string>",
-                    reference: bool = False, **options: Any) -> Engine:
+    def from_string(
+        cls,
+        text: str,
+        *,
+        data: dict[str, Any] | None = None,
+        path: str = "<string>",
+        reference: bool = False,
+        **options: Any,
+    ) -> Engine:
         """Load policy text (handy in tests and notebooks).
 
         ``reference=True`` evaluates every condition with the reference interpreter
@@ -174,8 +234,14 @@ class Engine:
         return cls(compiled, warnings=warnings, **options)
 
     @classmethod
-    def from_sources(cls, sources: dict[str, str], *, data: dict[str, Any] | None = None,
-                     reference: bool = False, **options: Any) -> Engine:
+    def from_sources(
+        cls,
+        sources: dict[str, str],
+        *,
+        data: dict[str, Any] | None = None,
+        reference: bool = False,
+        **options: Any,
+    ) -> Engine:
         compiled, warnings = load_sources(dict(sources), data or {}, reference)
         return cls(compiled, warnings=warnings, **options)
 
@@ -196,8 +262,13 @@ class Engine:
             self._prepared = _Prepared(compiled, warnings, self._id_prefix)
             self.source_path = Path(target)
 
-    def watch(self, interval: float = 1.0, *, on_reload: Callable[[Engine], Any] | None = None,
-              on_error: Callable[[Any], Any] | None = None) -> Any:
+    def watch(
+        self,
+        interval: float = 1.0,
+        *,
+        on_reload: Callable[[Engine], Any] | None = None,
+        on_error: Callable[[Any], Any] | None = None,
+    ) -> Any:
         """Reload automatically when the policy's files change (see :mod:`policylang.runtime.watch`).
 
         Returns the watcher; call ``stop()`` on it (or use it in a ``with``) to end watching.
@@ -208,7 +279,9 @@ class Engine:
             raise PolicyError("only an engine loaded with Engine.from_path() can watch its files")
         return PolicyWatcher(self, self.source_path, interval, on_reload, on_error)
 
-    def reload_string(self, text: str, *, data: dict[str, Any] | None = None, path: str = "<string>") -> None:
+    def reload_string(
+        self, text: str, *, data: dict[str, Any] | None = None, path: str = "<string>"
+    ) -> None:
         with self._reload_lock:
             compiled, warnings = load_sources({path: text}, data or {})
             self._prepared = _Prepared(compiled, warnings, self._id_prefix)
@@ -247,8 +320,13 @@ class Engine:
 
     # ---- deciding
 
-    def decide(self, tool: str, args: dict[str, Any] | None = None, principal: dict[str, Any] | None = None,
-               context: dict[str, Any] | None = None) -> Decision:
+    def decide(
+        self,
+        tool: str,
+        args: dict[str, Any] | None = None,
+        principal: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> Decision:
         """Decide one tool call. Never raises: any failure is a deny that says why."""
         started = _perf_counter()
         prepared = self._prepared  # one snapshot for the whole decision
@@ -275,7 +353,9 @@ class Engine:
                         if out is None:
                             out = self._fused_outcome(prepared, tool, ev, m, table)
                         if type(out) is tuple:
-                            d = _new(Decision)  # the rest is read from d._out when asked: see Decision
+                            d = _new(
+                                Decision
+                            )  # the rest is read from d._out when asked: see Decision
                             d.effect, d.code, d._out = out
                             d.tool, d._origin, d._at = tool, prepared.origin, at
                             d._reasons = d._rules = d._message = None
@@ -290,23 +370,37 @@ class Engine:
                     pass
                 else:
                     if finish is not None:
-                        return self._finish_fused(prepared, tool, finish, started, args, principal, context)
+                        return self._finish_fused(
+                            prepared, tool, finish, started, args, principal, context
+                        )
         if type(tool) is not str and isinstance(tool, str):
             tool = str.__str__(tool)  # a str subclass's own __format__/__eq__ never runs in here
         did = f"{self._id_prefix}-{next(self._ids):x}"
         try:
             decision = self._decide(prepared, tool, args, principal, context, did)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything at all
-            decision = self._failure(prepared, tool, "internal_error",
-                                     f"internal error while deciding: {type(exc).__name__}: {exc}")
+            decision = self._failure(
+                prepared,
+                tool,
+                "internal_error",
+                f"internal error while deciding: {type(exc).__name__}: {exc}",
+            )
         decision.elapsed_us = (_perf_counter() - started) * 1e6
         decision._id = did
         if self.audit is not None:
             decision = self._record(decision, prepared, tool, args, principal, context)
         return decision
 
-    def _finish_fused(self, prepared: _Prepared, tool: str, finish: Any, started: float, args: Any,
-                      principal: Any, context: Any) -> Decision:
+    def _finish_fused(
+        self,
+        prepared: _Prepared,
+        tool: str,
+        finish: Any,
+        started: float,
+        args: Any,
+        principal: Any,
+        context: Any,
+    ) -> Decision:
         """A fused outcome that depends on this request (templated reasons, limits to book).
 
         Outside the fused path's fall-back: once limits may have been booked, an
@@ -317,35 +411,60 @@ class Engine:
             now = at if type(at) is not float else datetime.fromtimestamp(at, prepared.zone)
             d = self._evaluate(prepared, ev, tool, fa, fp, fc, now, None, out)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything at all
-            d = self._failure(prepared, tool, "internal_error",
-                              f"internal error while deciding: {type(exc).__name__}: {exc}")
+            d = self._failure(
+                prepared,
+                tool,
+                "internal_error",
+                f"internal error while deciding: {type(exc).__name__}: {exc}",
+            )
         d._id = next(self._ids)
         d.elapsed_us = (_perf_counter() - started) * 1e6
         if self.audit is None:
             return d
         return self._record(d, prepared, tool, args, principal, context)
 
-    def _decide(self, prepared: _Prepared | None, tool: Any, args: Any, principal: Any,
-                context: Any, did: str = "") -> Decision:
+    def _decide(
+        self,
+        prepared: _Prepared | None,
+        tool: Any,
+        args: Any,
+        principal: Any,
+        context: Any,
+        did: str = "",
+    ) -> Decision:
         if prepared is None:
             return self._failure(None, str(tool), "no_policy", "no policy is loaded")
         if not isinstance(tool, str) or not tool:
-            return self._failure(prepared, str(tool), "invalid_request", "the tool name must be a non-empty string")
+            return self._failure(
+                prepared, str(tool), "invalid_request", "the tool name must be a non-empty string"
+            )
         compiled = prepared.compiled
         ev = compiled.evaluators.get(tool)
         if ev is None:
             if not prepared.undeclared_open:
-                close = difflib.get_close_matches(tool, list(prepared.policy.tools), n=1, cutoff=0.6)
+                close = difflib.get_close_matches(
+                    tool, list(prepared.policy.tools), n=1, cutoff=0.6
+                )
                 hint = f"; did you mean '{close[0]}'?" if close else ""
-                return self._failure(prepared, tool, "unknown_tool",
-                                     f"'{tool}' is not a tool this policy declares{hint}")
+                return self._failure(
+                    prepared,
+                    tool,
+                    "unknown_tool",
+                    f"'{tool}' is not a tool this policy declares{hint}",
+                )
             ev = compiled.evaluator_for(tool)
         try:
             a = self._args(prepared, ev, tool, args)
-            p = prepared.principal_check(principal if principal is not None else {}, "") \
-                if prepared.principal_check else _as_map(principal, "principal")
-            c = prepared.context_check(context if context is not None else {}, "") \
-                if prepared.context_check else _as_map(context, "context")
+            p = (
+                prepared.principal_check(principal if principal is not None else {}, "")
+                if prepared.principal_check
+                else _as_map(principal, "principal")
+            )
+            c = (
+                prepared.context_check(context if context is not None else {}, "")
+                if prepared.context_check
+                else _as_map(context, "context")
+            )
             now = self._now(prepared, c)
         except RequestError as exc:
             return self._failure(prepared, tool, "invalid_request", exc.message)
@@ -359,25 +478,52 @@ class Engine:
         self._remember(session, s, tool, a, decision, now, did)
         return decision
 
-    def _evaluate(self, prepared: _Prepared, ev: ToolEvaluator, tool: str, a: Any, p: Any, c: Any,
-                  now: datetime, s: Any, ran: Any = None) -> Decision:
+    def _evaluate(
+        self,
+        prepared: _Prepared,
+        ev: ToolEvaluator,
+        tool: str,
+        a: Any,
+        p: Any,
+        c: Any,
+        now: datetime,
+        s: Any,
+        ran: Any = None,
+    ) -> Decision:
         """Combine the matched rules (``ran``: already matched by a fused function) with the limits."""
         effect, hits, errs = ev.run(a, p, c, now, tool, s) if ran is None else ran
         if effect == "deny":
-            return self._build(prepared, tool, Effect.DENY, hits, errs, [], a, p, c, now, s=s, ev=ev)
+            return self._build(
+                prepared, tool, Effect.DENY, hits, errs, [], a, p, c, now, s=s, ev=ev
+            )
         candidate = _EFFECTS[effect] if effect else _EFFECTS[prepared.policy.default]
         limits: list[LimitState] = []
         if ev.limits and candidate is not Effect.DENY:
-            outcome = self._limits(prepared, ev, a, p, c, now, tool, consume=candidate is Effect.ALLOW,
-                                   s=s)
+            outcome = self._limits(
+                prepared, ev, a, p, c, now, tool, consume=candidate is Effect.ALLOW, s=s
+            )
             if isinstance(outcome, Decision):
                 return outcome
             limits = outcome
-        return self._build(prepared, tool, candidate, hits, errs, limits, a, p, c, now,
-                           from_default=effect is None, s=s, ev=ev)
+        return self._build(
+            prepared,
+            tool,
+            candidate,
+            hits,
+            errs,
+            limits,
+            a,
+            p,
+            c,
+            now,
+            from_default=effect is None,
+            s=s,
+            ev=ev,
+        )
 
-    def _fused_outcome(self, prepared: _Prepared, tool: str, ev: ToolEvaluator, m: int,
-                       table: dict[int, Any]) -> Any:
+    def _fused_outcome(
+        self, prepared: _Prepared, tool: str, ev: ToolEvaluator, m: int, table: dict[int, Any]
+    ) -> Any:
         """What decide() does with a fused function's bitmask, worked out once per bitmask.
 
         A tuple: the fields every such decision shares. A list ``[effect, hits,
@@ -392,48 +538,90 @@ class Engine:
         hits = [r for i, r in enumerate(plan.rules) if m >> i & 1]
         effect = _EFFECTS[hits[0].effect] if hits else _EFFECTS[prepared.policy.default]
         out: Any
-        if (ev.limits and effect is not Effect.DENY) or \
-                any(r.because is not None and not r.because.is_plain for r in hits):
+        if (ev.limits and effect is not Effect.DENY) or any(
+            r.because is not None and not r.because.is_plain for r in hits
+        ):
             out = [hits[0].effect if hits else None, hits, None]
         else:
-            d = self._build(prepared, tool, effect, hits, None, [], None, None, None, None,  # type: ignore[arg-type]
-                            from_default=not hits, ev=ev)
+            d = self._build(
+                prepared,
+                tool,
+                effect,
+                hits,
+                None,
+                [],
+                None,
+                None,
+                None,
+                None,  # type: ignore[arg-type]
+                from_default=not hits,
+                ev=ev,
+            )
             shared = prepared.shared  # equal texts are one object, however many tools share them
             if len(shared) >= _OUTCOME_CACHE_SIZE:
                 shared.clear()
             reasons = tuple(d.reasons)
             reasons = shared.setdefault(reasons, reasons)
-            suffix = d.message[len(tool):]
+            suffix = d.message[len(tool) :]
             out = (d.effect, d.code, (reasons, tuple(d.rules), shared.setdefault(suffix, suffix)))
         if len(table) >= _OUTCOME_CACHE_SIZE:
             table.clear()
         table[m] = out
         return out
 
-    def _session(self, prepared: _Prepared, session: ast.SessionDecl, a: Any, p: Any, c: Any,
-                 now: datetime, tool: str) -> dict[str, Any] | Decision:
+    def _session(
+        self,
+        prepared: _Prepared,
+        session: ast.SessionDecl,
+        a: Any,
+        p: Any,
+        c: Any,
+        now: datetime,
+        tool: str,
+    ) -> dict[str, Any] | Decision:
         """This call's session and its remembered calls; an unknown session fails closed."""
         compiled = prepared.compiled
         env = compiled.env(a, p, c, now, tool, None)
         try:
             key = compiled.interpreter.evaluate(session.key, env)
         except EvalError as exc:
-            return self._failure(prepared, tool, "evaluation_error",
-                                 f"the session key could not be evaluated: {exc.message}")
+            return self._failure(
+                prepared,
+                tool,
+                "evaluation_error",
+                f"the session key could not be evaluated: {exc.message}",
+            )
         if type(key) not in (str, int):
-            return self._failure(prepared, tool, "evaluation_error",
-                                 f"the session key must be a string or an int, got {celops.type_name(key)}")
+            return self._failure(
+                prepared,
+                tool,
+                "evaluation_error",
+                f"the session key must be a string or an int, got {celops.type_name(key)}",
+            )
         sid = str(key)
         try:
-            calls = self.sessions.load(f"{prepared.policy.name}\x1f{sid}", now.timestamp(),
-                                       session.ttl.total_seconds())
+            calls = self.sessions.load(
+                f"{prepared.policy.name}\x1f{sid}", now.timestamp(), session.ttl.total_seconds()
+            )
         except Exception as exc:  # noqa: BLE001 - no history, no decision
-            return self._failure(prepared, tool, "store_unavailable",
-                                 f"the session store is unavailable ({type(exc).__name__}: {exc})")
+            return self._failure(
+                prepared,
+                tool,
+                "store_unavailable",
+                f"the session store is unavailable ({type(exc).__name__}: {exc})",
+            )
         return {"id": sid, "calls": calls, "_key": f"{prepared.policy.name}\x1f{sid}"}
 
-    def _remember(self, session: ast.SessionDecl, s: dict[str, Any], tool: str, a: Any,
-                  decision: Decision, now: datetime, did: str = "") -> None:
+    def _remember(
+        self,
+        session: ast.SessionDecl,
+        s: dict[str, Any],
+        tool: str,
+        a: Any,
+        decision: Decision,
+        now: datetime,
+        did: str = "",
+    ) -> None:
         call = {"tool": tool, "args": a, "effect": decision.effect.value, "at": now}
         if decision.effect is Effect.CONFIRM and did:  # commit() records the approved call
             with self._pending_lock:
@@ -441,8 +629,9 @@ class Engine:
                 while len(self._pending) > _PENDING_CONFIRMS:
                     self._pending.popitem(last=False)
         try:
-            self.sessions.append(s["_key"], call, now.timestamp(), session.keep,
-                                 session.ttl.total_seconds())
+            self.sessions.append(
+                s["_key"], call, now.timestamp(), session.keep, session.ttl.total_seconds()
+            )
         except Exception as exc:  # noqa: BLE001 - an unrecorded call must not be allowed
             if decision.effect is not Effect.DENY:
                 reason = f"the session store is unavailable ({type(exc).__name__}: {exc})"
@@ -481,14 +670,28 @@ class Engine:
             prepared.now_cache[pinned] = parsed
         return parsed
 
-    def _limits(self, prepared: _Prepared, ev: ToolEvaluator, a: Any, p: Any, c: Any, now: datetime,
-                tool: str, consume: bool, s: Any = None) -> list[LimitState] | Decision:
+    def _limits(
+        self,
+        prepared: _Prepared,
+        ev: ToolEvaluator,
+        a: Any,
+        p: Any,
+        c: Any,
+        now: datetime,
+        tool: str,
+        consume: bool,
+        s: Any = None,
+    ) -> list[LimitState] | Decision:
         compiled = prepared.compiled
         try:
             values = compiled.limit_values(ev, a, p, c, now, tool, s)
         except EvalError as exc:
-            return self._failure(prepared, tool, "evaluation_error",
-                                 f"a rate limit could not be evaluated: {exc.message}")
+            return self._failure(
+                prepared,
+                tool,
+                "evaluation_error",
+                f"a rate limit could not be evaluated: {exc.message}",
+            )
         requests: list[LimitRequest] = []
         plans = []
         consts = prepared.limit_consts
@@ -496,17 +699,26 @@ class Engine:
             if applies is not True:
                 if applies is False:
                     continue
-                return self._failure(prepared, tool, "evaluation_error",
-                                     f"the 'when' of limit {lp.id} is not a bool")
+                return self._failure(
+                    prepared, tool, "evaluation_error", f"the 'when' of limit {lp.id} is not a bool"
+                )
             if type(cost) not in (int, float) or cost != cost or cost < 0:
-                return self._failure(prepared, tool, "evaluation_error",
-                                     f"limit {lp.id} needs a non-negative number to sum, got "
-                                     f"{celops.format_value(cost)}")
+                return self._failure(
+                    prepared,
+                    tool,
+                    "evaluation_error",
+                    f"limit {lp.id} needs a non-negative number to sum, got "
+                    f"{celops.format_value(cost)}",
+                )
             key_text = "" if key is None else key if type(key) is str else celops.format_value(key)
             fixed = consts.get(lp.index)
             if fixed is None:  # per limit, once: its key prefix, numbers and location
-                fixed = consts[lp.index] = (limit_key(prepared.name, lp.id, ""), float(lp.limit.amount),
-                                            lp.limit.window.total_seconds(), str(lp.span))
+                fixed = consts[lp.index] = (
+                    limit_key(prepared.name, lp.id, ""),
+                    float(lp.limit.amount),
+                    lp.limit.window.total_seconds(),
+                    str(lp.span),
+                )
             requests.append(LimitRequest(fixed[0] + key_text, fixed[1], fixed[2], float(cost)))
             plans.append((lp, key_text, fixed))
         if not requests:
@@ -516,33 +728,84 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - a broken store fails closed unless told otherwise
             if all(lp.limit.on_error == "allow" for lp, _, _ in plans):
                 return []
-            reason = str(exc) if isinstance(exc, StoreUnavailable) else f"{type(exc).__name__}: {exc}"
-            return self._failure(prepared, tool, "store_unavailable",
-                                 f"the rate-limit store is unavailable ({reason})")
-        states = [fast(LimitState, id=lp.id, key=key_text or None, used=o.used, limit=fixed[1],
-                       window_seconds=fixed[2], cost=r.cost, exceeded=not o.fits, location=fixed[3])
-                  for (lp, key_text, fixed), o, r in zip(plans, outcomes, requests, strict=True)]
+            reason = (
+                str(exc) if isinstance(exc, StoreUnavailable) else f"{type(exc).__name__}: {exc}"
+            )
+            return self._failure(
+                prepared,
+                tool,
+                "store_unavailable",
+                f"the rate-limit store is unavailable ({reason})",
+            )
+        states = [
+            fast(
+                LimitState,
+                id=lp.id,
+                key=key_text or None,
+                used=o.used,
+                limit=fixed[1],
+                window_seconds=fixed[2],
+                cost=r.cost,
+                exceeded=not o.fits,
+                location=fixed[3],
+            )
+            for (lp, key_text, fixed), o, r in zip(plans, outcomes, requests, strict=True)
+        ]
         if any(s.exceeded for s in states):
             hit = next(s for s in states if s.exceeded)
             window = timefuncs.format_duration(_td(hit.window_seconds))
             who = f" for {hit.key}" if hit.key else ""
-            reason = (f"rate limit {hit.id} reached: {celops.format_value(hit.limit)} per {window}{who} "
-                      f"(used {celops.format_value(hit.used)})")
-            return _decision(Effect.DENY, tool, "rate_limited", [reason], [], states, [],
-                             f"{tool} denied: {reason}; try again later", prepared, now)
+            reason = (
+                f"rate limit {hit.id} reached: {celops.format_value(hit.limit)} per {window}{who} "
+                f"(used {celops.format_value(hit.used)})"
+            )
+            return _decision(
+                Effect.DENY,
+                tool,
+                "rate_limited",
+                [reason],
+                [],
+                states,
+                [],
+                f"{tool} denied: {reason}; try again later",
+                prepared,
+                now,
+            )
         return states
 
-    def _build(self, prepared: _Prepared, tool: str, effect: Effect, hits: list[RulePlan],
-               errs: list[tuple[RulePlan, str]] | None, limits: list[LimitState], a: Any, p: Any,
-               c: Any, now: datetime, from_default: bool = False, s: Any = None,
-               ev: ToolEvaluator | None = None) -> Decision:
+    def _build(
+        self,
+        prepared: _Prepared,
+        tool: str,
+        effect: Effect,
+        hits: list[RulePlan],
+        errs: list[tuple[RulePlan, str]] | None,
+        limits: list[LimitState],
+        a: Any,
+        p: Any,
+        c: Any,
+        now: datetime,
+        from_default: bool = False,
+        s: Any = None,
+        ev: ToolEvaluator | None = None,
+    ) -> Decision:
         if not errs:  # the common case: the outcome's texts depend only on which rules matched
             key = (tool, effect, from_default, *[r.index for r in hits])
             cached = prepared.outcomes.get(key)
             if cached is not None:
                 code, reasons_t, refs_t, message = cached
-                return _decision(effect, tool, code, list(reasons_t), list(refs_t), limits, [],
-                                 message, prepared, now)
+                return _decision(
+                    effect,
+                    tool,
+                    code,
+                    list(reasons_t),
+                    list(refs_t),
+                    limits,
+                    [],
+                    message,
+                    prepared,
+                    now,
+                )
         refs = []
         reasons = []
         env = None
@@ -564,16 +827,29 @@ class Engine:
             if r.because is None or r.because.is_plain:
                 ref = prepared.refs.get(r.index)
                 if ref is None:
-                    ref = prepared.refs[r.index] = fast(RuleRef, id=r.id, name=r.name, effect=_EFFECTS[r.effect],
-                                          location=r.location, reason=reason)
+                    ref = prepared.refs[r.index] = fast(
+                        RuleRef,
+                        id=r.id,
+                        name=r.name,
+                        effect=_EFFECTS[r.effect],
+                        location=r.location,
+                        reason=reason,
+                    )
             else:
-                ref = fast(RuleRef, id=r.id, name=r.name, effect=_EFFECTS[r.effect],
-                           location=r.location, reason=reason)
+                ref = fast(
+                    RuleRef,
+                    id=r.id,
+                    name=r.name,
+                    effect=_EFFECTS[r.effect],
+                    location=r.location,
+                    reason=reason,
+                )
             refs.append(ref)
             if reason is not None:
                 reasons.append(reason)
-        errors = [fast(ErrorInfo, rule=r.id, location=r.location, message=m)
-                  for r, m in (errs or [])]
+        errors = [
+            fast(ErrorInfo, rule=r.id, location=r.location, message=m) for r, m in (errs or [])
+        ]
         errored = {r.id for r, _ in (errs or [])}
         if effect is Effect.DENY:
             if from_default:
@@ -581,8 +857,11 @@ class Engine:
                 reasons = reasons or ["no rule allows this call (default deny)"]
             elif hits and all(r.id in errored for r in hits):
                 code = "evaluation_error"
-                reasons = reasons + [f"rule {r.id} could not be evaluated ({m}); failing closed"
-                                     for r, m in (errs or []) if r.effect == "deny"]
+                reasons = reasons + [
+                    f"rule {r.id} could not be evaluated ({m}); failing closed"
+                    for r, m in (errs or [])
+                    if r.effect == "deny"
+                ]
             else:
                 code = "denied"
                 if not reasons:
@@ -592,7 +871,9 @@ class Engine:
             code = "confirm" if not from_default else "default_confirm"
             if not reasons:
                 reasons = [f"rule {r.id} asks for a person's approval" for r in hits]
-            message = f"{tool} needs a person's approval: {'; '.join(reasons)}; ask a person to approve"
+            message = (
+                f"{tool} needs a person's approval: {'; '.join(reasons)}; ask a person to approve"
+            )
         else:
             code = "default_allow" if from_default else "allowed"
             message = f"{tool} allowed" + (f": {'; '.join(reasons)}" if reasons else "")
@@ -602,7 +883,11 @@ class Engine:
             if len(prepared.outcomes) >= _OUTCOME_CACHE_SIZE:
                 prepared.outcomes.clear()
             prepared.outcomes[(tool, effect, from_default, *[r.index for r in hits])] = (
-                code, tuple(reasons), tuple(refs), message)
+                code,
+                tuple(reasons),
+                tuple(refs),
+                message,
+            )
         return _decision(effect, tool, code, reasons, refs, limits, errors, message, prepared, now)
 
     def _render(self, prepared: _Prepared, message: ast.Message, env: dict[str, Any]) -> str:
@@ -612,24 +897,48 @@ class Engine:
                 out.append(part)
                 continue
             value = prepared.compiled.interpreter.eval(part, dict(env))
-            out.append(f"<error: {value.message}>" if isinstance(value, Err) else celops.format_value(value))
+            out.append(
+                f"<error: {value.message}>"
+                if isinstance(value, Err)
+                else celops.format_value(value)
+            )
         return "".join(out)
 
     def _failure(self, prepared: _Prepared | None, tool: str, code: str, reason: str) -> Decision:
-        hints = {"invalid_request": "; fix the arguments and try again" if "argument" in reason
-                 else "; fix the request and try again",
-                 "unknown_tool": "", "store_unavailable": "; try again later"}
+        hints = {
+            "invalid_request": "; fix the arguments and try again"
+            if "argument" in reason
+            else "; fix the request and try again",
+            "unknown_tool": "",
+            "store_unavailable": "; try again later",
+        }
         return Decision._raw(
-            Effect.DENY, tool, code, [reason], [], [],
+            Effect.DENY,
+            tool,
+            code,
+            [reason],
+            [],
+            [],
             [fast(ErrorInfo, rule=None, location=None, message=reason)]
-            if code in ("internal_error", "evaluation_error", "store_unavailable") else [],
+            if code in ("internal_error", "evaluation_error", "store_unavailable")
+            else [],
             f"{tool} denied: {reason}{hints.get(code, '')}",
-            prepared.origin if prepared else _NO_POLICY, None)
+            prepared.origin if prepared else _NO_POLICY,
+            None,
+        )
 
     # ---- hooks for guards (policylang.runtime.guard): audited refusals, approvals, refunds
 
-    def reject(self, tool: str, code: str, reason: str, *, args: Any = None, principal: Any = None,
-               context: Any = None) -> Decision:
+    def reject(
+        self,
+        tool: str,
+        code: str,
+        reason: str,
+        *,
+        args: Any = None,
+        principal: Any = None,
+        context: Any = None,
+    ) -> Decision:
         """A deny made outside the policy (a guard refusing a call), with an id, audited like any other."""
         prepared = self._prepared
         decision = self._failure(prepared, str(tool), code, reason)
@@ -650,8 +959,15 @@ class Engine:
 
     def limit_requests(self, decision: Decision) -> list[LimitRequest]:
         """The store requests behind a decision's limits (what ``acquire`` checked or consumed)."""
-        return [LimitRequest(limit_key(decision.policy, s.id, s.key or ""), s.limit, s.window_seconds,
-                             float(s.cost)) for s in decision.limits]
+        return [
+            LimitRequest(
+                limit_key(decision.policy, s.id, s.key or ""),
+                s.limit,
+                s.window_seconds,
+                float(s.cost),
+            )
+            for s in decision.limits
+        ]
 
     def commit(self, decision: Decision) -> Decision:
         """Consume the limits of an approved ``confirm`` decision, now (a confirm only checked them).
@@ -668,16 +984,25 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - fail closed unless every limit is fail open
             prepared = self._prepared
             ev = prepared.compiled.evaluators.get(tool) if prepared is not None else None
-            open_ids = {lp.id for lp in (ev.limits if ev is not None else ()) if lp.limit.on_error == "allow"}
+            open_ids = {
+                lp.id
+                for lp in (ev.limits if ev is not None else ())
+                if lp.limit.on_error == "allow"
+            }
             if all(s.id in open_ids for s in decision.limits):
                 return decision
-            return self.reject(tool, "store_unavailable", f"the rate-limit store is unavailable ({exc})")
+            return self.reject(
+                tool, "store_unavailable", f"the rate-limit store is unavailable ({exc})"
+            )
         for s, o in zip(decision.limits, outcomes, strict=True):
             if not o.fits:
                 window = timefuncs.format_duration(_td(s.window_seconds))
-                return self.reject(tool, "rate_limited",
-                                   f"rate limit {s.id} reached: {celops.format_value(s.limit)} per {window}"
-                                   f"{f' for {s.key}' if s.key else ''} (used {celops.format_value(o.used)})")
+                return self.reject(
+                    tool,
+                    "rate_limited",
+                    f"rate limit {s.id} reached: {celops.format_value(s.limit)} per {window}"
+                    f"{f' for {s.key}' if s.key else ''} (used {celops.format_value(o.used)})",
+                )
         return self._approved(decision)
 
     def _approved(self, decision: Decision) -> Decision:
@@ -688,11 +1013,19 @@ class Engine:
             session, key, call = pending
             now = self.clock.now()
             try:
-                self.sessions.append(key, {**call, "effect": "allow", "at": now}, now.timestamp(),
-                                     session.keep, session.ttl.total_seconds())
+                self.sessions.append(
+                    key,
+                    {**call, "effect": "allow", "at": now},
+                    now.timestamp(),
+                    session.keep,
+                    session.ttl.total_seconds(),
+                )
             except Exception as exc:  # noqa: BLE001 - an unrecorded approval must not run
-                return self.reject(decision.tool, "store_unavailable",
-                                   f"the session store is unavailable ({type(exc).__name__}: {exc})")
+                return self.reject(
+                    decision.tool,
+                    "store_unavailable",
+                    f"the session store is unavailable ({type(exc).__name__}: {exc})",
+                )
         return decision
 
     def refund(self, decision: Decision) -> None:
@@ -701,13 +1034,17 @@ class Engine:
         if requests:
             self.store.refund(requests, self.clock.now().timestamp())
 
-    def guard(self, fn: Callable[..., Any], tool: str | None = None, **options: Any) -> Callable[..., Any]:
+    def guard(
+        self, fn: Callable[..., Any], tool: str | None = None, **options: Any
+    ) -> Callable[..., Any]:
         """Wrap ``fn`` so that every call is decided first; see :mod:`policylang.runtime.guard`."""
         from policylang.runtime.guard import Guard
 
         return Guard(self, **options).wrap(fn, tool)
 
-    def protect(self, tool: str | None = None, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def protect(
+        self, tool: str | None = None, **options: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator form of :meth:`guard`: ``@engine.protect("crm.update")``."""
         from policylang.runtime.guard import Guard
 
@@ -716,8 +1053,15 @@ class Engine:
 
     # ---- audit
 
-    def _record(self, decision: Decision, prepared: _Prepared | None, tool: str, args: Any,
-                principal: Any, context: Any) -> Decision:
+    def _record(
+        self,
+        decision: Decision,
+        prepared: _Prepared | None,
+        tool: str,
+        args: Any,
+        principal: Any,
+        context: Any,
+    ) -> Decision:
         """Send the decision to the audit sink; if that fails, nothing is allowed unrecorded."""
         try:
             record = audit_record(decision, prepared, args, principal, context)
@@ -733,13 +1077,23 @@ class Engine:
         return decision
 
 
-def _fill(message: ast.Message, fn: Callable[..., tuple[Any, ...]], a: Any, p: Any, c: Any,
-          now: datetime, tool: str, s: Any) -> str | None:
+def _fill(
+    message: ast.Message,
+    fn: Callable[..., tuple[Any, ...]],
+    a: Any,
+    p: Any,
+    c: Any,
+    now: datetime,
+    tool: str,
+    s: Any,
+) -> str | None:
     """A because template filled by its generated function; None: let the interpreter do it."""
     try:
         values = iter(fn(a, p, c, now, tool, s))
-        return "".join(part if isinstance(part, str) else celops.format_value(next(values))
-                       for part in message.parts)
+        return "".join(
+            part if isinstance(part, str) else celops.format_value(next(values))
+            for part in message.parts
+        )
     except Exception:  # noqa: BLE001 - the interpreter gives CEL's exact value or error text
         return None
 
@@ -755,8 +1109,9 @@ def limit_key(policy: str, limit_id: str, key_text: str) -> str:
     return f"{policy}\x1f{limit_id}\x1f{key_text}"
 
 
-def audit_record(decision: Decision, prepared: _Prepared | None, args: Any, principal: Any,
-                 context: Any) -> dict[str, Any]:
+def audit_record(
+    decision: Decision, prepared: _Prepared | None, args: Any, principal: Any, context: Any
+) -> dict[str, Any]:
     """One JSON-ready audit record; parameters declared @secret are redacted."""
     secret = prepared.secrets.get(decision.tool, ()) if prepared is not None else ()
     shown_args = args
@@ -766,28 +1121,43 @@ def audit_record(decision: Decision, prepared: _Prepared | None, args: Any, prin
     shown_args, principal, context = _jsonable((shown_args, principal, context))  # one round trip
     d = decision
     at = d.at
-    out = d._out  # read the shared tuples as they are: no need to give this decision lists of its own
+    out = (
+        d._out
+    )  # read the shared tuples as they are: no need to give this decision lists of its own
     reasons = d._reasons if d._reasons is not None else out[0]  # type: ignore[index]
     rules = d._rules if d._rules is not None else out[1]  # type: ignore[index]
     # Built by hand: the same keys and values as decision.model_dump(mode="json"),
     # several times cheaper on the decision path (tests check they stay equal).
     return {
-        "effect": _EFFECT_TEXT[d.effect], "tool": d.tool, "code": d.code,
+        "effect": _EFFECT_TEXT[d.effect],
+        "tool": d.tool,
+        "code": d.code,
         "reasons": list(reasons),
         "rules": [_RULE_KEYS(r.__dict__) for r in rules],
         "limits": [dict(s.__dict__) for s in d._limits],
         "errors": [dict(x.__dict__) for x in d._errors],
-        "message": d.message, "decision_id": d.decision_id, "policy": d.policy,
-        "policy_version": d.policy_version, "policy_hash": d.policy_hash,
-        "at": _iso(at) if at is not None else None, "elapsed_us": d.elapsed_us,
-        "args": shown_args, "principal_id": pid if type(pid) is str and pid.isascii() else _jsonable(pid),
-        "principal": principal, "context": context,
+        "message": d.message,
+        "decision_id": d.decision_id,
+        "policy": d.policy,
+        "policy_version": d.policy_version,
+        "policy_hash": d.policy_hash,
+        "at": _iso(at) if at is not None else None,
+        "elapsed_us": d.elapsed_us,
+        "args": shown_args,
+        "principal_id": pid if type(pid) is str and pid.isascii() else _jsonable(pid),
+        "principal": principal,
+        "context": context,
     }
 
 
 def _RULE_KEYS(r: dict[str, Any]) -> dict[str, Any]:
-    return {"id": r["id"], "name": r["name"], "effect": _EFFECT_TEXT[r["effect"]], "location": r["location"],
-            "reason": r["reason"]}
+    return {
+        "id": r["id"],
+        "name": r["name"],
+        "effect": _EFFECT_TEXT[r["effect"]],
+        "location": r["location"],
+        "reason": r["reason"],
+    }
 
 
 _EFFECT_TEXT = {e: e.value for e in Effect}  # a dict read: Enum.value is a descriptor call
@@ -824,7 +1194,9 @@ def _as_map(v: Any, what: str) -> dict[str, Any]:
         return {}
     if isinstance(v, dict):
         return v
-    raise RequestError(f"{what} must be an object (a map of names to values), got {celops.type_name(v)}")
+    raise RequestError(
+        f"{what} must be an object (a map of names to values), got {celops.type_name(v)}"
+    )
 
 
 def _td(seconds: float) -> Any:

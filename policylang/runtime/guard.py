@@ -58,6 +58,7 @@ _RESERVED = ("_principal", "_context", "_approval")
 
 # ---------------------------------------------------------------- exceptions
 
+
 class CallBlocked(PolicyError):
     """The guarded call did not run; ``decision`` says why."""
 
@@ -90,6 +91,7 @@ class ConfirmationRequired(CallBlocked):
 
 # ---------------------------------------------------------------- confirmation tokens
 
+
 def canonical_args(args: Any) -> str:
     return json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=repr)
 
@@ -118,8 +120,12 @@ class ApprovalTokens:
     used-id store between processes to honour tokens across them).
     """
 
-    def __init__(self, secret: bytes | None = None, ttl: float = 300.0,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        secret: bytes | None = None,
+        ttl: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ):
         self.secret = secret if secret is not None else os.urandom(32)
         self.ttl = ttl
         self.clock = clock
@@ -127,8 +133,15 @@ class ApprovalTokens:
         self._lock = threading.Lock()
 
     def issue(self, tool: str, args: Any, principal_id: Any, decision_id: str = "") -> str:
-        payload = {"v": 1, "id": os.urandom(12).hex(), "tool": tool, "args": args_digest(args),
-                   "pid": principal_id, "exp": round(self.clock() + self.ttl, 3), "d": decision_id}
+        payload = {
+            "v": 1,
+            "id": os.urandom(12).hex(),
+            "tool": tool,
+            "args": args_digest(args),
+            "pid": principal_id,
+            "exp": round(self.clock() + self.ttl, 3),
+            "d": decision_id,
+        }
         body = _b64(canonical_args(payload).encode())
         sig = _b64(hmac.new(self.secret, body.encode(), hashlib.sha256).digest())
         return f"{body}.{sig}"
@@ -172,6 +185,7 @@ class ApprovalTokens:
 
 # ---------------------------------------------------------------- circuit breakers
 
+
 @dataclass(frozen=True)
 class Breaker:
     """Open after ``failures`` failed runs within ``window`` seconds; stay open ``cooldown`` seconds,
@@ -204,8 +218,14 @@ class _BreakerState:
                 return True, False, ""
             left = self.opened_at + self.config.cooldown - now
             if left > 0:
-                return False, False, (f"the circuit breaker is open after {self.config.failures} failures "
-                                      f"in {self.config.window:g}s; retry in {left:.0f}s")
+                return (
+                    False,
+                    False,
+                    (
+                        f"the circuit breaker is open after {self.config.failures} failures "
+                        f"in {self.config.window:g}s; retry in {left:.0f}s"
+                    ),
+                )
             if self.probing:
                 return False, False, "the circuit breaker is half-open and a probe call is running"
             self.probing = True
@@ -237,13 +257,19 @@ class _BreakerState:
 
 # ---------------------------------------------------------------- the guard
 
+
 class _Plan:
     """What to do for one call: run (with the decision) or raise."""
 
     __slots__ = ("decision", "probe", "breaker", "blocked")
 
-    def __init__(self, decision: Decision, probe: bool = False, breaker: _BreakerState | None = None,
-                 blocked: CallBlocked | None = None):
+    def __init__(
+        self,
+        decision: Decision,
+        probe: bool = False,
+        breaker: _BreakerState | None = None,
+        blocked: CallBlocked | None = None,
+    ):
         self.decision = decision
         self.probe = probe
         self.breaker = breaker
@@ -267,13 +293,23 @@ class Guard:
     when the store is not in memory).
     """
 
-    def __init__(self, engine: Engine, tools: Mapping[str, Callable[..., Any]] | None = None, *,
-                 approver: Callable[[Decision], Any] | None = None, principal: Provider = None,
-                 context: Provider = None, shadow: bool = False,
-                 breakers: Mapping[str, Breaker] | None = None, token_ttl: float = 300.0,
-                 secret: bytes | None = None, tokens: ApprovalTokens | None = None,
-                 refund_on_error: bool = False, decide_in_thread: bool | None = None,
-                 monotonic: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        engine: Engine,
+        tools: Mapping[str, Callable[..., Any]] | None = None,
+        *,
+        approver: Callable[[Decision], Any] | None = None,
+        principal: Provider = None,
+        context: Provider = None,
+        shadow: bool = False,
+        breakers: Mapping[str, Breaker] | None = None,
+        token_ttl: float = 300.0,
+        secret: bytes | None = None,
+        tokens: ApprovalTokens | None = None,
+        refund_on_error: bool = False,
+        decide_in_thread: bool | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self.engine = engine
         self.tools = dict(tools or {})
         self.approver = approver
@@ -287,27 +323,51 @@ class Guard:
         self._no_breaker: dict[str, Any] = {}
         self.tokens = tokens or ApprovalTokens(secret, token_ttl)
         self.refund_on_error = refund_on_error
-        self.decide_in_thread = (not isinstance(engine.store, MemoryStore)) if decide_in_thread is None \
+        self.decide_in_thread = (
+            (not isinstance(engine.store, MemoryStore))
+            if decide_in_thread is None
             else decide_in_thread
+        )
         self.monotonic = monotonic
 
     # ---- public entry points
 
-    def call(self, tool: str, args: Any = None, principal: Any = None, context: Any = None,
-             approval: str | None = None) -> Any:
+    def call(
+        self,
+        tool: str,
+        args: Any = None,
+        principal: Any = None,
+        context: Any = None,
+        approval: str | None = None,
+    ) -> Any:
         """Decide and run ``tools[tool](**args)``; ``args`` may be a dict or a JSON object string."""
         fn = self.tools.get(tool)
         parsed, bad = _parse_args(args)
-        plan = self._plan(tool, parsed, principal, context, approval, bad=bad,
-                          missing=None if fn is not None else f"no function is registered for tool '{tool}'")
+        plan = self._plan(
+            tool,
+            parsed,
+            principal,
+            context,
+            approval,
+            bad=bad,
+            missing=None if fn is not None else f"no function is registered for tool '{tool}'",
+        )
         return self._run_sync(plan, tool, fn, (), parsed or {})
 
-    async def acall(self, tool: str, args: Any = None, principal: Any = None, context: Any = None,
-                    approval: str | None = None) -> Any:
+    async def acall(
+        self,
+        tool: str,
+        args: Any = None,
+        principal: Any = None,
+        context: Any = None,
+        approval: str | None = None,
+    ) -> Any:
         fn = self.tools.get(tool)
         parsed, bad = _parse_args(args)
         missing = None if fn is not None else f"no function is registered for tool '{tool}'"
-        plan = await self._aplan(tool, parsed, principal, context, approval, bad=bad, missing=missing)
+        plan = await self._aplan(
+            tool, parsed, principal, context, approval, bad=bad, missing=missing
+        )
         return await self._run_async(plan, tool, fn, (), parsed or {})
 
     def breaker_state(self, tool: str) -> str:
@@ -317,14 +377,21 @@ class Guard:
     def wrap(self, fn: Callable[..., Any], tool: str | None = None) -> Callable[..., Any]:
         name = tool or fn.__name__
         sig = inspect.signature(fn)
-        plain = all(p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-                    for p in sig.parameters.values())
+        plain = all(
+            p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            for p in sig.parameters.values()
+        )
         names = frozenset(sig.parameters)
-        defaults = {n: p.default for n, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+        defaults = {
+            n: p.default
+            for n, p in sig.parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
         required = names - defaults.keys()
 
-        def bind(a: tuple[Any, ...], kw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None,
-                                                                  tuple[Any, ...], dict[str, Any]]:
+        def bind(
+            a: tuple[Any, ...], kw: dict[str, Any]
+        ) -> tuple[dict[str, Any] | None, str | None, tuple[Any, ...], dict[str, Any]]:
             if plain and not a and required <= kw.keys() <= names:
                 # keywords only, every one a parameter, every required one given: what sig.bind
                 # + apply_defaults would give, without their cost on every call
@@ -346,9 +413,14 @@ class Guard:
             return out, None, a, kw
 
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def async_wrapper(*a: Any, **kw: Any) -> Any:
-                p, c, approval = kw.pop("_principal", None), kw.pop("_context", None), kw.pop("_approval", None)
+                p, c, approval = (
+                    kw.pop("_principal", None),
+                    kw.pop("_context", None),
+                    kw.pop("_approval", None),
+                )
                 args, bad, a, kw = bind(a, kw)
                 plan = await self._aplan(name, args, p, c, approval, bad=bad)
                 return await self._run_async(plan, name, fn, a, kw, direct=True)
@@ -358,7 +430,11 @@ class Guard:
 
         @functools.wraps(fn)
         def wrapper(*a: Any, **kw: Any) -> Any:
-            p, c, approval = kw.pop("_principal", None), kw.pop("_context", None), kw.pop("_approval", None)
+            p, c, approval = (
+                kw.pop("_principal", None),
+                kw.pop("_context", None),
+                kw.pop("_approval", None),
+            )
             args, bad, a, kw = bind(a, kw)
             plan = self._plan(name, args, p, c, approval, bad=bad)
             return self._run_sync(plan, name, fn, a, kw, direct=True)
@@ -381,8 +457,14 @@ class Guard:
                 return b
             config = self.breaker_config.get(tool)
             if config is None:
-                config = next((v for k, v in self.breaker_config.items()
-                               if any(ch in k for ch in "*?[") and fnmatch.fnmatchcase(tool, k)), None)
+                config = next(
+                    (
+                        v
+                        for k, v in self.breaker_config.items()
+                        if any(ch in k for ch in "*?[") and fnmatch.fnmatchcase(tool, k)
+                    ),
+                    None,
+                )
             if config is None:
                 config = self._declared_breaker(tool)
             if config is None:
@@ -402,8 +484,11 @@ class Guard:
             return None
         for decl in compiled.policy.breakers:
             if any(tool_matches(p.pattern, tool) for p in decl.tools):
-                return Breaker(failures=decl.failures, window=decl.window.total_seconds(),
-                               cooldown=decl.cooldown.total_seconds())
+                return Breaker(
+                    failures=decl.failures,
+                    window=decl.window.total_seconds(),
+                    cooldown=decl.cooldown.total_seconds(),
+                )
         return None
 
     def _who(self, principal: Any, context: Any) -> tuple[Any, Any]:
@@ -417,12 +502,25 @@ class Guard:
         try:
             d = self.engine.reject(tool, code, reason, args=args, principal=p, context=c)
         except Exception as exc:  # noqa: BLE001
-            d = Decision.model_construct(effect=Effect.DENY, tool=tool, code=code, reasons=[reason],
-                                         message=f"{tool} denied: {reason} ({exc})")
+            d = Decision.model_construct(
+                effect=Effect.DENY,
+                tool=tool,
+                code=code,
+                reasons=[reason],
+                message=f"{tool} denied: {reason} ({exc})",
+            )
         return _Plan(d, blocked=PolicyDenied(d))
 
-    def _pre(self, tool: str, args: dict[str, Any] | None, principal: Any, context: Any,
-             approval: Any, bad: str | None, missing: str | None) -> tuple[_Plan | None, Any, Any, Any, Any]:
+    def _pre(
+        self,
+        tool: str,
+        args: dict[str, Any] | None,
+        principal: Any,
+        context: Any,
+        approval: Any,
+        bad: str | None,
+        missing: str | None,
+    ) -> tuple[_Plan | None, Any, Any, Any, Any]:
         """Checks before the policy: request form, breaker, token. Returns (plan or None, p, c, probe, token)."""
         p, c = self._who(principal, context)
         if bad is not None:
@@ -444,8 +542,9 @@ class Guard:
             probe = (breaker, is_probe)
         return None, p, c, probe, payload
 
-    def _post(self, tool: str, decision: Decision, args: Any, p: Any, c: Any, payload: Any,
-              probe: Any) -> tuple[_Plan, bool]:
+    def _post(
+        self, tool: str, decision: Decision, args: Any, p: Any, c: Any, payload: Any, probe: Any
+    ) -> tuple[_Plan, bool]:
         """After the decision: (plan, whether the approver must be asked)."""
         breaker, is_probe = probe if probe is not None else (None, False)
         plan = _Plan(decision, is_probe, breaker)
@@ -467,44 +566,101 @@ class Guard:
                 plan = self._deny(tool, "invalid_approval", str(exc), args, p, c)
         return plan, False
 
-    def _approved(self, plan: _Plan, tool: str, decision: Decision, args: Any, p: Any, c: Any,
-                  payload: Any, by: str) -> _Plan:
+    def _approved(
+        self,
+        plan: _Plan,
+        tool: str,
+        decision: Decision,
+        args: Any,
+        p: Any,
+        c: Any,
+        payload: Any,
+        by: str,
+    ) -> _Plan:
         """A person approved a confirm decision: spend the token, record it, consume the limits."""
         try:
             if payload is not None:
                 self.tokens.consume(payload)
-            self.engine.write_audit({"kind": "approval", "decision_id": decision.decision_id, "tool": tool,
-                                     "approved": True, "by": by, "at": time.time()})
+            self.engine.write_audit(
+                {
+                    "kind": "approval",
+                    "decision_id": decision.decision_id,
+                    "tool": tool,
+                    "approved": True,
+                    "by": by,
+                    "at": time.time(),
+                }
+            )
         except TokenError as exc:
             return self._deny(tool, "invalid_approval", str(exc), args, p, c)
         except Exception as exc:  # noqa: BLE001 - an approval must be on record before anything runs
-            return self._deny(tool, "audit_unavailable",
-                              f"the audit log is unavailable ({type(exc).__name__}: {exc})", args, p, c)
+            return self._deny(
+                tool,
+                "audit_unavailable",
+                f"the audit log is unavailable ({type(exc).__name__}: {exc})",
+                args,
+                p,
+                c,
+            )
         committed = self.engine.commit(decision)
         if committed.effect is Effect.DENY:
             return _Plan(committed, blocked=PolicyDenied(committed))
         return plan
 
-    def _answer(self, plan: _Plan, tool: str, args: Any, p: Any, c: Any, answer: Any,
-                error: BaseException | None) -> _Plan:
+    def _answer(
+        self,
+        plan: _Plan,
+        tool: str,
+        args: Any,
+        p: Any,
+        c: Any,
+        answer: Any,
+        error: BaseException | None,
+    ) -> _Plan:
         d = plan.decision
         if error is not None:
-            return self._deny(tool, "approver_error", f"the approver failed ({type(error).__name__}: {error}); "
-                              "not running the call", args, p, c)
+            return self._deny(
+                tool,
+                "approver_error",
+                f"the approver failed ({type(error).__name__}: {error}); not running the call",
+                args,
+                p,
+                c,
+            )
         if answer is True:
             return self._approved(plan, tool, d, args, p, c, None, "approver")
         try:
-            self.engine.write_audit({"kind": "approval", "decision_id": d.decision_id, "tool": tool,
-                                     "approved": False, "by": "approver", "at": time.time()})
+            self.engine.write_audit(
+                {
+                    "kind": "approval",
+                    "decision_id": d.decision_id,
+                    "tool": tool,
+                    "approved": False,
+                    "by": "approver",
+                    "at": time.time(),
+                }
+            )
         except Exception:  # noqa: BLE001 - it is a deny anyway
             log.warning("could not audit a declined approval of %s", d.decision_id)
-        return self._deny(tool, "not_approved", f"the approver did not approve ({d.message})", args, p, c)
+        return self._deny(
+            tool, "not_approved", f"the approver did not approve ({d.message})", args, p, c
+        )
 
-    def _plan(self, tool: str, args: dict[str, Any] | None, principal: Any, context: Any, approval: Any,
-              bad: str | None = None, missing: str | None = None) -> _Plan:
+    def _plan(
+        self,
+        tool: str,
+        args: dict[str, Any] | None,
+        principal: Any,
+        context: Any,
+        approval: Any,
+        bad: str | None = None,
+        missing: str | None = None,
+    ) -> _Plan:
         probe = None
         try:
-            early, p, c, probe, payload = self._pre(tool, args, principal, context, approval, bad, missing)
+            early, p, c, probe, payload = self._pre(
+                tool, args, principal, context, approval, bad, missing
+            )
             if early is not None:
                 return early
             decision = self.engine.decide(tool, args, p, c)
@@ -518,15 +674,31 @@ class Guard:
                 except Exception as exc:  # noqa: BLE001
                     plan = self._answer(plan, tool, args, p, c, None, exc)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything at all
-            plan = self._deny(tool, "internal_error", f"the guard failed: {type(exc).__name__}: {exc}",
-                              args, None, None)
+            plan = self._deny(
+                tool,
+                "internal_error",
+                f"the guard failed: {type(exc).__name__}: {exc}",
+                args,
+                None,
+                None,
+            )
         return self._settle(plan, probe)
 
-    async def _aplan(self, tool: str, args: dict[str, Any] | None, principal: Any, context: Any,
-                     approval: Any, bad: str | None = None, missing: str | None = None) -> _Plan:
+    async def _aplan(
+        self,
+        tool: str,
+        args: dict[str, Any] | None,
+        principal: Any,
+        context: Any,
+        approval: Any,
+        bad: str | None = None,
+        missing: str | None = None,
+    ) -> _Plan:
         probe = None
         try:
-            early, p, c, probe, payload = self._pre(tool, args, principal, context, approval, bad, missing)
+            early, p, c, probe, payload = self._pre(
+                tool, args, principal, context, approval, bad, missing
+            )
             if early is not None:
                 return early
             if self.decide_in_thread:
@@ -543,8 +715,14 @@ class Guard:
                 except Exception as exc:  # noqa: BLE001
                     plan = self._answer(plan, tool, args, p, c, None, exc)
         except Exception as exc:  # noqa: BLE001
-            plan = self._deny(tool, "internal_error", f"the guard failed: {type(exc).__name__}: {exc}",
-                              args, None, None)
+            plan = self._deny(
+                tool,
+                "internal_error",
+                f"the guard failed: {type(exc).__name__}: {exc}",
+                args,
+                None,
+                None,
+            )
         return self._settle(plan, probe)
 
     @staticmethod
@@ -559,8 +737,15 @@ class Guard:
 
     # ---- running
 
-    def _run_sync(self, plan: _Plan, tool: str, fn: Any, a: tuple[Any, ...], kw: dict[str, Any],
-                  direct: bool = False) -> Any:
+    def _run_sync(
+        self,
+        plan: _Plan,
+        tool: str,
+        fn: Any,
+        a: tuple[Any, ...],
+        kw: dict[str, Any],
+        direct: bool = False,
+    ) -> Any:
         if plan.blocked is not None:
             raise plan.blocked
         started = time.perf_counter()
@@ -572,8 +757,15 @@ class Guard:
         self._outcome(plan, tool, None, started)
         return result
 
-    async def _run_async(self, plan: _Plan, tool: str, fn: Any, a: tuple[Any, ...], kw: dict[str, Any],
-                         direct: bool = False) -> Any:
+    async def _run_async(
+        self,
+        plan: _Plan,
+        tool: str,
+        fn: Any,
+        a: tuple[Any, ...],
+        kw: dict[str, Any],
+        direct: bool = False,
+    ) -> Any:
         if plan.blocked is not None:
             raise plan.blocked
         started = time.perf_counter()
@@ -590,7 +782,9 @@ class Guard:
     def _outcome(self, plan: _Plan, tool: str, error: BaseException | None, started: float) -> None:
         duration_ms = (time.perf_counter() - started) * 1000
         d = plan.decision
-        failed = error is not None and (plan.breaker is None or isinstance(error, plan.breaker.config.errors))
+        failed = error is not None and (
+            plan.breaker is None or isinstance(error, plan.breaker.config.errors)
+        )
         if plan.breaker is not None:
             plan.breaker.after(self.monotonic(), not failed, plan.probe)
         if error is not None and self.refund_on_error and d.effect is Effect.ALLOW:
@@ -600,16 +794,24 @@ class Guard:
                 log.warning("could not refund the limits of %s", d.decision_id, exc_info=True)
         if self.engine.audit is None:
             return  # nothing to record the outcome in
-        record = {"kind": "outcome", "decision_id": d.decision_id, "tool": tool,
-                  "effect": d.effect.value, "ok": error is None,
-                  "error": type(error).__name__ if error is not None else None,
-                  "duration_ms": round(duration_ms, 3), "at": time.time()}
+        record = {
+            "kind": "outcome",
+            "decision_id": d.decision_id,
+            "tool": tool,
+            "effect": d.effect.value,
+            "ok": error is None,
+            "error": type(error).__name__ if error is not None else None,
+            "duration_ms": round(duration_ms, 3),
+            "at": time.time(),
+        }
         if self.shadow:
             record["shadow"] = True
         try:
             self.engine.write_audit(record)
         except Exception:  # noqa: BLE001 - the call already ran; do not hide its result
-            log.warning("could not write the outcome of %s to the audit log", d.decision_id, exc_info=True)
+            log.warning(
+                "could not write the outcome of %s to the audit log", d.decision_id, exc_info=True
+            )
 
 
 def _pid(principal: Any) -> Any:
@@ -631,8 +833,10 @@ def _parse_args(args: Any) -> tuple[dict[str, Any] | None, str | None]:
 
 def _run_coroutine(awaitable: Any) -> Any:
     """Run an async approver from synchronous code (in a helper thread if a loop is running here)."""
+
     async def main() -> Any:
         return await awaitable
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -644,6 +848,7 @@ def _run_coroutine(awaitable: Any) -> Any:
             box["v"] = asyncio.run(main())
         except BaseException as exc:  # noqa: BLE001
             box["e"] = exc
+
     t = threading.Thread(target=target)
     t.start()
     t.join()

@@ -27,11 +27,13 @@ class LimitRequest:
 @dataclass(frozen=True, slots=True)
 class LimitOutcome:
     used: float  # already used in the window, before this request
-    fits: bool   # used + cost <= limit
+    fits: bool  # used + cost <= limit
 
 
 class LimitStore(Protocol):
-    def acquire(self, requests: list[LimitRequest], now: float, consume: bool) -> list[LimitOutcome]:
+    def acquire(
+        self, requests: list[LimitRequest], now: float, consume: bool
+    ) -> list[LimitOutcome]:
         """Check every request; if all fit and ``consume``, record them all atomically."""
         ...
 
@@ -66,7 +68,9 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._ops = 0
 
-    def acquire(self, requests: list[LimitRequest], now: float, consume: bool) -> list[LimitOutcome]:
+    def acquire(
+        self, requests: list[LimitRequest], now: float, consume: bool
+    ) -> list[LimitOutcome]:
         with self._lock:
             outcomes = []
             windows = []

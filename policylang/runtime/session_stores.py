@@ -35,7 +35,7 @@ def _encode(value: Any) -> Any:
 
 def _decode(obj: dict[str, Any]) -> Any:
     if len(obj) == 1:
-        (tag, v), = obj.items()
+        ((tag, v),) = obj.items()
         if tag == "$ts":
             return datetime.fromisoformat(v)
         if tag == "$date":
@@ -63,18 +63,26 @@ class SQLiteSessionStore:
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         with self._tx() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS policylang_session_calls ("
-                       "id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, at REAL NOT NULL, "
-                       "call TEXT NOT NULL)")
-            db.execute("CREATE INDEX IF NOT EXISTS policylang_session_key "
-                       "ON policylang_session_calls (key, id)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS policylang_session_calls ("
+                "id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, at REAL NOT NULL, "
+                "call TEXT NOT NULL)"
+            )
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS policylang_session_key "
+                "ON policylang_session_calls (key, id)"
+            )
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
             try:
-                db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                                     uri=self.path.startswith("file:"))
+                db = sqlite3.connect(
+                    self.path,
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    uri=self.path.startswith("file:"),
+                )
                 db.execute("PRAGMA journal_mode=WAL")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"session store {self.path}: {exc}") from None
@@ -105,8 +113,9 @@ class SQLiteSessionStore:
 
     def load(self, key: str, now: float, ttl: float) -> list[dict[str, Any]]:
         with self._tx() as db:
-            rows = db.execute("SELECT at, call FROM policylang_session_calls WHERE key = ? ORDER BY id",
-                              (key,)).fetchall()
+            rows = db.execute(
+                "SELECT at, call FROM policylang_session_calls WHERE key = ? ORDER BY id", (key,)
+            ).fetchall()
             if rows and now - rows[-1][0] > ttl:  # untouched for longer than the ttl: forgotten
                 db.execute("DELETE FROM policylang_session_calls WHERE key = ?", (key,))
                 return []
@@ -114,22 +123,33 @@ class SQLiteSessionStore:
 
     def append(self, key: str, call: dict[str, Any], now: float, keep: int, ttl: float) -> None:
         with self._tx() as db:
-            last = db.execute("SELECT MAX(at) FROM policylang_session_calls WHERE key = ?",
-                              (key,)).fetchone()[0]
+            last = db.execute(
+                "SELECT MAX(at) FROM policylang_session_calls WHERE key = ?", (key,)
+            ).fetchone()[0]
             if last is not None and now - last > ttl:
                 db.execute("DELETE FROM policylang_session_calls WHERE key = ?", (key,))
-            db.execute("INSERT INTO policylang_session_calls (key, at, call) VALUES (?, ?, ?)",
-                       (key, now, dumps(call)))
-            db.execute("DELETE FROM policylang_session_calls WHERE key = ? AND id NOT IN "
-                       "(SELECT id FROM policylang_session_calls WHERE key = ? ORDER BY id DESC LIMIT ?)",
-                       (key, key, keep))
+            db.execute(
+                "INSERT INTO policylang_session_calls (key, at, call) VALUES (?, ?, ?)",
+                (key, now, dumps(call)),
+            )
+            db.execute(
+                "DELETE FROM policylang_session_calls WHERE key = ? AND id NOT IN "
+                "(SELECT id FROM policylang_session_calls WHERE key = ? ORDER BY id DESC LIMIT ?)",
+                (key, key, keep),
+            )
 
 
 class RedisSessionStore:
     """Session history in Redis: one list per session, trimmed to ``keep``, expiring after ``ttl``."""
 
-    def __init__(self, url: str | None = None, *, client: Any = None, timeout: float = 0.25,
-                 prefix: str = "policylang:"):
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        timeout: float = 0.25,
+        prefix: str = "policylang:",
+    ):
         from policylang.runtime.stores import RedisStore
 
         # One client setup (bounded timeouts, no retries) for limits and sessions alike.

@@ -20,8 +20,7 @@ class SessionStore(Protocol):
         """The remembered calls of a session, oldest first ([] if none or expired)."""
         ...
 
-    def append(self, key: str, call: dict[str, Any], now: float, keep: int, ttl: float) -> None:
-        ...
+    def append(self, key: str, call: dict[str, Any], now: float, keep: int, ttl: float) -> None: ...
 
 
 class MemorySessionStore:

@@ -66,8 +66,13 @@ class SQLiteStore:
 
     SWEEP_EVERY = 1000  # acquires between sweeps of expired rows of all keys
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 2.0,
-                 synchronous: str = "NORMAL"):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 2.0,
+        synchronous: str = "NORMAL",
+    ):
         self.path = os.fspath(path)
         self.busy_timeout = float(busy_timeout)
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -86,8 +91,13 @@ class SQLiteStore:
         if conn is not None and local.pid == os.getpid():
             return conn
         uri = self.path.startswith("file:")
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                               check_same_thread=False, uri=uri)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=uri,
+        )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
@@ -104,7 +114,9 @@ class SQLiteStore:
                             raise
                         time.sleep(0.005)
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'policylang_events'").fetchone():
+            if not conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'policylang_events'"
+            ).fetchone():
                 conn.executescript(_SCHEMA)
         except BaseException:
             conn.close()
@@ -143,11 +155,15 @@ class SQLiteStore:
             waited = time.monotonic() - started
             if conn is not None:  # a broken connection is not reused
                 self._local.conn = None
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc} (after {waited:.2f}s)") from exc
+            raise StoreUnavailable(
+                f"SQLite store {self.path}: {exc} (after {waited:.2f}s)"
+            ) from exc
 
     # ---- the protocol
 
-    def acquire(self, requests: list[LimitRequest], now: float, consume: bool) -> list[LimitOutcome]:
+    def acquire(
+        self, requests: list[LimitRequest], now: float, consume: bool
+    ) -> list[LimitOutcome]:
         with self._ops_lock:
             self._ops += 1
             sweep = self._ops % self.SWEEP_EVERY == 0
@@ -157,15 +173,21 @@ class SQLiteStore:
             for r in requests:
                 cutoff = now - r.window
                 if consume:
-                    conn.execute("DELETE FROM policylang_events WHERE key = ? AND ts <= ?", (r.key, cutoff))
-                used = conn.execute("SELECT COALESCE(SUM(cost), 0.0) FROM policylang_events "
-                                    "WHERE key = ? AND ts > ?", (r.key, cutoff)).fetchone()[0]
+                    conn.execute(
+                        "DELETE FROM policylang_events WHERE key = ? AND ts <= ?", (r.key, cutoff)
+                    )
+                used = conn.execute(
+                    "SELECT COALESCE(SUM(cost), 0.0) FROM policylang_events "
+                    "WHERE key = ? AND ts > ?",
+                    (r.key, cutoff),
+                ).fetchone()[0]
                 used = float(used)
                 outcomes.append(LimitOutcome(used, used + r.cost <= r.limit + _EPS))
             if consume and all(o.fits for o in outcomes):
                 conn.executemany(
                     "INSERT INTO policylang_events (key, ts, cost, expires) VALUES (?, ?, ?, ?)",
-                    [(r.key, now, r.cost, now + r.window) for r in requests if r.cost])
+                    [(r.key, now, r.cost, now + r.window) for r in requests if r.cost],
+                )
             if sweep:
                 conn.execute("DELETE FROM policylang_events WHERE expires <= ?", (now,))
             return outcomes
@@ -175,15 +197,23 @@ class SQLiteStore:
     def refund(self, requests: list[LimitRequest], now: float) -> None:
         def body(conn: sqlite3.Connection) -> None:
             for r in requests:
-                conn.execute("DELETE FROM policylang_events WHERE id = (SELECT id FROM policylang_events "
-                             "WHERE key = ? AND cost = ? ORDER BY id DESC LIMIT 1)", (r.key, r.cost))
+                conn.execute(
+                    "DELETE FROM policylang_events WHERE id = (SELECT id FROM policylang_events "
+                    "WHERE key = ? AND cost = ? ORDER BY id DESC LIMIT 1)",
+                    (r.key, r.cost),
+                )
 
         self._run(body)
 
     def __len__(self) -> int:
         """Number of keys with recorded events (expired rows may still count until swept)."""
-        return int(self._run(lambda c: c.execute(
-            "SELECT COUNT(DISTINCT key) FROM policylang_events").fetchone()[0]))
+        return int(
+            self._run(
+                lambda c: c.execute("SELECT COUNT(DISTINCT key) FROM policylang_events").fetchone()[
+                    0
+                ]
+            )
+        )
 
 
 # ---------------------------------------------------------------- Redis
@@ -262,8 +292,10 @@ def _redis_module() -> Any:
     try:
         import redis
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError("RedisStore needs the redis client: pip install 'policylang[redis]' "
-                          "(or pip install 'redis>=5')") from exc
+        raise ImportError(
+            "RedisStore needs the redis client: pip install 'policylang[redis]' "
+            "(or pip install 'redis>=5')"
+        ) from exc
     return redis
 
 
@@ -284,17 +316,29 @@ class RedisStore:
     (``redis://host:6379/0``) or a ready ``client`` (its own timeouts apply).
     """
 
-    def __init__(self, url: str | None = None, *, client: Any = None, timeout: float = 0.25,
-                 prefix: str = "policylang:", use_server_time: bool = True):
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        timeout: float = 0.25,
+        prefix: str = "policylang:",
+        use_server_time: bool = True,
+    ):
         redis = _redis_module()
         if client is None:
             from redis.backoff import NoBackoff
             from redis.retry import Retry
 
             client = redis.Redis.from_url(
-                url or "redis://127.0.0.1:6379/0", socket_timeout=timeout,
-                socket_connect_timeout=timeout, retry_on_timeout=False, retry=Retry(NoBackoff(), 0),
-                health_check_interval=0, decode_responses=False)
+                url or "redis://127.0.0.1:6379/0",
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry_on_timeout=False,
+                retry=Retry(NoBackoff(), 0),
+                health_check_interval=0,
+                decode_responses=False,
+            )
         elif url is not None:
             raise ValueError("pass either url or client, not both")
         self.client = client
@@ -304,7 +348,9 @@ class RedisStore:
         self._acquire = client.register_script(_ACQUIRE)
         self._refund = client.register_script(_REFUND)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-        self.last_now: float | None = None  # the time the last acquire used (server time by default)
+        self.last_now: float | None = (
+            None  # the time the last acquire used (server time by default)
+        )
 
     def _key(self, key: str) -> str:
         return self.prefix + "w:" + key
@@ -315,26 +361,39 @@ class RedisStore:
             return script(keys=keys, args=args)
         except self._errors as exc:
             waited = time.monotonic() - started
-            raise StoreUnavailable(f"Redis store: {type(exc).__name__}: {exc} (after {waited:.2f}s)") from exc
+            raise StoreUnavailable(
+                f"Redis store: {type(exc).__name__}: {exc} (after {waited:.2f}s)"
+            ) from exc
 
-    def acquire(self, requests: list[LimitRequest], now: float, consume: bool) -> list[LimitOutcome]:
+    def acquire(
+        self, requests: list[LimitRequest], now: float, consume: bool
+    ) -> list[LimitOutcome]:
         if not requests:
             return []
         keys = [self._key(r.key) for r in requests] + [self.prefix + "seq"]
-        args: list[Any] = ["1" if consume else "0", "1" if self.use_server_time else "0", repr(float(now))]
+        args: list[Any] = [
+            "1" if consume else "0",
+            "1" if self.use_server_time else "0",
+            repr(float(now)),
+        ]
         for r in requests:
             if not all(math.isfinite(v) for v in (r.limit, r.window, r.cost)):
                 raise ValueError(f"limit request {r.key!r} has a non-finite number")
             args += [repr(float(r.limit)), repr(float(r.window)), repr(float(r.cost))]
         reply = self._call(self._acquire, keys, args)
         self.last_now = float(reply[0])
-        return [LimitOutcome(float(reply[1 + 2 * i]), reply[2 + 2 * i] in (b"1", "1"))
-                for i in range(len(requests))]
+        return [
+            LimitOutcome(float(reply[1 + 2 * i]), reply[2 + 2 * i] in (b"1", "1"))
+            for i in range(len(requests))
+        ]
 
     def refund(self, requests: list[LimitRequest], now: float) -> None:
         if requests:
-            self._call(self._refund, [self._key(r.key) for r in requests],
-                       [repr(float(r.cost)) for r in requests])
+            self._call(
+                self._refund,
+                [self._key(r.key) for r in requests],
+                [repr(float(r.cost)) for r in requests],
+            )
 
     def ping(self) -> None:
         try:

@@ -59,6 +59,7 @@ _EMAIL_RE = re2.compile(
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _HOST_RE = re.compile(r"[\w.-]+")
 
+
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
@@ -105,8 +106,7 @@ def _trim_trailing(url: str) -> str:
     """Drop sentence punctuation and closing brackets that the link did not open."""
     while url:
         last = url[-1]
-        if last in _TRAILING or (
-                last in _CLOSERS and url.count(last) > url.count(_CLOSERS[last])):
+        if last in _TRAILING or (last in _CLOSERS and url.count(last) > url.count(_CLOSERS[last])):
             url = url[:-1]
         else:
             break
@@ -163,12 +163,12 @@ def host(url: str) -> str:
     rest = url.strip()
     m = _SCHEME_RE.match(rest)
     if m:
-        rest = rest[m.end():]
+        rest = rest[m.end() :]
     elif rest.startswith("//"):
         rest = rest[2:]
     authority = re.split(r"[/?#\\]", rest, maxsplit=1)[0].rpartition("@")[2]
     if authority.startswith("["):
-        name = authority[1:authority.find("]")] if "]" in authority else ""
+        name = authority[1 : authority.find("]")] if "]" in authority else ""
         try:
             return str(ipaddress.IPv6Address(name))
         except ValueError:

@@ -37,18 +37,44 @@ import holidays
 from policylang.errors import EvalError
 
 __all__ = [
-    "UTC", "WEEKDAYS", "business_hours", "date_of", "day_of_week", "duration_hours",
-    "duration_milliseconds", "duration_minutes", "duration_seconds", "format_duration",
-    "get_date", "get_day_of_month", "get_day_of_week", "get_day_of_year", "get_full_year",
-    "get_hours", "get_milliseconds", "get_minutes", "get_month", "get_seconds", "get_zone",
-    "hour", "is_holiday", "known_country", "known_zone", "minute", "parse_date",
-    "parse_duration", "parse_timestamp", "parse_window", "weekday",
+    "UTC",
+    "WEEKDAYS",
+    "business_hours",
+    "date_of",
+    "day_of_week",
+    "duration_hours",
+    "duration_milliseconds",
+    "duration_minutes",
+    "duration_seconds",
+    "format_duration",
+    "get_date",
+    "get_day_of_month",
+    "get_day_of_week",
+    "get_day_of_year",
+    "get_full_year",
+    "get_hours",
+    "get_milliseconds",
+    "get_minutes",
+    "get_month",
+    "get_seconds",
+    "get_zone",
+    "hour",
+    "is_holiday",
+    "known_country",
+    "known_zone",
+    "minute",
+    "parse_date",
+    "parse_duration",
+    "parse_timestamp",
+    "parse_window",
+    "weekday",
 ]
 
 WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _DAY_ALIASES: dict[str, int] = {}
-for _i, _name in enumerate(("monday", "tuesday", "wednesday", "thursday", "friday",
-                            "saturday", "sunday")):
+for _i, _name in enumerate(
+    ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+):
     _DAY_ALIASES[_name] = _i
     _DAY_ALIASES[_name[:3]] = _i
 
@@ -60,13 +86,22 @@ _TS_RE = re.compile(
     re.ASCII,
 )
 # The shape nearly every tool sends (RFC 3339 with an offset); datetime.fromisoformat reads it in C.
-_TS_FAST_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)", re.ASCII)
+_TS_FAST_RE = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)", re.ASCII
+)
 _OFFSET_RE = re.compile(r"([+-])(\d{2})(?::?(\d{2}))?", re.ASCII)
 _DUR_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)", re.ASCII)
 _DUR_FULL_RE = re.compile(r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h|d))+")
 _UNIT_NS: dict[str, int] = {
-    "ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 10**9,
-    "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9,
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+    "d": 86400 * 10**9,
 }
 _WINDOW_RE = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -87,6 +122,7 @@ def _show(v: object) -> str:
 
 
 # --------------------------------------------------------------------------- zones
+
 
 @functools.lru_cache(maxsize=1024)
 def _zone_cached(name: str) -> tzinfo:
@@ -139,6 +175,7 @@ def known_zone(name: str) -> bool:
 
 # --------------------------------------------------------------------------- parsing
 
+
 def _parse_offset(text: str) -> tzinfo:
     if text in ("Z", "z"):
         return UTC
@@ -150,7 +187,9 @@ def _parse_offset(text: str) -> tzinfo:
 
 
 def _parse_ts_string(text: str, default_tz: tzinfo) -> datetime:
-    if _TS_FAST_RE.fullmatch(text):  # same fields as the general reader below (tests hold them equal)
+    if _TS_FAST_RE.fullmatch(
+        text
+    ):  # same fields as the general reader below (tests hold them equal)
         return datetime.fromisoformat(text)
     return _parse_ts_general(text, default_tz)
 
@@ -162,8 +201,9 @@ def _parse_ts_general(text: str, default_tz: tzinfo) -> datetime:
     year, month, day, hh, mm, ss, frac, off = m.groups()
     micro = int((frac or "0")[:6].ljust(6, "0"))
     tz = _parse_offset(off) if off else default_tz
-    return datetime(int(year), int(month), int(day), int(hh or 0), int(mm or 0),
-                    int(ss or 0), micro, tzinfo=tz)
+    return datetime(
+        int(year), int(month), int(day), int(hh or 0), int(mm or 0), int(ss or 0), micro, tzinfo=tz
+    )
 
 
 def timestamp_reader(default_tz: tzinfo) -> Callable[[object], datetime]:
@@ -191,7 +231,11 @@ def parse_timestamp(v: object, default_tz: tzinfo | str = UTC) -> datetime:
     if not isinstance(default_tz, tzinfo):
         default_tz = get_zone(default_tz)
     if isinstance(v, datetime):
-        return v if v.tzinfo is not None and v.utcoffset() is not None else v.replace(tzinfo=default_tz)
+        return (
+            v
+            if v.tzinfo is not None and v.utcoffset() is not None
+            else v.replace(tzinfo=default_tz)
+        )
     if isinstance(v, date):
         return datetime.combine(v, time(), default_tz)
     try:
@@ -280,6 +324,7 @@ def _local_day(ts: object, tz: str | tzinfo | None) -> date:
 
 # --------------------------------------------------------------------------- domain functions
 
+
 def weekday(ts: object, tz: str | tzinfo | None = None) -> str:
     """Three-letter English day name ("Mon".."Sun"): what policy authors write in lists."""
     if type(ts) is datetime:
@@ -309,6 +354,7 @@ def day_of_week(ts: object, tz: str | tzinfo | None = None) -> int:
 
 # --------------------------------------------------------------------------- CEL accessors
 # CEL reads timestamps in UTC unless a zone is given; a date is read as itself.
+
 
 def _cel_local(ts: object, tz: str | tzinfo | None) -> datetime:
     return _local(ts, UTC if tz is None else tz)
@@ -429,8 +475,9 @@ def _custom_entry(item: object) -> date:
     try:
         return parse_date(item)
     except EvalError:
-        raise EvalError(f"holiday calendar entry {_show(item)} is not a date "
-                        "(expected e.g. 2024-12-25)") from None
+        raise EvalError(
+            f"holiday calendar entry {_show(item)} is not a date (expected e.g. 2024-12-25)"
+        ) from None
 
 
 @functools.lru_cache(maxsize=256)
@@ -461,8 +508,12 @@ def _custom_calendar(cal: Collection[object]) -> frozenset[date]:
     return parsed
 
 
-def is_holiday(ts_or_date: object, calendar: str | Iterable[object],
-               subdivision: str | None = None, tz: str | tzinfo | None = None) -> bool:
+def is_holiday(
+    ts_or_date: object,
+    calendar: str | Iterable[object],
+    subdivision: str | None = None,
+    tz: str | tzinfo | None = None,
+) -> bool:
     """Whether the local day of a timestamp is a public holiday.
 
     ``calendar`` is a country code of the ``holidays`` package ("US", "DE"), with
@@ -479,25 +530,34 @@ def is_holiday(ts_or_date: object, calendar: str | Iterable[object],
             raise EvalError(f"a holiday subdivision must be a string, got {_show(subdivision)}")
         if not _country_ok(calendar, subdivision):
             if subdivision is not None and _country_ok(calendar, None):
-                raise EvalError(f"unknown subdivision {_show(subdivision)} of holiday "
-                                f"calendar {_show(calendar)}")
-            raise EvalError(f"unknown holiday calendar {_show(calendar)} "
-                            "(expected a country code such as 'US' or a list of dates)")
+                raise EvalError(
+                    f"unknown subdivision {_show(subdivision)} of holiday "
+                    f"calendar {_show(calendar)}"
+                )
+            raise EvalError(
+                f"unknown holiday calendar {_show(calendar)} "
+                "(expected a country code such as 'US' or a list of dates)"
+            )
         try:
             days = _country_year(calendar, subdivision, day.year)
         except Exception as exc:  # holidays raises assorted errors for odd years
             raise EvalError(f"cannot compute {calendar} holidays for {day.year}: {exc}") from None
-        if type(calendar) is str and (subdivision is None or type(subdivision) is str) \
-                and len(_YEAR_SETS) < 4096:
+        if (
+            type(calendar) is str
+            and (subdivision is None or type(subdivision) is str)
+            and len(_YEAR_SETS) < 4096
+        ):
             _YEAR_SETS[(calendar, subdivision, day.year)] = days
         return day in days
     if isinstance(calendar, list | tuple | set | frozenset | dict):
         return day in _custom_calendar(calendar)
-    raise EvalError(f"a holiday calendar must be a country code or a list of dates, "
-                    f"got {_show(calendar)}")
+    raise EvalError(
+        f"a holiday calendar must be a country code or a list of dates, got {_show(calendar)}"
+    )
 
 
 # --------------------------------------------------------------------------- business hours
+
 
 def parse_window(window: str) -> tuple[time, time]:
     """Parse ``"09:00-17:00"`` into (start, end); ``24:00`` is allowed as an end.
@@ -534,8 +594,12 @@ def _day_index(name: object) -> int:
     raise EvalError(f"unknown day {_show(name)} (expected one of {', '.join(WEEKDAYS)})")
 
 
-def business_hours(ts: object, window: str = "09:00-17:00", tz: str | tzinfo | None = None,
-                   days: Iterable[str] = ("Mon", "Tue", "Wed", "Thu", "Fri")) -> bool:
+def business_hours(
+    ts: object,
+    window: str = "09:00-17:00",
+    tz: str | tzinfo | None = None,
+    days: Iterable[str] = ("Mon", "Tue", "Wed", "Thu", "Fri"),
+) -> bool:
     """True when the local time is in [start, end) on one of ``days``.
 
     A wrapping window ("22:00-06:00") belongs to the day it starts on: Tuesday
@@ -562,6 +626,7 @@ def business_hours(ts: object, window: str = "09:00-17:00", tz: str | tzinfo | N
 
 # --------------------------------------------------------------------------- formatting
 
+
 def format_duration(td: timedelta) -> str:
     """Compact human form: ``1h30m``, ``1m30s``, ``2.5s``, ``500ms``, ``0s``, ``-45m``.
 
@@ -581,8 +646,11 @@ def format_duration(td: timedelta) -> str:
         return f"{sign}{_trim_decimal(micros, 1000)}ms"
     hours, rest = divmod(micros, 3_600_000_000)
     minutes, rest = divmod(rest, 60_000_000)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "",
-             f"{_trim_decimal(rest, 1_000_000)}s" if rest else ""]
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{_trim_decimal(rest, 1_000_000)}s" if rest else "",
+    ]
     return sign + "".join(parts)
 
 
@@ -612,8 +680,13 @@ def timestamp_to_string(ts: datetime) -> str:
     """RFC 3339 with ``Z`` for UTC and the fraction trimmed, as cel-go prints timestamps."""
     if not isinstance(ts, datetime):
         raise EvalError(f"expected a timestamp, got {_show(ts)}")
-    base = ts.strftime("%Y-%m-%dT%H:%M:%S") if ts.year >= 1000 else (
-        f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}")
+    base = (
+        ts.strftime("%Y-%m-%dT%H:%M:%S")
+        if ts.year >= 1000
+        else (
+            f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}"
+        )
+    )
     if ts.microsecond:
         base += f".{ts.microsecond:06d}".rstrip("0")
     off = ts.utcoffset()
@@ -623,4 +696,3 @@ def timestamp_to_string(ts: datetime) -> str:
     sign = "-" if total < 0 else "+"
     hh, mm = divmod(abs(total) // 60, 60)
     return f"{base}{sign}{hh:02d}:{mm:02d}"
-

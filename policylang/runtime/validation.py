@@ -36,12 +36,15 @@ def checker_for(t: Type, zone: tzinfo, strict_objects: bool = True, depth: int =
     """A closure that validates and normalises one value of type ``t``."""
     k = t.kind
     if k == "string":
+
         def check_str(v: Any, path: str) -> Any:
             if isinstance(v, str):
                 return v
             raise _bad(path, "a string", v)
+
         return check_str
     if k == "int":
+
         def check_int(v: Any, path: str) -> Any:
             if type(v) is int:
                 if -(2**63) <= v < 2**63:
@@ -50,6 +53,7 @@ def checker_for(t: Type, zone: tzinfo, strict_objects: bool = True, depth: int =
             if type(v) is float and v.is_integer() and abs(v) < 2**63:
                 return int(v)
             raise _bad(path, "an integer", v)
+
         return check_int
     if k in ("double", "number"):
         as_float = k == "double"
@@ -65,12 +69,15 @@ def checker_for(t: Type, zone: tzinfo, strict_objects: bool = True, depth: int =
                     return float(v) if as_float else v
                 raise RequestError(f"argument '{path}' is out of range", path)
             raise _bad(path, "a number", v)
+
         return check_num
     if k == "bool":
+
         def check_bool(v: Any, path: str) -> Any:
             if type(v) is bool:
                 return v
             raise _bad(path, "true or false", v)
+
         return check_bool
     if k in ("timestamp", "duration", "date"):
         parse: Callable[[Any], Any] = {
@@ -83,38 +90,51 @@ def checker_for(t: Type, zone: tzinfo, strict_objects: bool = True, depth: int =
         def check_time(v: Any, path: str) -> Any:
             if type(v) is bool:
                 raise _bad(path, f"a {k}", v)
-            if k == "date" and type(v) is date or k != "date" and isinstance(v, py_type) \
-                    and not (k == "timestamp" and getattr(v, "tzinfo", None) is None):
+            if (
+                k == "date"
+                and type(v) is date
+                or k != "date"
+                and isinstance(v, py_type)
+                and not (k == "timestamp" and getattr(v, "tzinfo", None) is None)
+            ):
                 return v
             try:
                 return parse(v)
             except EvalError as exc:
                 raise RequestError(f"argument '{path}': {exc.message}", path) from None
+
         return check_time
     if k == "bytes":
+
         def check_bytes(v: Any, path: str) -> Any:
             if isinstance(v, bytes):
                 return v
             if isinstance(v, str):
                 return v.encode("utf-8", "surrogatepass")
             raise _bad(path, "bytes", v)
+
         return check_bytes
     if k == "enum":
         allowed = t.values
-        shown = ", ".join(celops.format_value(x) if not isinstance(x, str) else f'"{x}"' for x in allowed)
+        shown = ", ".join(
+            celops.format_value(x) if not isinstance(x, str) else f'"{x}"' for x in allowed
+        )
 
         def check_enum(v: Any, path: str) -> Any:
             for a in allowed:
                 if type(v) is not bool and celops.eq(v, a):
                     return v
-            raise RequestError(f"argument '{path}' must be one of {shown}, got "
-                               f"{celops.format_value(v)!r}", path)
+            raise RequestError(
+                f"argument '{path}' must be one of {shown}, got {celops.format_value(v)!r}", path
+            )
+
         return check_enum
     if k == "nullable":
         inner = checker_for(t.params[0], zone, strict_objects, depth + 1)
 
         def check_nullable(v: Any, path: str) -> Any:
             return None if v is None else inner(v, path)
+
         return check_nullable
     if depth > MAX_DEPTH:
         return lambda v, path: v
@@ -128,6 +148,7 @@ def checker_for(t: Type, zone: tzinfo, strict_objects: bool = True, depth: int =
             if elem_dyn:
                 return list(v)
             return [item(x, f"{path}[{i}]") for i, x in enumerate(v)]
+
         return check_list
     if k == "map":
         value = checker_for(t.params[1], zone, strict_objects, depth + 1)
@@ -142,25 +163,29 @@ def checker_for(t: Type, zone: tzinfo, strict_objects: bool = True, depth: int =
                     raise RequestError(f"argument '{path}' must have string keys", path)
                 out[key] = value(x, f"{path}.{key}")
             return out
+
         return check_map
     if k == "object":
         return object_checker(t, zone, strict=strict_objects, depth=depth + 1)
     return lambda v, path: v  # dyn
 
 
-def object_checker(t: Type, zone: tzinfo, strict: bool = True, depth: int = 0,
-                   what: str = "argument") -> Check:
+def object_checker(
+    t: Type, zone: tzinfo, strict: bool = True, depth: int = 0, what: str = "argument"
+) -> Check:
     """Validate a map against declared fields; fill defaults; optionally refuse extras."""
     fields: list[tuple[str, FieldType, Check]] = [
-        (name, f, checker_for(f.type, zone, strict, depth)) for name, f in t.fields]
+        (name, f, checker_for(f.type, zone, strict, depth)) for name, f in t.fields
+    ]
     known = frozenset(name for name, _ in t.fields)
 
     def check_object(v: Any, path: str) -> Any:
         if not isinstance(v, dict):
             if path:
                 raise _bad(path, "an object", v)
-            raise RequestError(f"{what}s must be an object (a map of names to values), "
-                               f"got {_kind(v)}")
+            raise RequestError(
+                f"{what}s must be an object (a map of names to values), got {_kind(v)}"
+            )
         out: dict[str, Any] = {}
         prefix = f"{path}." if path else ""
         found = 0
@@ -173,7 +198,9 @@ def object_checker(t: Type, zone: tzinfo, strict: bool = True, depth: int = 0,
                     out[name] = f.default
                 elif not f.optional:
                     if value is None:
-                        raise RequestError(f"{what} '{prefix}{name}' must not be null", prefix + name)
+                        raise RequestError(
+                            f"{what} '{prefix}{name}' must not be null", prefix + name
+                        )
                     raise RequestError(f"missing required {what} '{prefix}{name}'", prefix + name)
                 continue
             out[name] = None if value is None else check(value, prefix + name)
@@ -181,11 +208,14 @@ def object_checker(t: Type, zone: tzinfo, strict: bool = True, depth: int = 0,
             extras = [key for key in v if key not in known]
             if extras and strict:
                 shown = ", ".join(f"'{prefix}{e}'" for e in extras[:3])
-                raise RequestError(f"unexpected {what}{'s' if len(extras) > 1 else ''} {shown}",
-                                   f"{prefix}{extras[0]}")
+                raise RequestError(
+                    f"unexpected {what}{'s' if len(extras) > 1 else ''} {shown}",
+                    f"{prefix}{extras[0]}",
+                )
             for key in extras:
                 out[key] = v[key]
         return out
+
     return check_object
 
 
@@ -197,9 +227,18 @@ def pydantic_model(t: Type, name: str = "Args") -> Any:
 
     def py(tt: Type, n: str) -> Any:
         k = tt.kind
-        simple = {"string": StrictStr, "int": StrictInt, "double": StrictFloat | StrictInt,
-                  "number": StrictInt | StrictFloat, "bool": StrictBool, "timestamp": datetime,
-                  "duration": timedelta, "date": date, "bytes": bytes, "dyn": Any}
+        simple = {
+            "string": StrictStr,
+            "int": StrictInt,
+            "double": StrictFloat | StrictInt,
+            "number": StrictInt | StrictFloat,
+            "bool": StrictBool,
+            "timestamp": datetime,
+            "duration": timedelta,
+            "date": date,
+            "bytes": bytes,
+            "dyn": Any,
+        }
         if k in simple:
             return simple[k]
         if k == "enum":
@@ -235,8 +274,10 @@ def _fast_test(t: Type, var: str, bind: Bind) -> str | None:
     if k == "int":
         return f"(type({var}) is int and -9223372036854775808 <= {var} <= 9223372036854775807)"
     if k == "number":
-        return (f"((type({var}) is int and -9223372036854775808 <= {var} <= 9223372036854775807)"
-                f" or (type({var}) is float and {var} - {var} == 0.0))")
+        return (
+            f"((type({var}) is int and -9223372036854775808 <= {var} <= 9223372036854775807)"
+            f" or (type({var}) is float and {var} - {var} == 0.0))"
+        )
     if k == "double":
         return f"(type({var}) is float and {var} - {var} == 0.0)"
     if k == "bool":
@@ -255,9 +296,16 @@ def _fast_test(t: Type, var: str, bind: Bind) -> str | None:
 Bind = Callable[[Any, str], str]  # (value, hint) -> the name it is bound to in generated code
 
 
-def shape_check_lines(t: Type, var: str, bind: Bind, fail: str, strict: bool = True,
-                      converters: dict[str, str] | None = None, raising: bool = False,
-                      fill_defaults: bool = False) -> list[str]:
+def shape_check_lines(
+    t: Type,
+    var: str,
+    bind: Bind,
+    fail: str,
+    strict: bool = True,
+    converters: dict[str, str] | None = None,
+    raising: bool = False,
+    fill_defaults: bool = False,
+) -> list[str]:
     """Python lines that run ``fail`` unless ``var`` is a well-formed object of type ``t``.
 
     Well-formed: a dict with every required field present, every value already
@@ -284,13 +332,25 @@ def shape_check_lines(t: Type, var: str, bind: Bind, fail: str, strict: bool = T
         if test is None:
             check = [fail]
         elif f.type.kind == "list" and f.type.params[0].kind == "string" and not f.nullable:
-            check = ["if type(x) is not list:", f"    {fail}", "for i in x:", "    if type(i) is not str:",
-                     f"        {fail}"]  # a loop: several times cheaper than all(<generator>)
+            check = [
+                "if type(x) is not list:",
+                f"    {fail}",
+                "for i in x:",
+                "    if type(i) is not str:",
+                f"        {fail}",
+            ]  # a loop: several times cheaper than all(<generator>)
         else:
-            check = [f"if not ({test} or x is None):" if f.nullable else f"if not ({test}):", f"    {fail}"]
+            check = [
+                f"if not ({test} or x is None):" if f.nullable else f"if not ({test}):",
+                f"    {fail}",
+            ]
         if convert is not None:
             converting = True
-            check += [f"if {copy} is None:", f"    {copy} = dict({var})", f"{copy}[{key}] = {convert}(x)"]
+            check += [
+                f"if {copy} is None:",
+                f"    {copy} = dict({var})",
+                f"{copy}[{key}] = {convert}(x)",
+            ]
         if not f.optional and not f.has_default and not f.nullable and test not in (None, "True"):
             required += 1  # a missing key reads as MISSING (or raises), which fails every type test
             lines += [f"x = {var}[{key}]" if raising else f"x = {var}.get({key}, MISSING)", *check]
@@ -299,12 +359,20 @@ def shape_check_lines(t: Type, var: str, bind: Bind, fail: str, strict: bool = T
         absent = ["pass" if f.optional and not f.has_default else fail]
         if fill_defaults and f.has_default:
             converting = True
-            absent = [f"if {copy} is None:", f"    {copy} = dict({var})", f"{copy}[{key}] = {bind(f.default, name)}"]
+            absent = [
+                f"if {copy} is None:",
+                f"    {copy} = dict({var})",
+                f"{copy}[{key}] = {bind(f.default, name)}",
+            ]
         present = ["n += 1", *check] if strict else check
         if strict:
             counting.append(name)
-        lines += ["if x is MISSING:", *("    " + line for line in absent), "else:",
-                  *("    " + line for line in present)]
+        lines += [
+            "if x is MISSING:",
+            *("    " + line for line in absent),
+            "else:",
+            *("    " + line for line in present),
+        ]
     if converting:
         lines.insert(2, f"{copy} = None")
     if counting:
@@ -331,11 +399,25 @@ def fast_object_checker(t: Type, slow: Check, copy: bool, strict: bool = True) -
         return name
 
     body = shape_check_lines(t, "v", bind, "return _slow(v, path)", strict)
-    lines = ["def check(v, path):", *("    " + line for line in body),
-             f"    return {'dict(v)' if copy else 'v'}"]
+    lines = [
+        "def check(v, path):",
+        *("    " + line for line in body),
+        f"    return {'dict(v)' if copy else 'v'}",
+    ]
     source = "\n".join(lines) + "\n"
-    ns: dict[str, Any] = {"__builtins__": {"type": type, "str": str, "int": int, "float": float,
-                                           "bool": bool, "list": list, "dict": dict, "all": all,
-                                           "len": len}, **consts}
+    ns: dict[str, Any] = {
+        "__builtins__": {
+            "type": type,
+            "str": str,
+            "int": int,
+            "float": float,
+            "bool": bool,
+            "list": list,
+            "dict": dict,
+            "all": all,
+            "len": len,
+        },
+        **consts,
+    }
     exec(compile(source, "<policylang validator>", "exec"), ns)  # noqa: S102 - our own source
     return ns["check"]

@@ -32,8 +32,11 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
         elif root.is_dir():
             for folder in (root, root / "data"):
                 if folder.is_dir():
-                    paths += [p for p in folder.iterdir()
-                              if p.is_file() and p.suffix in (".policy", ".yaml", ".yml", ".json")]
+                    paths += [
+                        p
+                        for p in folder.iterdir()
+                        if p.is_file() and p.suffix in (".policy", ".yaml", ".yml", ".json")
+                    ]
     except OSError:  # a folder vanished or became unreadable mid-scan: nothing to compare
         return {}
     out = {}
@@ -49,9 +52,14 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 class PolicyWatcher:
     """Polls every ``interval`` seconds; ``stop()`` (or leaving a ``with``) ends it."""
 
-    def __init__(self, engine: Engine, path: Path, interval: float = 1.0,
-                 on_reload: Callable[[Engine], Any] | None = None,
-                 on_error: Callable[[PolicyLoadError], Any] | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        path: Path,
+        interval: float = 1.0,
+        on_reload: Callable[[Engine], Any] | None = None,
+        on_error: Callable[[PolicyLoadError], Any] | None = None,
+    ):
         self.engine = engine
         self.path = path
         self.interval = interval

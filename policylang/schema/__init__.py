@@ -17,5 +17,12 @@ from policylang.schema.jsonschema import (
     tools_to_policy,
 )
 
-__all__ = ["ImportResult", "ToolSpec", "import_tools", "load_document", "specs_from_document",
-           "tools_from_models", "tools_to_policy"]
+__all__ = [
+    "ImportResult",
+    "ToolSpec",
+    "import_tools",
+    "load_document",
+    "specs_from_document",
+    "tools_from_models",
+    "tools_to_policy",
+]

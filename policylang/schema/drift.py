@@ -52,8 +52,11 @@ class DriftReport:
     def render(self) -> str:
         lines = [str(i) for i in self.items]
         drift = sum(i.drift for i in self.items)
-        lines.append(f"{drift} drift finding{'s' if drift != 1 else ''}" if drift
-                     else "no drift: the policy matches the tool schemas")
+        lines.append(
+            f"{drift} drift finding{'s' if drift != 1 else ''}"
+            if drift
+            else "no drift: the policy matches the tool schemas"
+        )
         return "\n".join(lines)
 
 
@@ -63,7 +66,9 @@ def schema_types(specs: Iterable[ToolSpec]) -> tuple[dict[str, Type], list[str]]
     from policylang.runtime.loader import parse_sources
 
     result = tools_to_policy(specs)
-    policy, _ = check_or_raise(parse_sources({"<schema>": result.text}), {}, {"<schema>": result.text})
+    policy, _ = check_or_raise(
+        parse_sources({"<schema>": result.text}), {}, {"<schema>": result.text}
+    )
     return {name: info.args for name, info in policy.tools.items()}, result.warnings
 
 
@@ -88,41 +93,74 @@ def check_drift(specs: list[ToolSpec], policy: Policy) -> DriftReport:
         new = declared[name]
         info = policy.tools.get(name)
         if info is None:
-            report.items.append(DriftItem(name, "new_tool", "the tool is not declared in the policy"))
+            report.items.append(
+                DriftItem(name, "new_tool", "the tool is not declared in the policy")
+            )
             continue
         old = info.args
         old_fields, new_fields = dict(old.fields), dict(new.fields)
         for pname, ftype in old_fields.items():
             if pname in new_fields:
                 if _norm_field(ftype) != _norm_field(new_fields[pname]):
-                    report.items.append(DriftItem(
-                        name, "type_changed", f"parameter '{pname}' changed type: the policy "
-                        f"declares {_show(ftype)}, the schema now says {_show(new_fields[pname])}",
-                        pname))
+                    report.items.append(
+                        DriftItem(
+                            name,
+                            "type_changed",
+                            f"parameter '{pname}' changed type: the policy "
+                            f"declares {_show(ftype)}, the schema now says {_show(new_fields[pname])}",
+                            pname,
+                        )
+                    )
                 continue
-            readers = [(rid, where) for rid, where, tools, params in refs
-                       if pname in params and any(tool_matches(t, name) for t in tools)]
+            readers = [
+                (rid, where)
+                for rid, where, tools, params in refs
+                if pname in params and any(tool_matches(t, name) for t in tools)
+            ]
             if readers:
                 for rid, where in readers:
-                    report.items.append(DriftItem(
-                        name, "rule_reads_removed", f"rule {rid} ({where}) reads args.{pname}, "
-                        "a parameter the tool no longer has", pname))
+                    report.items.append(
+                        DriftItem(
+                            name,
+                            "rule_reads_removed",
+                            f"rule {rid} ({where}) reads args.{pname}, "
+                            "a parameter the tool no longer has",
+                            pname,
+                        )
+                    )
             else:
-                report.items.append(DriftItem(
-                    name, "removed", f"parameter '{pname}' is declared but the tool no longer "
-                    "has it", pname))
+                report.items.append(
+                    DriftItem(
+                        name,
+                        "removed",
+                        f"parameter '{pname}' is declared but the tool no longer has it",
+                        pname,
+                    )
+                )
         for pname, ftype in new_fields.items():
             if pname not in old_fields:
-                report.items.append(DriftItem(
-                    name, "new_parameter", f"new parameter '{pname}: {_show(ftype)}' is not "
-                    "declared, so no rule constrains it (calls that send it are denied as "
-                    "unexpected arguments)", pname))
+                report.items.append(
+                    DriftItem(
+                        name,
+                        "new_parameter",
+                        f"new parameter '{pname}: {_show(ftype)}' is not "
+                        "declared, so no rule constrains it (calls that send it are denied as "
+                        "unexpected arguments)",
+                        pname,
+                    )
+                )
     named = {s.name for s in specs}
     others = [name for name in policy.tools if name not in named]
     if others:
         shown = ", ".join(others[:8]) + (f", ... ({len(others)} in all)" if len(others) > 8 else "")
-        report.items.append(DriftItem("(policy)", "not_in_schema", "tools declared in the policy "
-                                      f"but not in this schema document: {shown}", drift=False))
+        report.items.append(
+            DriftItem(
+                "(policy)",
+                "not_in_schema",
+                f"tools declared in the policy but not in this schema document: {shown}",
+                drift=False,
+            )
+        )
     return report
 
 
@@ -188,8 +226,14 @@ def _arg_references(policy: Policy) -> list[tuple[str, str, list[str], set[str]]
             exprs = [stmt.when] if stmt.when is not None else []
         params = _reads(exprs, lambda n: def_reads(n, ()))
         if params:
-            out.append((policy.rule_id(stmt), f"{stmt.span.file}:{stmt.span.line}",
-                        [t.pattern for t in stmt.tools], params))
+            out.append(
+                (
+                    policy.rule_id(stmt),
+                    f"{stmt.span.file}:{stmt.span.line}",
+                    [t.pattern for t in stmt.tools],
+                    params,
+                )
+            )
     return out
 
 
@@ -198,13 +242,18 @@ def _reads(exprs: list[ast.Expr], via_def: Any) -> set[str]:
     for root in exprs:
         for node in ast.walk(root):
             match node:
-                case ast.Select(operand=ast.Ident(name="args"), field=f) | \
-                        ast.Has(operand=ast.Ident(name="args"), field=f):
+                case (
+                    ast.Select(operand=ast.Ident(name="args"), field=f)
+                    | ast.Has(operand=ast.Ident(name="args"), field=f)
+                ):
                     found.add(f)
-                case ast.Index(operand=ast.Ident(name="args"), index=ast.Literal_(value=str() as f)):
+                case ast.Index(
+                    operand=ast.Ident(name="args"), index=ast.Literal_(value=str() as f)
+                ):
                     found.add(f)
-                case ast.Binary(op="in", left=ast.Literal_(value=str() as f),
-                                right=ast.Ident(name="args")):
+                case ast.Binary(
+                    op="in", left=ast.Literal_(value=str() as f), right=ast.Ident(name="args")
+                ):
                     found.add(f)
                 case ast.Call(function=fn, target=None):
                     found |= via_def(fn)

@@ -50,7 +50,31 @@ _TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*")
 # are quoted anyway so that `args.null` never reads as something it is not.
 _RESERVED = frozenset({"true", "false", "null"})
 _INT64 = 2**63
-_ANNOTATIONS = frozenset(["title", "description", "default", "examples", "example", "$comment", "$schema", "$id", "id", "readOnly", "deprecated", "format", "nullable", "discriminator", "xml", "externalDocs", "contentMediaType", "contentEncoding", "$anchor", "$defs", "definitions"])
+_ANNOTATIONS = frozenset(
+    [
+        "title",
+        "description",
+        "default",
+        "examples",
+        "example",
+        "$comment",
+        "$schema",
+        "$id",
+        "id",
+        "readOnly",
+        "deprecated",
+        "format",
+        "nullable",
+        "discriminator",
+        "xml",
+        "externalDocs",
+        "contentMediaType",
+        "contentEncoding",
+        "$anchor",
+        "$defs",
+        "definitions",
+    ]
+)
 _UNMAPPED_KEYWORDS = {
     "not": "'not' (a negated schema)",
     "if": "'if'/'then'/'else'",
@@ -132,8 +156,9 @@ def parse_document(text: str, where: str = "<input>") -> Any:
 
 
 def _is_schema(v: Any) -> bool:
-    return isinstance(v, dict) and any(k in v for k in ("type", "properties", "$ref", "anyOf",
-                                                        "oneOf", "allOf", "enum"))
+    return isinstance(v, dict) and any(
+        k in v for k in ("type", "properties", "$ref", "anyOf", "oneOf", "allOf", "enum")
+    )
 
 
 def _spec_from_item(item: Any, fmt: str) -> ToolSpec | None:
@@ -143,21 +168,25 @@ def _spec_from_item(item: Any, fmt: str) -> ToolSpec | None:
     if fmt in ("auto", "openai") and item.get("type") == "function":
         fn = item.get("function")
         if isinstance(fn, dict) and "name" in fn:  # chat completions
-            return ToolSpec(str(fn["name"]), fn.get("parameters", {}), fn.get("description"),
-                            "openai")
+            return ToolSpec(
+                str(fn["name"]), fn.get("parameters", {}), fn.get("description"), "openai"
+            )
         if "name" in item:  # responses API
-            return ToolSpec(str(item["name"]), item.get("parameters", {}), item.get("description"),
-                            "openai")
+            return ToolSpec(
+                str(item["name"]), item.get("parameters", {}), item.get("description"), "openai"
+            )
     if "name" not in item:
         return None
     if fmt in ("auto", "mcp") and ("inputSchema" in item or fmt == "mcp"):
-        return ToolSpec(str(item["name"]), item.get("inputSchema", {}), item.get("description"),
-                        "mcp")
+        return ToolSpec(
+            str(item["name"]), item.get("inputSchema", {}), item.get("description"), "mcp"
+        )
     if fmt in ("auto", "openai") and "parameters" in item:  # legacy `functions`
         return ToolSpec(str(item["name"]), item["parameters"], item.get("description"), "openai")
     if fmt == "auto" and "input_schema" in item:  # Anthropic tool use
-        return ToolSpec(str(item["name"]), item["input_schema"], item.get("description"),
-                        "anthropic")
+        return ToolSpec(
+            str(item["name"]), item["input_schema"], item.get("description"), "anthropic"
+        )
     return None
 
 
@@ -193,7 +222,8 @@ def specs_from_document(doc: Any, fmt: str = "auto", name: str | None = None) ->
                 if spec is None:
                     raise SchemaImportError(
                         f"item {i} is not a tool definition this importer understands "
-                        f"(expected {_expected(fmt)})")
+                        f"(expected {_expected(fmt)})"
+                    )
                 specs.append(spec)
             return specs
         if fmt in ("openai", "mcp"):
@@ -201,19 +231,22 @@ def specs_from_document(doc: Any, fmt: str = "auto", name: str | None = None) ->
     if isinstance(doc, dict) and _is_schema(doc):
         tool = name or doc.get("title") or doc.get("name")
         if not isinstance(tool, str) or not tool:
-            raise SchemaImportError("a bare JSON Schema needs a 'title' naming the tool "
-                                    "(or pass a name: --name TOOL)")
+            raise SchemaImportError(
+                "a bare JSON Schema needs a 'title' naming the tool (or pass a name: --name TOOL)"
+            )
         return [ToolSpec(tool, doc, doc.get("description"), "jsonschema")]
     if isinstance(doc, dict) and doc and all(_is_schema(v) for v in doc.values()):
         return [ToolSpec(str(k), v, v.get("description"), "jsonschema") for k, v in doc.items()]
-    raise SchemaImportError("the document is not a JSON Schema, OpenAI tool definitions or an "
-                            "MCP tools/list result")
+    raise SchemaImportError(
+        "the document is not a JSON Schema, OpenAI tool definitions or an MCP tools/list result"
+    )
 
 
 def _expected(fmt: str) -> str:
-    return {"openai": 'OpenAI tool definitions ({"type": "function", ...})',
-            "mcp": 'an MCP tools/list result ({"tools": [{"name", "inputSchema"}]})'}.get(
-        fmt, "an OpenAI, MCP or Anthropic tool definition")
+    return {
+        "openai": 'OpenAI tool definitions ({"type": "function", ...})',
+        "mcp": 'an MCP tools/list result ({"tools": [{"name", "inputSchema"}]})',
+    }.get(fmt, "an OpenAI, MCP or Anthropic tool definition")
 
 
 # ---------------------------------------------------------------- mapping one tool
@@ -242,7 +275,9 @@ def _name(n: str) -> str:
 
 
 def _member(parent: str, n: str) -> str:
-    return f"{parent}.{n}" if _IDENT.fullmatch(n) and n not in _RESERVED else f"{parent}[{_quote(n)}]"
+    return (
+        f"{parent}.{n}" if _IDENT.fullmatch(n) and n not in _RESERVED else f"{parent}[{_quote(n)}]"
+    )
 
 
 def _present(parent: str, n: str) -> str:
@@ -366,8 +401,9 @@ class _ToolMapper:
         for key, what in _UNMAPPED_KEYWORDS.items():
             if key in schema and not (key == "patternProperties" and not schema[key]):
                 self.note(path, f"{what} is not checked")
-        nullable = schema.get("nullable") is True or (isinstance(schema.get("type"), list)
-                                                      and "null" in schema["type"])
+        nullable = schema.get("nullable") is True or (
+            isinstance(schema.get("type"), list) and "null" in schema["type"]
+        )
         secret = schema.get("writeOnly") is True or schema.get("format") == "password"
         alternatives = schema.get("anyOf") if "anyOf" in schema else schema.get("oneOf")
         if isinstance(alternatives, list):
@@ -392,8 +428,11 @@ class _ToolMapper:
                 self.note(path, "a value that can only be null; any value is accepted")
                 return _Mapped("dyn", "dyn", True, secret)
             else:
-                self.note(path, f"a union of types {kinds} (policylang has one type plus null); "
-                          "any value is accepted")
+                self.note(
+                    path,
+                    f"a union of types {kinds} (policylang has one type plus null); "
+                    "any value is accepted",
+                )
                 return _Mapped("dyn", "dyn", nullable, secret)
         if typ is None:
             if "properties" in schema or "additionalProperties" in schema:
@@ -423,8 +462,9 @@ class _ToolMapper:
             return _Mapped("string", "string")
         if typ in ("integer", "number"):
             self._number_rules(schema, acc, typ == "integer")
-            return _Mapped("int" if typ == "integer" else "number",
-                           "int" if typ == "integer" else "number")
+            return _Mapped(
+                "int" if typ == "integer" else "number", "int" if typ == "integer" else "number"
+            )
         if typ == "boolean":
             return _Mapped("bool", "bool")
         if typ == "null":
@@ -437,16 +477,23 @@ class _ToolMapper:
         self.note(path, f"unknown type {typ!r}; any value is accepted")
         return _Mapped("dyn", "dyn")
 
-    def _union(self, schema: dict[str, Any], alternatives: list[Any], acc: _Access,
-               nullable: bool, secret: bool) -> _Mapped:
+    def _union(
+        self,
+        schema: dict[str, Any],
+        alternatives: list[Any],
+        acc: _Access,
+        nullable: bool,
+        secret: bool,
+    ) -> _Mapped:
         path = acc.path
         which = "anyOf" if "anyOf" in schema else "oneOf"
         rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
         branches = []
         for alt in alternatives:
             r = self.resolve(alt, path) if isinstance(alt, dict) and "$ref" in alt else alt
-            if isinstance(r, dict) and (r.get("type") == "null" or r.get("const", 0) is None
-                                        or r.get("enum") == [None]):
+            if isinstance(r, dict) and (
+                r.get("type") == "null" or r.get("const", 0) is None or r.get("enum") == [None]
+            ):
                 nullable = True
                 continue
             branches.append(alt)
@@ -461,10 +508,15 @@ class _ToolMapper:
             m.secret = m.secret or secret
             return m
         resolved = [self.resolve(b, path) if isinstance(b, dict) else b for b in branches]
-        if all(isinstance(b, dict) and ("const" in b or "enum" in b) and "type" not in b
-               or isinstance(b, dict) and ("const" in b or "enum" in b)
-               and b.get("type") in ("string", "integer", "number")
-               for b in resolved):
+        if all(
+            isinstance(b, dict)
+            and ("const" in b or "enum" in b)
+            and "type" not in b
+            or isinstance(b, dict)
+            and ("const" in b or "enum" in b)
+            and b.get("type") in ("string", "integer", "number")
+            for b in resolved
+        ):
             values: list[Any] = []
             for b in resolved:
                 values.extend([b["const"]] if "const" in b else list(b["enum"]))
@@ -477,15 +529,19 @@ class _ToolMapper:
             m = self.map_type({**rest, "type": "number"}, acc)
         else:
             shown = ", ".join(_describe(b) for b in resolved)
-            self.note(path, f"'{which}' of different shapes ({shown}) cannot be declared "
-                      "(policylang has one type plus null); any value is accepted")
+            self.note(
+                path,
+                f"'{which}' of different shapes ({shown}) cannot be declared "
+                "(policylang has one type plus null); any value is accepted",
+            )
             return _Mapped("dyn", "dyn", nullable, secret)
         m.nullable = m.nullable or nullable
         m.secret = m.secret or secret
         return m
 
-    def _enum(self, schema: dict[str, Any], values: list[Any], acc: _Access, nullable: bool,
-              secret: bool) -> _Mapped:
+    def _enum(
+        self, schema: dict[str, Any], values: list[Any], acc: _Access, nullable: bool, secret: bool
+    ) -> _Mapped:
         path = acc.path
         members = []
         for v in values:
@@ -494,8 +550,11 @@ class _ToolMapper:
             elif isinstance(v, str):
                 members.append(_quote(v))
             elif isinstance(v, bool) or not isinstance(v, int | float) or _num(v) is None:
-                self.note(path, f"enum value {json.dumps(v)} cannot be written as a policylang "
-                          "literal (only strings and numbers); any value is accepted")
+                self.note(
+                    path,
+                    f"enum value {json.dumps(v)} cannot be written as a policylang "
+                    "literal (only strings and numbers); any value is accepted",
+                )
                 return _Mapped("dyn", "dyn", nullable, secret)
             else:
                 members.append(_num(v) or "")
@@ -508,8 +567,10 @@ class _ToolMapper:
     def _array(self, schema: dict[str, Any], acc: _Access) -> _Mapped:
         path = acc.path
         items = schema.get("items")
-        size_rules = [("minItems", "<", "must have at least {n} items"),
-                      ("maxItems", ">", "must have at most {n} items")]
+        size_rules = [
+            ("minItems", "<", "must have at least {n} items"),
+            ("maxItems", ">", "must have at most {n} items"),
+        ]
         for key, op, text in size_rules:
             n = schema.get(key)
             if isinstance(n, int) and not isinstance(n, bool):
@@ -517,8 +578,10 @@ class _ToolMapper:
         if items is None:
             return _Mapped("list<dyn>", "list")
         if isinstance(items, list):
-            self.note(path, "tuple 'items' (a list of schemas) is not checked; the elements "
-                      "may be any value")
+            self.note(
+                path,
+                "tuple 'items' (a list of schemas) is not checked; the elements may be any value",
+            )
             return _Mapped("list<dyn>", "list")
         var = f"x{acc.depth}"
         outer = acc
@@ -532,15 +595,20 @@ class _ToolMapper:
     def _inner(self, m: _Mapped, path: str) -> str:
         """A list element or map value type: these cannot be nullable in policylang."""
         if m.nullable and m.kind != "dyn":
-            self.note(path, f"null elements: a list element or map value cannot be null in "
-                      f"policylang, so it is declared dyn instead of {m.text} | null")
+            self.note(
+                path,
+                f"null elements: a list element or map value cannot be null in "
+                f"policylang, so it is declared dyn instead of {m.text} | null",
+            )
             return "dyn"
         return m.text
 
     def _element(self, acc: _Access, var: str, wrap: Callable[[str], str], path: str) -> _Access:
         """Element conditions; they skip null elements (harmless when none can be null)."""
+
         def guarded(cond: str) -> str:
             return wrap(f"{var} != null && {cond}")
+
         return _Access(var, path, guarded, acc.depth + 1)
 
     def _object(self, schema: dict[str, Any], acc: _Access) -> _Mapped:
@@ -558,7 +626,9 @@ class _ToolMapper:
 
                 item = f"{acc.expr}[{key}]"
 
-                def value_wrap(cond: str, wrap: Callable[[str], str] = wrap, item: str = item) -> str:
+                def value_wrap(
+                    cond: str, wrap: Callable[[str], str] = wrap, item: str = item
+                ) -> str:
                     return wrap(f"{item} != null && {cond}")
 
                 value_acc = _Access(item, f"{path}.*", value_wrap, acc.depth + 1)
@@ -566,8 +636,11 @@ class _ToolMapper:
                 return _Mapped(f"map<string, {self._inner(value, path + '.*')}>", "map")
             return _Mapped("map<string, dyn>", "map")
         if extra not in (None, False):
-            self.note(path, "'additionalProperties' next to 'properties': policylang objects are "
-                      "closed, so keys other than the declared ones are rejected")
+            self.note(
+                path,
+                "'additionalProperties' next to 'properties': policylang objects are "
+                "closed, so keys other than the declared ones are rejected",
+            )
         required = schema.get("required") or []
         if not isinstance(required, list):
             required = []
@@ -586,14 +659,18 @@ class _ToolMapper:
             opt = fname not in required
             sub_r = self.resolve(sub, fpath) if isinstance(sub, dict) and "$ref" in sub else sub
             if sub is False:
-                self.note(fpath, "the schema 'false' forbids this property; it is not declared "
-                          "(so it is rejected)")
+                self.note(
+                    fpath,
+                    "the schema 'false' forbids this property; it is not declared "
+                    "(so it is rejected)",
+                )
                 continue
             cell = {"guard": opt or _nullable_hint(sub_r)}
             guard = _present(acc.expr, fname)
 
-            def wrap(cond: str, acc: _Access = acc, guard: str = guard,
-                     cell: dict[str, bool] = cell) -> str:
+            def wrap(
+                cond: str, acc: _Access = acc, guard: str = guard, cell: dict[str, bool] = cell
+            ) -> str:
                 return acc.wrap(f"{guard} && {cond}" if cell["guard"] else cond)
 
             facc = _Access(_member(acc.expr, fname), fpath, wrap, acc.depth)
@@ -612,22 +689,38 @@ class _ToolMapper:
         return _indent(lines)
 
     def _default(self, value: Any, m: _Mapped, path: str) -> str:
-        ok = (m.kind == "string" and isinstance(value, str)
-              or m.kind == "bool" and isinstance(value, bool)
-              or m.kind == "int" and isinstance(value, int) and not isinstance(value, bool)
-              and _num(value) is not None
-              or m.kind == "number" and isinstance(value, int | float)
-              and not isinstance(value, bool) and _num(value) is not None
-              or m.kind == "enum" and isinstance(value, str | int | float)
-              and not isinstance(value, bool)
-              and (_quote(value) if isinstance(value, str) else _num(value)) in m.text.split(" | "))
+        ok = (
+            m.kind == "string"
+            and isinstance(value, str)
+            or m.kind == "bool"
+            and isinstance(value, bool)
+            or m.kind == "int"
+            and isinstance(value, int)
+            and not isinstance(value, bool)
+            and _num(value) is not None
+            or m.kind == "number"
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and _num(value) is not None
+            or m.kind == "enum"
+            and isinstance(value, str | int | float)
+            and not isinstance(value, bool)
+            and (_quote(value) if isinstance(value, str) else _num(value)) in m.text.split(" | ")
+        )
         if ok:
-            return " = " + (_quote(value) if isinstance(value, str) else
-                            ("true" if value is True else "false") if isinstance(value, bool)
-                            else (_num(value) or ""))
+            return " = " + (
+                _quote(value)
+                if isinstance(value, str)
+                else ("true" if value is True else "false")
+                if isinstance(value, bool)
+                else (_num(value) or "")
+            )
         if value is not None:
-            self.note(path, f"default {json.dumps(value, default=str)[:60]} is not carried over "
-                      "(only string, number and boolean defaults of the field's type are)")
+            self.note(
+                path,
+                f"default {json.dumps(value, default=str)[:60]} is not carried over "
+                "(only string, number and boolean defaults of the field's type are)",
+            )
         return ""
 
     # ---- constraints → deny rules
@@ -637,14 +730,19 @@ class _ToolMapper:
 
     def rendered_rules(self) -> list[str]:
         """Rules are rendered last: guards depend on what mapping found (nullability)."""
-        return [f"deny {self.tool} when {acc.wrap(cond)} because {_message(reason)}"
-                for acc, cond, reason in self.pending]
+        return [
+            f"deny {self.tool} when {acc.wrap(cond)} because {_message(reason)}"
+            for acc, cond, reason in self.pending
+        ]
 
     def _number_rules(self, schema: dict[str, Any], acc: _Access, integer: bool) -> None:
         x, p = acc.expr, acc.path
-        bounds = [("minimum", "<", "must be at least"), ("maximum", ">", "must be at most"),
-                  ("exclusiveMinimum", "<=", "must be greater than"),
-                  ("exclusiveMaximum", ">=", "must be less than")]
+        bounds = [
+            ("minimum", "<", "must be at least"),
+            ("maximum", ">", "must be at most"),
+            ("exclusiveMinimum", "<=", "must be greater than"),
+            ("exclusiveMaximum", ">=", "must be less than"),
+        ]
         for key, op, text in bounds:
             v = schema.get(key)
             if isinstance(v, bool):  # draft 4: exclusiveMinimum: true modifies minimum
@@ -655,23 +753,35 @@ class _ToolMapper:
             if lit is None:
                 self.note(p, f"{key} {v!r} cannot be written as a policylang number; not checked")
                 continue
-            if key in ("minimum", "maximum") and schema.get(
-                    "exclusiveMinimum" if key == "minimum" else "exclusiveMaximum") is True:
+            if (
+                key in ("minimum", "maximum")
+                and schema.get("exclusiveMinimum" if key == "minimum" else "exclusiveMaximum")
+                is True
+            ):
                 op = op + "="
                 text = "must be greater than" if key == "minimum" else "must be less than"
             self.rule(acc, f"{x} {op} {lit}", f"{p} {text} {_shown(v)}")
         mult = schema.get("multipleOf")
         if mult is not None:
-            if integer and isinstance(mult, int) and not isinstance(mult, bool) and 0 < mult < _INT64:
+            if (
+                integer
+                and isinstance(mult, int)
+                and not isinstance(mult, bool)
+                and 0 < mult < _INT64
+            ):
                 if mult != 1:
                     self.rule(acc, f"{x} % {mult} != 0", f"{p} must be a multiple of {mult}")
             else:
-                self.note(p, f"multipleOf {mult!r} is not checked (only whole divisors of integers)")
+                self.note(
+                    p, f"multipleOf {mult!r} is not checked (only whole divisors of integers)"
+                )
 
     def _string_rules(self, schema: dict[str, Any], acc: _Access) -> None:
         x, p = acc.expr, acc.path
-        for key, op, text in (("minLength", "<", "must be at least {n} characters long"),
-                              ("maxLength", ">", "must be at most {n} characters long")):
+        for key, op, text in (
+            ("minLength", "<", "must be at least {n} characters long"),
+            ("maxLength", ">", "must be at most {n} characters long"),
+        ):
             n = schema.get(key)
             if isinstance(n, int) and not isinstance(n, bool) and 0 <= n < _INT64:
                 if key == "minLength" and n == 0:
@@ -687,8 +797,9 @@ class _ToolMapper:
             except EvalError as exc:
                 self.note(p, f"pattern is not RE2 syntax and is not checked ({exc.message})")
                 return
-            self.rule(acc, f"!{x}.matches({_quote(pattern)})",
-                      f"{p} must match the pattern {pattern}")
+            self.rule(
+                acc, f"!{x}.matches({_quote(pattern)})", f"{p} must match the pattern {pattern}"
+            )
 
 
 def _nullable_hint(schema: Any) -> bool:
@@ -742,8 +853,10 @@ def tools_to_policy(specs: Iterable[ToolSpec], source: str | None = None) -> Imp
     out: list[str] = []
     if source:
         out.append(f"# Generated by `policylang import-tools` from {_one_line(source, 200)}.")
-        out.append("# Review it: the declarations and the deny rules below are the tools' "
-                   "schemas, nothing more.")
+        out.append(
+            "# Review it: the declarations and the deny rules below are the tools' "
+            "schemas, nothing more."
+        )
         out.append("")
     result = ImportResult("")
     seen: set[str] = set()
@@ -767,15 +880,19 @@ def _tool_block(spec: ToolSpec, seen: set[str], result: ImportResult) -> list[st
         return [*lines, f"# not mapped: tool {_one_line(repr(name), 80)}: {why}"]
 
     if not _TOOL_NAME.fullmatch(name):
-        return skip("the name is not a policylang tool name (letters, digits, '_' and '-', in "
-                    "parts separated by dots); declare it by hand under another name")
+        return skip(
+            "the name is not a policylang tool name (letters, digits, '_' and '-', in "
+            "parts separated by dots); declare it by hand under another name"
+        )
     if name in seen:
         return skip("a second definition of the same tool; only the first one is declared")
     seen.add(name)
     mapper = _ToolMapper(name, spec.parameters)
     acc = _Access("args", "", lambda c: c, 0)
     params = spec.parameters
-    resolved = mapper.resolve(params, "") if isinstance(params, dict) and "$ref" in params else params
+    resolved = (
+        mapper.resolve(params, "") if isinstance(params, dict) and "$ref" in params else params
+    )
     if isinstance(resolved, dict) and "allOf" in resolved:
         resolved = mapper.merge_all_of(resolved, "")
     if params is None or resolved == {} or resolved is True:
@@ -786,19 +903,24 @@ def _tool_block(spec: ToolSpec, seen: set[str], result: ImportResult) -> list[st
         props = resolved.get("properties")
         extra = resolved.get("additionalProperties")
         if not props and extra not in (False, None):
-            return skip("it takes arbitrary arguments (no 'properties'); left undeclared, so "
-                        "rules see untyped args")
+            return skip(
+                "it takes arbitrary arguments (no 'properties'); left undeclared, so "
+                "rules see untyped args"
+            )
         for key, what in _UNMAPPED_KEYWORDS.items():
             if resolved.get(key):
                 mapper.note("", f"{what} is not checked")
         if props and extra not in (None, False):
-            mapper.note("", "'additionalProperties': a policy rejects arguments the tool does not "
-                        "declare")
+            mapper.note(
+                "", "'additionalProperties': a policy rejects arguments the tool does not declare"
+            )
         required = resolved.get("required") or []
         for r in required if isinstance(required, list) else []:
             if isinstance(props, dict) and r not in props:
                 mapper.note("", f"required property {r!r} has no schema; it is not declared")
-        body = mapper.fields(props or {}, set(required) if isinstance(required, list) else set(), acc)
+        body = mapper.fields(
+            props or {}, set(required) if isinstance(required, list) else set(), acc
+        )
     for n in mapper.notes:
         lines.append(f"# not mapped: {n}")
         result.warnings.append(f"{name}: not mapped: {n}")
@@ -816,8 +938,9 @@ def _tool_block(spec: ToolSpec, seen: set[str], result: ImportResult) -> list[st
     return lines
 
 
-def import_tools(doc: Any, fmt: str = "auto", *, source: str | None = None,
-                 name: str | None = None) -> ImportResult:
+def import_tools(
+    doc: Any, fmt: str = "auto", *, source: str | None = None, name: str | None = None
+) -> ImportResult:
     """Policy text for the tools in a parsed document (see :func:`specs_from_document`)."""
     return tools_to_policy(specs_from_document(doc, fmt, name), source)
 
@@ -835,6 +958,8 @@ def tools_from_models(*models: Any) -> ImportResult:
             schema = model.model_json_schema()
         except AttributeError:
             raise TypeError(f"{model!r} is not a pydantic model class") from None
-        name = name or getattr(model, "__tool_name__", None) or schema.get("title") or model.__name__
+        name = (
+            name or getattr(model, "__tool_name__", None) or schema.get("title") or model.__name__
+        )
         specs.append(ToolSpec(str(name), schema, (model.__doc__ or "").strip() or None, "pydantic"))
     return tools_to_policy(specs)

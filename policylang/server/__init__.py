@@ -22,8 +22,9 @@ try:
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
     if exc.name and exc.name.split(".")[0] == "starlette":
         raise ModuleNotFoundError(
-            "the policylang server needs Starlette and uvicorn: "
-            "pip install 'policylang[server]'", name=exc.name) from None
+            "the policylang server needs Starlette and uvicorn: pip install 'policylang[server]'",
+            name=exc.name,
+        ) from None
     raise
 
 
@@ -32,11 +33,28 @@ def run(app: Any, host: str = "127.0.0.1", port: int = 8181, log_level: str = "i
     try:
         import uvicorn
     except ModuleNotFoundError:  # pragma: no cover
-        raise ModuleNotFoundError("the policylang server needs uvicorn: "
-                                  "pip install 'policylang[server]'", name="uvicorn") from None
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
-                server_header=False, date_header=False)
+        raise ModuleNotFoundError(
+            "the policylang server needs uvicorn: pip install 'policylang[server]'", name="uvicorn"
+        ) from None
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+    )
 
 
-__all__ = ["create_app", "run", "Metrics", "PolicyWatcher", "check_bind", "is_loopback",
-           "read_token", "MAX_BATCH", "MAX_BODY_BYTES"]
+__all__ = [
+    "create_app",
+    "run",
+    "Metrics",
+    "PolicyWatcher",
+    "check_bind",
+    "is_loopback",
+    "read_token",
+    "MAX_BATCH",
+    "MAX_BODY_BYTES",
+]

@@ -54,15 +54,17 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
-def error_response(status: int, code: str, message: str,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     return Response(body, status, headers=headers, media_type="application/json")
 
 
 def _json(value: Any, status: int = 200) -> Response:
-    return Response(json.dumps(value, separators=(",", ":")).encode(), status,
-                    media_type="application/json")
+    return Response(
+        json.dumps(value, separators=(",", ":")).encode(), status, media_type="application/json"
+    )
 
 
 # ---------------------------------------------------------------- binding and tokens
@@ -81,9 +83,11 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, token: str | None) -> None:
     """Refuse to listen beyond this machine without a bearer token."""
     if not is_loopback(host) and not token:
-        raise ValueError(f"refusing to listen on {host}, which is not a loopback address, without "
-                         "a bearer token: pass --token-env VAR or --token-file FILE (or bind "
-                         "127.0.0.1)")
+        raise ValueError(
+            f"refusing to listen on {host}, which is not a loopback address, without "
+            "a bearer token: pass --token-env VAR or --token-file FILE (or bind "
+            "127.0.0.1)"
+        )
 
 
 def read_token(env: str | None = None, file: str | Path | None = None) -> str | None:
@@ -116,8 +120,9 @@ class PolicyWatcher:
     had (``Engine.reload`` swaps atomically).
     """
 
-    def __init__(self, engine: Any, path: str | Path, metrics: Metrics | None = None,
-                 interval: float = 1.0):
+    def __init__(
+        self, engine: Any, path: str | Path, metrics: Metrics | None = None, interval: float = 1.0
+    ):
         self.engine, self.path, self.metrics, self.interval = engine, Path(path), metrics, interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,16 +142,27 @@ class PolicyWatcher:
         try:
             self.engine.reload(self.path)
         except PolicyLoadError as exc:
-            log.error("policy reload failed; still serving %s %s:\n%s",
-                      self.engine.policy_name or "(no policy)", self.engine.policy_hash, exc.render())
+            log.error(
+                "policy reload failed; still serving %s %s:\n%s",
+                self.engine.policy_name or "(no policy)",
+                self.engine.policy_hash,
+                exc.render(),
+            )
             ok = False
         except Exception as exc:  # noqa: BLE001 - a watcher must never die
-            log.error("policy reload failed; still serving the old policy: %s: %s",
-                      type(exc).__name__, exc)
+            log.error(
+                "policy reload failed; still serving the old policy: %s: %s",
+                type(exc).__name__,
+                exc,
+            )
             ok = False
         else:
-            log.info("reloaded policy %s version %s (hash %s)", self.engine.policy_name,
-                     self.engine.policy_version, self.engine.policy_hash)
+            log.info(
+                "reloaded policy %s version %s (hash %s)",
+                self.engine.policy_name,
+                self.engine.policy_version,
+                self.engine.policy_hash,
+            )
             ok = True
         if self.metrics is not None:
             self.metrics.reloaded(ok)
@@ -176,8 +192,9 @@ def _content_type_ok(value: str | None) -> bool:
     if not value:
         return False
     media = value.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/")
-                                           and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 def _no_constants(name: str) -> Any:
@@ -186,15 +203,20 @@ def _no_constants(name: str) -> Any:
 
 async def read_json(request: Request, limit: int) -> Any:
     if not _content_type_ok(request.headers.get("content-type")):
-        raise ApiError(415, "unsupported_media_type",
-                       "send the body as JSON with 'Content-Type: application/json'")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the body as JSON with 'Content-Type: application/json'",
+        )
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
             if int(declared) > limit:
                 raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
         except ValueError:
-            raise ApiError(400, "bad_request", "the Content-Length header is not a number") from None
+            raise ApiError(
+                400, "bad_request", "the Content-Length header is not a number"
+            ) from None
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -209,37 +231,59 @@ async def read_json(request: Request, limit: int) -> Any:
     except UnicodeDecodeError:
         raise ApiError(400, "bad_json", "the body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc.msg} at line "
-                       f"{exc.lineno} column {exc.colno}") from None
+        raise ApiError(
+            400,
+            "bad_json",
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        ) from None
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}"[:300]) from None
 
 
 def _kind(v: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(v), type(v).__name__)
 
 
 def parse_request(body: Any, where: str = "") -> tuple[str, Any, Any, Any]:
     """``{tool, args, principal, context}`` → its parts, or a 422 naming the bad field."""
     at = f"{where}." if where else ""
     if not isinstance(body, dict):
-        raise ApiError(422, "invalid_body", f"{where or 'the body'} must be a JSON object "
-                       f"{{tool, args, principal, context}}, got {_kind(body)}")
+        raise ApiError(
+            422,
+            "invalid_body",
+            f"{where or 'the body'} must be a JSON object "
+            f"{{tool, args, principal, context}}, got {_kind(body)}",
+        )
     extra = [k for k in body if k not in _REQUEST_KEYS]
     if extra:
-        raise ApiError(422, "invalid_body", f"unexpected field '{at}{extra[0]}' (a request has "
-                       "tool, args, principal and context)")
+        raise ApiError(
+            422,
+            "invalid_body",
+            f"unexpected field '{at}{extra[0]}' (a request has tool, args, principal and context)",
+        )
     tool = body.get("tool")
     if not isinstance(tool, str) or not tool:
-        raise ApiError(422, "invalid_body", f"'{at}tool' must be a non-empty string"
-                       + ("" if "tool" in body else " (it is missing)"))
+        raise ApiError(
+            422,
+            "invalid_body",
+            f"'{at}tool' must be a non-empty string"
+            + ("" if "tool" in body else " (it is missing)"),
+        )
     parts = []
     for key in ("args", "principal", "context"):
         v = body.get(key)
         if v is not None and not isinstance(v, dict):
-            raise ApiError(422, "invalid_body", f"'{at}{key}' must be an object or null, got "
-                           f"{_kind(v)}")
+            raise ApiError(
+                422, "invalid_body", f"'{at}{key}' must be an object or null, got {_kind(v)}"
+            )
         parts.append(v)
     return tool, parts[0], parts[1], parts[2]
 
@@ -249,18 +293,30 @@ def parse_request(body: Any, where: str = "") -> tuple[str, Any, Any, Any]:
 
 def _internal_decision(tool: str, exc: BaseException) -> Decision:
     reason = f"internal error in the decision server: {type(exc).__name__}"
-    return Decision(effect=Effect.DENY, tool=tool, code="internal_error", reasons=[reason],
-                    message=f"{tool} denied: {reason}")
+    return Decision(
+        effect=Effect.DENY,
+        tool=tool,
+        code="internal_error",
+        reasons=[reason],
+        message=f"{tool} denied: {reason}",
+    )
 
 
-def create_app(engine: Any, *, token: str | None = None, metrics: Metrics | None = None,
-               watcher: PolicyWatcher | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-               max_batch: int = MAX_BATCH) -> Starlette:
+def create_app(
+    engine: Any,
+    *,
+    token: str | None = None,
+    metrics: Metrics | None = None,
+    watcher: PolicyWatcher | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    max_batch: int = MAX_BATCH,
+) -> Starlette:
     """The decision server for ``engine``. With ``token``, all but /healthz need it."""
     metrics = metrics if metrics is not None else Metrics()
     expected = token.encode() if token else None
-    openapi = json.dumps(openapi_document(max_batch=max_batch, max_body_bytes=max_body_bytes,
-                                          auth=bool(token))).encode()
+    openapi = json.dumps(
+        openapi_document(max_batch=max_batch, max_body_bytes=max_body_bytes, auth=bool(token))
+    ).encode()
 
     def authorized(request: Request) -> None:
         if expected is None:
@@ -268,13 +324,22 @@ def create_app(engine: Any, *, token: str | None = None, metrics: Metrics | None
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-            raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' header "
-                           "is required", {"WWW-Authenticate": 'Bearer realm="policylang"'})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "a valid 'Authorization: Bearer <token>' header is required",
+                {"WWW-Authenticate": 'Bearer realm="policylang"'},
+            )
 
     Handler = Callable[[Request], Awaitable[Response]]
 
-    def endpoint(route: str, fn: Handler, *, public: bool = False,
-                 on_crash: Callable[[Request, BaseException], Response] | None = None) -> Handler:
+    def endpoint(
+        route: str,
+        fn: Handler,
+        *,
+        public: bool = False,
+        on_crash: Callable[[Request, BaseException], Response] | None = None,
+    ) -> Handler:
         async def handle(request: Request) -> Response:
             started = time.perf_counter()
             try:
@@ -287,16 +352,26 @@ def create_app(engine: Any, *, token: str | None = None, metrics: Metrics | None
             except Exception as exc:  # noqa: BLE001 - never a bare 500 with a traceback
                 log.exception("internal error on %s", route)
                 metrics.observe_error("internal_error")
-                response = on_crash(request, exc) if on_crash else error_response(
-                    500, "internal_error", f"internal error: {type(exc).__name__}")
-            metrics.observe_http(request.method, route, response.status_code,
-                                 time.perf_counter() - started)
+                response = (
+                    on_crash(request, exc)
+                    if on_crash
+                    else error_response(
+                        500, "internal_error", f"internal error: {type(exc).__name__}"
+                    )
+                )
+            metrics.observe_http(
+                request.method, route, response.status_code, time.perf_counter() - started
+            )
             return response
+
         return handle
 
     def crash_deny(request: Request, exc: BaseException) -> Response:
-        return Response(_internal_decision("(unknown)", exc).model_dump_json(), 200,
-                        media_type="application/json")
+        return Response(
+            _internal_decision("(unknown)", exc).model_dump_json(),
+            200,
+            media_type="application/json",
+        )
 
     async def decide(request: Request) -> Response:
         tool, args, principal, context = parse_request(await read_json(request, max_body_bytes))
@@ -307,31 +382,54 @@ def create_app(engine: Any, *, token: str | None = None, metrics: Metrics | None
     async def decide_batch(request: Request) -> Response:
         body = await read_json(request, max_body_bytes)
         if not isinstance(body, dict):
-            raise ApiError(422, "invalid_body", "the body must be a JSON object {\"requests\": [...]}"
-                           f", got {_kind(body)}")
+            raise ApiError(
+                422,
+                "invalid_body",
+                f'the body must be a JSON object {{"requests": [...]}}, got {_kind(body)}',
+            )
         extra = [k for k in body if k != "requests"]
         if extra:
-            raise ApiError(422, "invalid_body", f"unexpected field '{extra[0]}' (a batch has "
-                           "'requests' only)")
+            raise ApiError(
+                422, "invalid_body", f"unexpected field '{extra[0]}' (a batch has 'requests' only)"
+            )
         items = body.get("requests")
         if not isinstance(items, list):
-            raise ApiError(422, "invalid_body", "'requests' must be an array of "
-                           "{tool, args, principal, context}" + ("" if "requests" in body
-                                                                 else " (it is missing)"))
+            raise ApiError(
+                422,
+                "invalid_body",
+                "'requests' must be an array of "
+                "{tool, args, principal, context}"
+                + ("" if "requests" in body else " (it is missing)"),
+            )
         if len(items) > max_batch:
-            raise ApiError(422, "batch_too_large", f"a batch holds at most {max_batch} requests, "
-                           f"got {len(items)}; split it")
+            raise ApiError(
+                422,
+                "batch_too_large",
+                f"a batch holds at most {max_batch} requests, got {len(items)}; split it",
+            )
         parsed = [parse_request(item, f"requests[{i}]") for i, item in enumerate(items)]
         decisions = [engine.decide(t, args=a, principal=p, context=c) for t, a, p, c in parsed]
         metrics.observe_decisions(engine, decisions)
-        payload = b'{"decisions":[' + b",".join(d.model_dump_json().encode() for d in decisions) + b"]}"
+        payload = (
+            b'{"decisions":[' + b",".join(d.model_dump_json().encode() for d in decisions) + b"]}"
+        )
         return Response(payload, media_type="application/json")
 
     async def policies(request: Request) -> Response:
         if engine.compiled is None:
             return _json({"policies": []})
-        return _json({"policies": [{"name": engine.policy_name, "version": engine.policy_version,
-                                    "hash": engine.policy_hash, "tools": sorted(engine.tools)}]})
+        return _json(
+            {
+                "policies": [
+                    {
+                        "name": engine.policy_name,
+                        "version": engine.policy_version,
+                        "hash": engine.policy_hash,
+                        "tools": sorted(engine.tools),
+                    }
+                ]
+            }
+        )
 
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
@@ -376,8 +474,11 @@ def create_app(engine: Any, *, token: str | None = None, metrics: Metrics | None
         Route("/metrics", endpoint("/metrics", metrics_view), methods=["GET"]),
         Route("/openapi.json", endpoint("/openapi.json", openapi_view), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: http_error, Exception: server_error})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.watcher = watcher

@@ -19,10 +19,40 @@ from typing import Any
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNDECLARED = "(undeclared)"
-DECISION_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                    0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-HTTP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0, 2.5, 5.0)
+DECISION_BUCKETS = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+HTTP_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
 
 
 class Histogram:
@@ -83,8 +113,16 @@ class Metrics:
         return tool if isinstance(tool, str) and tool in self._known[1] else UNDECLARED
 
     def observe_decisions(self, engine: Any, decisions: Iterable[Any]) -> None:
-        rows = [(self.tool_label(engine, d.tool), d.effect.value, d.code, d.elapsed_us / 1e6,
-                 [lim.id for lim in d.limits if lim.exceeded]) for d in decisions]
+        rows = [
+            (
+                self.tool_label(engine, d.tool),
+                d.effect.value,
+                d.code,
+                d.elapsed_us / 1e6,
+                [lim.id for lim in d.limits if lim.exceeded],
+            )
+            for d in decisions
+        ]
         with self._lock:
             for tool, effect, code, seconds, hits in rows:
                 self.decisions[(tool, effect)] += 1
@@ -126,57 +164,91 @@ class Metrics:
                 out.append(f"# HELP {name} {help_text}")
                 out.append(f"# TYPE {name} {kind}")
 
-            family("policylang_decisions_total", "counter",
-                   "Decisions made, by tool (undeclared tools share one label) and effect.")
+            family(
+                "policylang_decisions_total",
+                "counter",
+                "Decisions made, by tool (undeclared tools share one label) and effect.",
+            )
             for (tool, effect), n in sorted(self.decisions.items()):
                 out.append(f"policylang_decisions_total{{tool={_q(tool)},effect={_q(effect)}}} {n}")
             family("policylang_decision_codes_total", "counter", "Decisions made, by code.")
             for code, n in sorted(self.codes.items()):
                 out.append(f"policylang_decision_codes_total{{code={_q(code)}}} {n}")
-            family("policylang_decision_duration_seconds", "histogram",
-                   "Time the engine spent on one decision.")
+            family(
+                "policylang_decision_duration_seconds",
+                "histogram",
+                "Time the engine spent on one decision.",
+            )
             out.extend(self.latency.lines("policylang_decision_duration_seconds"))
-            family("policylang_limit_hits_total", "counter",
-                   "Calls denied because a rate limit or quota was exhausted, by tool and limit.")
+            family(
+                "policylang_limit_hits_total",
+                "counter",
+                "Calls denied because a rate limit or quota was exhausted, by tool and limit.",
+            )
             for (tool, lid), n in sorted(self.limit_hits.items()):
                 out.append(f"policylang_limit_hits_total{{tool={_q(tool)},limit={_q(lid)}}} {n}")
-            family("policylang_http_requests_total", "counter",
-                   "HTTP requests, by method, route and status.")
+            family(
+                "policylang_http_requests_total",
+                "counter",
+                "HTTP requests, by method, route and status.",
+            )
             for (method, route, status), n in sorted(self.http.items()):
-                out.append(f"policylang_http_requests_total{{method={_q(method)},"
-                           f"route={_q(route)},status=\"{status}\"}} {n}")
-            family("policylang_http_request_duration_seconds", "histogram",
-                   "Time to answer an HTTP request, by route.")
+                out.append(
+                    f"policylang_http_requests_total{{method={_q(method)},"
+                    f'route={_q(route)},status="{status}"}} {n}'
+                )
+            family(
+                "policylang_http_request_duration_seconds",
+                "histogram",
+                "Time to answer an HTTP request, by route.",
+            )
             for route, hist in sorted(self.http_latency.items()):
-                out.extend(hist.lines("policylang_http_request_duration_seconds",
-                                      f"route={_q(route)}"))
-            family("policylang_http_rejected_total", "counter",
-                   "Requests rejected before deciding, by error code.")
+                out.extend(
+                    hist.lines("policylang_http_request_duration_seconds", f"route={_q(route)}")
+                )
+            family(
+                "policylang_http_rejected_total",
+                "counter",
+                "Requests rejected before deciding, by error code.",
+            )
             for code, n in sorted(self.errors.items()):
                 out.append(f"policylang_http_rejected_total{{code={_q(code)}}} {n}")
             family("policylang_reloads_total", "counter", "Successful policy reloads.")
             out.append(f"policylang_reloads_total {self.reloads}")
-            family("policylang_reload_errors_total", "counter",
-                   "Policy reloads that failed (the previous policy kept serving).")
+            family(
+                "policylang_reload_errors_total",
+                "counter",
+                "Policy reloads that failed (the previous policy kept serving).",
+            )
             out.append(f"policylang_reload_errors_total {self.reload_errors}")
             if self.last_reload_ok is not None:
-                family("policylang_last_reload_success_timestamp_seconds", "gauge",
-                       "When the policy was last reloaded successfully.")
-                out.append(f"policylang_last_reload_success_timestamp_seconds "
-                           f"{_num(self.last_reload_ok)}")
+                family(
+                    "policylang_last_reload_success_timestamp_seconds",
+                    "gauge",
+                    "When the policy was last reloaded successfully.",
+                )
+                out.append(
+                    f"policylang_last_reload_success_timestamp_seconds {_num(self.last_reload_ok)}"
+                )
             if self.last_reload_error is not None:
-                family("policylang_last_reload_error_timestamp_seconds", "gauge",
-                       "When a policy reload last failed.")
-                out.append(f"policylang_last_reload_error_timestamp_seconds "
-                           f"{_num(self.last_reload_error)}")
+                family(
+                    "policylang_last_reload_error_timestamp_seconds",
+                    "gauge",
+                    "When a policy reload last failed.",
+                )
+                out.append(
+                    f"policylang_last_reload_error_timestamp_seconds {_num(self.last_reload_error)}"
+                )
         loaded = engine.compiled is not None
         family("policylang_policy_loaded", "gauge", "1 when a policy is loaded, else 0.")
         out.append(f"policylang_policy_loaded {1 if loaded else 0}")
         if loaded:
             family("policylang_policy_info", "gauge", "The loaded policy (always 1).")
-            out.append(f"policylang_policy_info{{name={_q(engine.policy_name)},"
-                       f"version={_q(engine.policy_version or '')},hash={_q(engine.policy_hash)},"
-                       f"tools=\"{len(engine.tools)}\"}} 1")
+            out.append(
+                f"policylang_policy_info{{name={_q(engine.policy_name)},"
+                f"version={_q(engine.policy_version or '')},hash={_q(engine.policy_hash)},"
+                f'tools="{len(engine.tools)}"}} 1'
+            )
         family("policylang_start_time_seconds", "gauge", "When the server started.")
         out.append(f"policylang_start_time_seconds {_num(self.started)}")
         return "\n".join(out) + "\n"

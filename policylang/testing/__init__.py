@@ -26,8 +26,22 @@ from policylang.testing.runner import Report, run_path, summary_table, write_jun
 from policylang.testing.strategies import RequestSpace, collect_constants, requests
 
 __all__ = [
-    "requests", "RequestSpace", "collect_constants",
-    "Case", "CaseResult", "load_cases", "find_case_files", "run_case", "coverage",
-    "CheckResult", "Harness", "explore", "auto_checks", "check_assertion",
-    "Report", "run_path", "summary_table", "write_junit",
+    "requests",
+    "RequestSpace",
+    "collect_constants",
+    "Case",
+    "CaseResult",
+    "load_cases",
+    "find_case_files",
+    "run_case",
+    "coverage",
+    "CheckResult",
+    "Harness",
+    "explore",
+    "auto_checks",
+    "check_assertion",
+    "Report",
+    "run_path",
+    "summary_table",
+    "write_junit",
 ]

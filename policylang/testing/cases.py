@@ -131,8 +131,10 @@ def find_case_files(path: str | Path) -> list[Path]:
     if p.is_file():
         if p.name.endswith(CASE_SUFFIXES):
             return [p]
-        stem = p.name[:-len(".policy")] if p.name.endswith(".policy") else p.stem
-        return [p.parent / f"{stem}{s}" for s in CASE_SUFFIXES if (p.parent / f"{stem}{s}").exists()]
+        stem = p.name[: -len(".policy")] if p.name.endswith(".policy") else p.stem
+        return [
+            p.parent / f"{stem}{s}" for s in CASE_SUFFIXES if (p.parent / f"{stem}{s}").exists()
+        ]
     if p.is_dir():
         return sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith(CASE_SUFFIXES))
     return []
@@ -220,13 +222,18 @@ def _jsonish(v: Any) -> Any:
 def _request(spec: Any) -> dict[str, Any]:
     if not isinstance(spec, dict) or not isinstance(spec.get("tool"), str):
         raise ValueError("a request needs a 'tool' name")
-    return {"tool": spec["tool"], "args": _jsonish(spec.get("args") or {}),
-            "principal": _jsonish(spec.get("principal") or {}),
-            "context": _jsonish(spec.get("context") or {})}
+    return {
+        "tool": spec["tool"],
+        "args": _jsonish(spec.get("args") or {}),
+        "principal": _jsonish(spec.get("principal") or {}),
+        "context": _jsonish(spec.get("context") or {}),
+    }
 
 
 def _decide(engine: Engine, req: dict[str, Any]) -> Decision:
-    return engine.decide(req["tool"], args=req["args"], principal=req["principal"], context=req["context"])
+    return engine.decide(
+        req["tool"], args=req["args"], principal=req["principal"], context=req["context"]
+    )
 
 
 def _fill_counters(engine: Engine, counters: Any, now: datetime) -> None:
@@ -248,13 +255,18 @@ def _fill_counters(engine: Engine, counters: Any, now: datetime) -> None:
     for lid, key, used in items:
         lim = by_id.get(lid)
         if lim is None:
-            raise ValueError(f"given.counters names unknown limit '{lid}' "
-                             f"(known: {', '.join(by_id) or 'none'})")
+            raise ValueError(
+                f"given.counters names unknown limit '{lid}' (known: {', '.join(by_id) or 'none'})"
+            )
         from policylang.runtime import celops
 
         key_text = "" if key is None else celops.format_value(key)
-        req = LimitRequest(f"{policy.name}\x1f{lid}\x1f{key_text}", float(lim.amount),
-                           lim.window.total_seconds(), used)
+        req = LimitRequest(
+            f"{policy.name}\x1f{lid}\x1f{key_text}",
+            float(lim.amount),
+            lim.window.total_seconds(),
+            used,
+        )
         engine.store.acquire([req], now.timestamp(), True)
 
 
@@ -264,8 +276,11 @@ def _check(d: Decision, step: dict[str, Any]) -> list[str]:
     wants = want if isinstance(want, list) else [want]
     if want is not None and d.effect.value not in wants:
         problems.append(f"want {_show_want(want)}, got {d.effect.value}")
-    ids = {r.id for r in d.rules} | {r.name for r in d.rules if r.name} | \
-        {lim.id for lim in d.limits if lim.exceeded}
+    ids = (
+        {r.id for r in d.rules}
+        | {r.name for r in d.rules if r.name}
+        | {lim.id for lim in d.limits if lim.exceeded}
+    )
     for r in step.get("want_rules") or []:
         if r not in ids:
             problems.append(f"rule {r} is not among the decision's rules")
@@ -327,8 +342,17 @@ def run_case(engine: Engine, case: Case) -> CaseResult:
             problems = _check(d, step)
             result.rules_seen |= {r.id for r in d.rules}
             result.rules_seen |= {lim.id for lim in d.limits if lim.exceeded}
-            sr = StepResult(i, not problems, req, step.get("want"), d.effect.value, d.code,
-                            [r.id for r in d.rules], list(d.reasons), problems)
+            sr = StepResult(
+                i,
+                not problems,
+                req,
+                step.get("want"),
+                d.effect.value,
+                d.code,
+                [r.id for r in d.rules],
+                list(d.reasons),
+                problems,
+            )
             result.steps.append(sr)
             if problems:
                 result.ok = False
@@ -356,5 +380,14 @@ def coverage(engine: Engine, results: list[CaseResult]) -> tuple[list[str], list
     return [i for i in ids if i in seen], [i for i in ids if i not in seen]
 
 
-__all__ = ["Case", "CaseResult", "StepResult", "CaseFileError", "find_case_files", "load_cases",
-           "run_case", "coverage", "CASE_SUFFIXES"]
+__all__ = [
+    "Case",
+    "CaseResult",
+    "StepResult",
+    "CaseFileError",
+    "find_case_files",
+    "load_cases",
+    "run_case",
+    "coverage",
+    "CASE_SUFFIXES",
+]

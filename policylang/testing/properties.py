@@ -66,11 +66,17 @@ class Harness:
         self.space = space or space_for(compiled.policy)
         self.zone = compiled.zone
         self.engine = Engine(compiled, clock=FixedClock(self.space.now), store=MemoryStore())
-        self._validators = {name: object_checker(info.args, self.zone, strict=True)
-                            for name, info in self.policy.tools.items()}
+        self._validators = {
+            name: object_checker(info.args, self.zone, strict=True)
+            for name, info in self.policy.tools.items()
+        }
         p, c = self.policy.principal, self.policy.context
-        self._pcheck = object_checker(p, self.zone, strict=False, what="principal field") if p else None
-        self._ccheck = object_checker(c, self.zone, strict=False, what="context field") if c else None
+        self._pcheck = (
+            object_checker(p, self.zone, strict=False, what="principal field") if p else None
+        )
+        self._ccheck = (
+            object_checker(c, self.zone, strict=False, what="context field") if c else None
+        )
 
     def env(self, req: dict[str, Any]) -> dict[str, Any] | None:
         """The evaluation environment of a request, or None when the request is invalid."""
@@ -78,10 +84,22 @@ class Harness:
             tool = req["tool"]
             v = self._validators.get(tool)
             a = v(req.get("args") or {}, "") if v else dict(req.get("args") or {})
-            p = self._pcheck(req.get("principal") or {}, "") if self._pcheck else dict(req.get("principal") or {})
-            c = self._ccheck(req.get("context") or {}, "") if self._ccheck else dict(req.get("context") or {})
+            p = (
+                self._pcheck(req.get("principal") or {}, "")
+                if self._pcheck
+                else dict(req.get("principal") or {})
+            )
+            c = (
+                self._ccheck(req.get("context") or {}, "")
+                if self._ccheck
+                else dict(req.get("context") or {})
+            )
             pinned = c.get("now")
-            now = timefuncs.parse_timestamp(pinned, self.zone) if pinned is not None else self.space.now
+            now = (
+                timefuncs.parse_timestamp(pinned, self.zone)
+                if pinned is not None
+                else self.space.now
+            )
         except (RequestError, EvalError, TypeError, ValueError):
             return None
         session = {"id": "", "calls": []} if self.policy.session is not None else None
@@ -91,9 +109,12 @@ class Harness:
         """Decide one request as if it were the first: no limit state, no session history."""
         self.engine.store = MemoryStore()
         self.engine.sessions = MemorySessionStore()
-        return self.engine.decide(req["tool"], args=copy.deepcopy(req.get("args")),
-                                  principal=copy.deepcopy(req.get("principal")),
-                                  context=copy.deepcopy(req.get("context")))
+        return self.engine.decide(
+            req["tool"],
+            args=copy.deepcopy(req.get("args")),
+            principal=copy.deepcopy(req.get("principal")),
+            context=copy.deepcopy(req.get("context")),
+        )
 
     def holds(self, expr: ast.Expr | None, env: dict[str, Any]) -> bool:
         if expr is None:
@@ -101,8 +122,14 @@ class Harness:
         return run_condition(self.compiled.interpreter, expr, env) is True
 
 
-def run_search(strategy: st.SearchStrategy[Any], fn: Callable[[Any], None], max_examples: int,
-               seed: int | None, label: str, shrink: bool = False) -> BaseException | None:
+def run_search(
+    strategy: st.SearchStrategy[Any],
+    fn: Callable[[Any], None],
+    max_examples: int,
+    seed: int | None,
+    label: str,
+    shrink: bool = False,
+) -> BaseException | None:
     """Run ``fn`` over ``strategy`` with Hypothesis; return the exception it ended with.
 
     Reproducible: the Hypothesis seed is derived from ``seed`` and ``label``.
@@ -110,9 +137,16 @@ def run_search(strategy: st.SearchStrategy[Any], fn: Callable[[Any], None], max_
     mixed = (int(seed or 0) * 1_000_003 + zlib.crc32(label.encode())) & 0xFFFFFFFF
     phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink else [])
 
-    @settings(max_examples=max(1, max_examples), database=None, deadline=None, phases=phases,
-              suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
-              print_blob=False, derandomize=False)
+    @settings(
+        max_examples=max(1, max_examples),
+        database=None,
+        deadline=None,
+        phases=phases,
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        print_blob=False,
+        derandomize=False,
+    )
     @given(strategy)
     def search(req: Any) -> None:
         fn(req)
@@ -164,9 +198,13 @@ def _rules_for(h: Harness, tool: str) -> list[Any]:
         return []
 
 
-def explore(h: Harness, max_examples: int = 200, seed: int | None = None,
-            progress: Callable[[str], None] | None = None,
-            tools: list[str] | None = None) -> Exploration:
+def explore(
+    h: Harness,
+    max_examples: int = 200,
+    seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    tools: list[str] | None = None,
+) -> Exploration:
     """Coverage-guided search per tool: grows a pool of interesting requests (seeds).
 
     A request joins the pool when it makes a rule fire for the first time, is
@@ -176,7 +214,7 @@ def explore(h: Harness, max_examples: int = 200, seed: int | None = None,
     """
     ex = Exploration()
     space = h.space
-    for tool in (space.tools if tools is None else tools):
+    for tool in space.tools if tools is None else tools:
         if progress:
             progress(f"exploring {tool}")
         pool: list[dict[str, Any]] = []
@@ -192,12 +230,19 @@ def explore(h: Harness, max_examples: int = 200, seed: int | None = None,
             snapshot = list(pool)
             # seeds carry their own focus: the paths their blocking rules read
             parts = [space.fresh(tool, uniform=True)] + (
-                [space.mutate(tool, snapshot, (), uniform=True)] if snapshot else [])
+                [space.mutate(tool, snapshot, (), uniform=True)] if snapshot else []
+            )
 
-            def fn(req: dict[str, Any], tool: str = tool, rules: list[Any] = rules,
-                   pool: list[dict[str, Any]] = pool, seen: set[tuple[str, str]] = seen,
-                   best: list[int] = best, blocker_sets: set[Any] = blocker_sets,
-                   conds: dict[str, Any] = conds) -> None:
+            def fn(
+                req: dict[str, Any],
+                tool: str = tool,
+                rules: list[Any] = rules,
+                pool: list[dict[str, Any]] = pool,
+                seen: set[tuple[str, str]] = seen,
+                best: list[int] = best,
+                blocker_sets: set[Any] = blocker_sets,
+                conds: dict[str, Any] = conds,
+            ) -> None:
                 ex.examples += 1
                 new = _observe(h, ex, tool, req, rules)
                 d = h.decide(req)
@@ -207,13 +252,20 @@ def explore(h: Harness, max_examples: int = 200, seed: int | None = None,
                     new = True
                 if d.code != "invalid_request" and d.effect.value != "allow":
                     blockers = frozenset(r.id for r in d.rules if r.effect.value != "allow")
-                    score = sum(10 if r.effect.value == "deny" else 1 for r in d.rules
-                                if r.effect.value != "allow")
+                    score = sum(
+                        10 if r.effect.value == "deny" else 1
+                        for r in d.rules
+                        if r.effect.value != "allow"
+                    )
                     if blockers not in blocker_sets or score < best[0]:
                         blocker_sets.add(blockers)
                         # mutate what blocks this request: the paths its deny/confirm rules read
-                        req = dict(req, _focus=[p for rid in blockers
-                                                for p in expr_paths(h.policy, conds.get(rid))])
+                        req = dict(
+                            req,
+                            _focus=[
+                                p for rid in blockers for p in expr_paths(h.policy, conds.get(rid))
+                            ],
+                        )
                         if score < best[0]:
                             best[0] = score
                             if len(pool) < POOL_MAX:
@@ -223,8 +275,9 @@ def explore(h: Harness, max_examples: int = 200, seed: int | None = None,
                 if new and len(pool) < POOL_MAX:
                     pool.append(req)
 
-            run_search(st.one_of(*parts), fn, max(1, max_examples // rounds), seed,
-                       f"explore:{tool}:{rnd}")
+            run_search(
+                st.one_of(*parts), fn, max(1, max_examples // rounds), seed, f"explore:{tool}:{rnd}"
+            )
     return ex
 
 
@@ -234,14 +287,32 @@ def _observe(h: Harness, ex: Exploration, tool: str, req: dict[str, Any], rules:
     d1 = h.decide(req)
     d2 = h.decide(req)
     if d1.code == "internal_error" and not any(p.kind == "no-crash" for p in ex.problems):
-        ex.problems.append(CheckResult("no-crash", tool, False, "error",
-                                       f"deciding raised: {'; '.join(d1.reasons)}", req,
-                                       case_yaml(req, d1.effect.value, "internal error")))
-    if (d1.effect, [r.id for r in d1.rules], d1.code) != (d2.effect, [r.id for r in d2.rules], d2.code) \
-            and not any(p.kind == "deterministic" for p in ex.problems):
-        ex.problems.append(CheckResult(
-            "deterministic", tool, False, "error",
-            f"the same request got {d1.effect.value} ({d1.code}) then {d2.effect.value} ({d2.code})", req))
+        ex.problems.append(
+            CheckResult(
+                "no-crash",
+                tool,
+                False,
+                "error",
+                f"deciding raised: {'; '.join(d1.reasons)}",
+                req,
+                case_yaml(req, d1.effect.value, "internal error"),
+            )
+        )
+    if (d1.effect, [r.id for r in d1.rules], d1.code) != (
+        d2.effect,
+        [r.id for r in d2.rules],
+        d2.code,
+    ) and not any(p.kind == "deterministic" for p in ex.problems):
+        ex.problems.append(
+            CheckResult(
+                "deterministic",
+                tool,
+                False,
+                "error",
+                f"the same request got {d1.effect.value} ({d1.code}) then {d2.effect.value} ({d2.code})",
+                req,
+            )
+        )
     if d1.effect.value == "confirm" and tool not in ex.confirmed:
         ex.confirmed[tool] = req
     if d1.effect.value == "allow" and tool not in ex.allowed:
@@ -258,15 +329,27 @@ def _observe(h: Harness, ex: Exploration, tool: str, req: dict[str, Any], rules:
     return new
 
 
-def auto_checks(h: Harness, ex: Exploration, max_examples: int = 200, seed: int | None = None,
-                progress: Callable[[str], None] | None = None) -> list[CheckResult]:
+def auto_checks(
+    h: Harness,
+    ex: Exploration,
+    max_examples: int = 200,
+    seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[CheckResult]:
     """Every rule can fire; every declared tool can be allowed; plus what exploring found."""
     policy = h.policy
     results: list[CheckResult] = list(ex.problems)
     for kind in ("no-crash", "deterministic"):
         if not any(p.kind == kind for p in ex.problems):
-            results.append(CheckResult(kind, "all tools", True, examples=ex.examples,
-                                       message=f"{ex.examples} requests decided twice"))
+            results.append(
+                CheckResult(
+                    kind,
+                    "all tools",
+                    True,
+                    examples=ex.examples,
+                    message=f"{ex.examples} requests decided twice",
+                )
+            )
     # every rule can fire
     for rule in policy.rules:
         rid = policy.rule_id(rule)
@@ -281,14 +364,23 @@ def auto_checks(h: Harness, ex: Exploration, max_examples: int = 200, seed: int 
                 if progress:
                     progress(f"searching for a request that fires {rid}")
                 focus = expr_paths(policy, cond)
-                _focused(h, ex, tool, focus, max_examples, seed, f"fire:{rid}:{tool}",
-                         _fires(h, cond))
+                _focused(
+                    h, ex, tool, focus, max_examples, seed, f"fire:{rid}:{tool}", _fires(h, cond)
+                )
                 if rid in ex.fired:
                     break
         ok = rid in ex.fired
-        results.append(CheckResult("rule-fires", rid, ok, "warning",
-                                   "" if ok else f"rule {rid} never fires (no request found that makes "
-                                   "its condition true)"))
+        results.append(
+            CheckResult(
+                "rule-fires",
+                rid,
+                ok,
+                "warning",
+                ""
+                if ok
+                else f"rule {rid} never fires (no request found that makes its condition true)",
+            )
+        )
     # every declared tool can be allowed
     if policy.default != "allow":
         for tool in list(policy.tools):
@@ -298,34 +390,55 @@ def auto_checks(h: Harness, ex: Exploration, max_examples: int = 200, seed: int 
                     if progress:
                         progress(f"searching for a request that {tool} allows")
                     focus = [p for c in allow_conds for p in expr_paths(policy, c)]
-                    _focused(h, ex, tool, focus, max_examples, seed, f"allow:{tool}",
-                             lambda req, env, d: d is not None and d.effect.value == "allow")
+                    _focused(
+                        h,
+                        ex,
+                        tool,
+                        focus,
+                        max_examples,
+                        seed,
+                        f"allow:{tool}",
+                        lambda req, env, d: d is not None and d.effect.value == "allow",
+                    )
             ok = tool in ex.allowed
             if ok:
                 msg = ""
             elif tool in ex.confirmed:
                 msg = f"tool {tool} is never allowed outright: at best a person must confirm it"
             else:
-                msg = (f"tool {tool} is never allowed (no request found that any allow rule lets "
-                       "through under default deny)")
+                msg = (
+                    f"tool {tool} is never allowed (no request found that any allow rule lets "
+                    "through under default deny)"
+                )
             results.append(CheckResult("tool-allowed", tool, ok, "warning", msg))
     return results
 
 
-def _fires(h: Harness, cond: Any) -> Callable[[dict[str, Any], dict[str, Any] | None, Decision | None], bool]:
+def _fires(
+    h: Harness, cond: Any
+) -> Callable[[dict[str, Any], dict[str, Any] | None, Decision | None], bool]:
     def goal(req: dict[str, Any], env: dict[str, Any] | None, d: Decision | None) -> bool:
         return env is not None and h.holds(cond, env)
+
     return goal
 
 
-def _focused(h: Harness, ex: Exploration, tool: str, focus: list[str], max_examples: int,
-             seed: int | None, label: str,
-             goal: Callable[[dict[str, Any], dict[str, Any] | None, Decision | None], bool]) -> None:
+def _focused(
+    h: Harness,
+    ex: Exploration,
+    tool: str,
+    focus: list[str],
+    max_examples: int,
+    seed: int | None,
+    label: str,
+    goal: Callable[[dict[str, Any], dict[str, Any] | None, Decision | None], bool],
+) -> None:
     space = h.space
     pool = ex.pools.setdefault(tool, [])
     rules = _rules_for(h, tool)
     parts = [space.fresh(tool, uniform=True)] + (
-        [space.mutate(tool, list(pool), focus, uniform=True)] if pool else [])
+        [space.mutate(tool, list(pool), focus, uniform=True)] if pool else []
+    )
     strat = st.one_of(*parts)
 
     def fn(req: dict[str, Any]) -> None:
@@ -346,7 +459,7 @@ def _focused(h: Harness, ex: Exploration, tool: str, focus: list[str], max_examp
 def assertion_text(policy: Any, a: ast.Assertion) -> str:
     src = policy.sources.get(a.span.file)
     if src and a.span.end > a.span.start:
-        text = " ".join(src[a.span.start:a.span.end].split())
+        text = " ".join(src[a.span.start : a.span.end].split())
         if text:
             return text
     tools = ", ".join(p.pattern for p in a.tools)
@@ -364,19 +477,33 @@ def wanted(a: ast.Assertion) -> str | list[str]:
     return [e for e in ("deny", "confirm", "allow") if e != a.effect]
 
 
-def case_yaml(req: dict[str, Any], want: str | list[str], name: str,
-              rules: list[str] | None = None) -> str:
-    case: dict[str, Any] = {"name": name, "request": {
-        "tool": req["tool"], "args": req.get("args") or {},
-        "principal": req.get("principal") or {}, "context": req.get("context") or {}}}
+def case_yaml(
+    req: dict[str, Any], want: str | list[str], name: str, rules: list[str] | None = None
+) -> str:
+    case: dict[str, Any] = {
+        "name": name,
+        "request": {
+            "tool": req["tool"],
+            "args": req.get("args") or {},
+            "principal": req.get("principal") or {},
+            "context": req.get("context") or {},
+        },
+    }
     case["want"] = want
-    text = yaml.safe_dump([case], sort_keys=False, allow_unicode=True, default_flow_style=False,
-                          width=100)
+    text = yaml.safe_dump(
+        [case], sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
+    )
     return text
 
 
-def check_assertion(h: Harness, a: ast.Assertion, ex: Exploration | None = None,
-                    max_examples: int = 200, seed: int | None = None, sweep: bool = True) -> CheckResult:
+def check_assertion(
+    h: Harness,
+    a: ast.Assertion,
+    ex: Exploration | None = None,
+    max_examples: int = 200,
+    seed: int | None = None,
+    sweep: bool = True,
+) -> CheckResult:
     """Search for a request that satisfies ``when`` and breaks the assertion."""
     policy = h.policy
     aid = policy.rule_id(a)
@@ -409,28 +536,49 @@ def check_assertion(h: Harness, a: ast.Assertion, ex: Exploration | None = None,
                 break
         parts = [h.space.fresh(tool)]
         if pool:
-            parts += [h.space.mutate(tool, pool, focus), h.space.mutate(tool, pool, focus, uniform=True)]
+            parts += [
+                h.space.mutate(tool, pool, focus),
+                h.space.mutate(tool, pool, focus, uniform=True),
+            ]
         run_search(st.one_of(*parts), fn, max_examples, seed, f"assert:{aid}:{tool}", shrink=True)
         if failing:
             break
     if not failing:
         if checked == 0:
-            return CheckResult("assertion", aid, True, "warning",
-                               f"{text}: no request satisfying its 'when' was found; the assertion "
-                               "was not exercised", examples=checked)
+            return CheckResult(
+                "assertion",
+                aid,
+                True,
+                "warning",
+                f"{text}: no request satisfying its 'when' was found; the assertion "
+                "was not exercised",
+                examples=checked,
+            )
         return CheckResult("assertion", aid, True, message=text, examples=checked)
     req, d = failing[-1]
     rules = [r.id for r in d.rules]
     want = wanted(a)
     want_text = want if isinstance(want, str) else " or ".join(want)
     why = ", ".join(rules) if rules else d.code
-    msg = (f"{text}\n  counterexample got {d.effect.value} ({why}); the assertion wants {want_text}\n"
-           f"  reasons: {'; '.join(d.reasons) or '-'}")
-    return CheckResult("assertion", aid, False, "error", msg, req,
-                       case_yaml(req, want, f"counterexample to {aid}"), examples=checked)
+    msg = (
+        f"{text}\n  counterexample got {d.effect.value} ({why}); the assertion wants {want_text}\n"
+        f"  reasons: {'; '.join(d.reasons) or '-'}"
+    )
+    return CheckResult(
+        "assertion",
+        aid,
+        False,
+        "error",
+        msg,
+        req,
+        case_yaml(req, want, f"counterexample to {aid}"),
+        examples=checked,
+    )
 
 
-def _sweep(space: RequestSpace, tool: str, pool: list[dict[str, Any]], focus: list[str]) -> list[dict[str, Any]]:
+def _sweep(
+    space: RequestSpace, tool: str, pool: list[dict[str, Any]], focus: list[str]
+) -> list[dict[str, Any]]:
     """Each known seed with one focused field set to each constant the rules mention."""
     out: list[dict[str, Any]] = []
     slots = {f"{s}.{n}": (s, n) for s, n, _ in space.slots(tool)}
@@ -444,12 +592,26 @@ def _sweep(space: RequestSpace, tool: str, pool: list[dict[str, Any]], focus: li
         values: list[Any] = [*pc.numbers[:30], *pc.strings[:30], *pc.bools]
         for seed_req in pool[:12]:
             for v in values:
-                req: dict[str, Any] = {"tool": tool, "args": dict(seed_req["args"]),
-                       "principal": dict(seed_req["principal"]), "context": dict(seed_req["context"])}
+                req: dict[str, Any] = {
+                    "tool": tool,
+                    "args": dict(seed_req["args"]),
+                    "principal": dict(seed_req["principal"]),
+                    "context": dict(seed_req["context"]),
+                }
                 req[section][name] = v
                 out.append(req)
     return out[:2000]
 
 
-__all__ = ["Harness", "Exploration", "CheckResult", "explore", "auto_checks", "check_assertion",
-           "run_search", "case_yaml", "assertion_text", "format_ts"]
+__all__ = [
+    "Harness",
+    "Exploration",
+    "CheckResult",
+    "explore",
+    "auto_checks",
+    "check_assertion",
+    "run_search",
+    "case_yaml",
+    "assertion_text",
+    "format_ts",
+]

@@ -26,11 +26,21 @@ from policylang.testing.runner import DEFAULT_MAX_EXAMPLES, policy_path
 
 def pytest_addoption(parser: Any) -> None:
     group = parser.getgroup("policylang")
-    group.addoption("--policylang-max-examples", type=int, default=None,
-                    help="Hypothesis examples per assertion search (default 200)")
+    group.addoption(
+        "--policylang-max-examples",
+        type=int,
+        default=None,
+        help="Hypothesis examples per assertion search (default 200)",
+    )
     group.addoption("--policylang-seed", type=int, default=None, help="seed for assertion searches")
-    group.addoption("--no-policylang", action="store_true", help="do not collect policy cases/assertions")
-    parser.addini("policylang_max_examples", "examples per assertion search", default=str(DEFAULT_MAX_EXAMPLES))
+    group.addoption(
+        "--no-policylang", action="store_true", help="do not collect policy cases/assertions"
+    )
+    parser.addini(
+        "policylang_max_examples",
+        "examples per assertion search",
+        default=str(DEFAULT_MAX_EXAMPLES),
+    )
 
 
 def _enabled(config: Any) -> bool:
@@ -133,7 +143,11 @@ class PolicyFolder(pytest.File):
 
 def _max_examples(config: Any) -> int:
     n = config.getoption("--policylang-max-examples", default=None)
-    return int(n) if n is not None else int(config.getini("policylang_max_examples") or DEFAULT_MAX_EXAMPLES)
+    return (
+        int(n)
+        if n is not None
+        else int(config.getini("policylang_max_examples") or DEFAULT_MAX_EXAMPLES)
+    )
 
 
 def _seed(config: Any) -> int | None:
@@ -155,8 +169,9 @@ class AssertionItem(pytest.Item):
         if result.failed:
             text = result.message
             if result.case_yaml:
-                text += "\n  minimal counterexample, ready to paste into a cases file:\n" + \
-                    "".join("    " + line + "\n" for line in result.case_yaml.rstrip().splitlines())
+                text += "\n  minimal counterexample, ready to paste into a cases file:\n" + "".join(
+                    "    " + line + "\n" for line in result.case_yaml.rstrip().splitlines()
+                )
             raise PolicyTestFailure(text)
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> str:

@@ -49,8 +49,12 @@ class Report:
 
     @property
     def failed(self) -> bool:
-        return bool(self.errors) or any(not c.ok for c in self.cases) \
-            or any(p.failed for p in self.properties) or any(a.failed for a in self.auto)
+        return (
+            bool(self.errors)
+            or any(not c.ok for c in self.cases)
+            or any(p.failed for p in self.properties)
+            or any(a.failed for a in self.auto)
+        )
 
     @property
     def exit_code(self) -> int:
@@ -65,9 +69,16 @@ def policy_path(path: str | Path) -> Path:
     return p
 
 
-def run_path(path: str | Path, *, max_examples: int = DEFAULT_MAX_EXAMPLES, seed: int | None = None,
-             auto: bool = True, properties: bool = True, sweep: bool = True,
-             progress: Callable[[str], None] | None = None) -> Report:
+def run_path(
+    path: str | Path,
+    *,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    seed: int | None = None,
+    auto: bool = True,
+    properties: bool = True,
+    sweep: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
     """Run every case file, every assertion and (unless ``auto=False``) the automatic checks."""
     started = time.perf_counter()
     report = Report(str(path))
@@ -90,7 +101,11 @@ def run_path(path: str | Path, *, max_examples: int = DEFAULT_MAX_EXAMPLES, seed
         if not auto:  # only what the assertions need
             from policylang.testing.strategies import tools_of
 
-            tools = [t for t in h.space.tools if any(t in tools_of(policy, a.tools) for a in policy.assertions)]
+            tools = [
+                t
+                for t in h.space.tools
+                if any(t in tools_of(policy, a.tools) for a in policy.assertions)
+            ]
         ex = explore(h, max_examples, seed, progress, tools)
         for a in policy.assertions:
             if progress:
@@ -117,8 +132,9 @@ def _learn_from_cases(ex: Any, cases: list[CaseResult]) -> None:
                 ex.confirmed.setdefault(tool, step.request)
 
 
-def run_cases(engine: Engine, path: str | Path,
-              progress: Callable[[str], None] | None = None) -> tuple[list[CaseResult], list[str]]:
+def run_cases(
+    engine: Engine, path: str | Path, progress: Callable[[str], None] | None = None
+) -> tuple[list[CaseResult], list[str]]:
     results: list[CaseResult] = []
     errors: list[str] = []
     for f in find_case_files(path):
@@ -176,12 +192,25 @@ def summary_table(report: Report) -> str:
     rows = [
         ["", "passed", "failed", "warnings", ""],
         row("cases", cases_ok, len(report.cases) - cases_ok),
-        row("properties", sum(1 for p in props if p.ok), sum(1 for p in props if p.failed),
-            sum(1 for p in props if not p.ok and not p.failed)),
-        row("auto checks", sum(1 for a in auto if a.ok), sum(1 for a in auto if a.failed),
-            sum(1 for a in auto if not a.ok and not a.failed)),
-        ["coverage", f"{len(report.covered)}/{total_rules} rules", "", "",
-         "decided some case" if total_rules else ""],
+        row(
+            "properties",
+            sum(1 for p in props if p.ok),
+            sum(1 for p in props if p.failed),
+            sum(1 for p in props if not p.ok and not p.failed),
+        ),
+        row(
+            "auto checks",
+            sum(1 for a in auto if a.ok),
+            sum(1 for a in auto if a.failed),
+            sum(1 for a in auto if not a.ok and not a.failed),
+        ),
+        [
+            "coverage",
+            f"{len(report.covered)}/{total_rules} rules",
+            "",
+            "",
+            "decided some case" if total_rules else "",
+        ],
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
@@ -197,7 +226,9 @@ def write_junit(report: Report, path: str | Path) -> None:
     def case(classname: str, name: str, seconds: float = 0.0) -> ET.Element:
         nonlocal count
         count += 1
-        return ET.SubElement(suite, "testcase", classname=classname, name=name, time=f"{seconds:.3f}")
+        return ET.SubElement(
+            suite, "testcase", classname=classname, name=name, time=f"{seconds:.3f}"
+        )
 
     for e in report.errors:
         el = case("policylang.errors", "load")
@@ -212,8 +243,9 @@ def write_junit(report: Report, path: str | Path) -> None:
         el = case(f"{p.kind}", p.name)
         if p.failed:
             failures += 1
-            ET.SubElement(el, "failure", message=p.message.splitlines()[0]).text = \
-                p.message + ("\n" + p.case_yaml if p.case_yaml else "")
+            ET.SubElement(el, "failure", message=p.message.splitlines()[0]).text = p.message + (
+                "\n" + p.case_yaml if p.case_yaml else ""
+            )
         elif not p.ok:
             skipped += 1
             ET.SubElement(el, "skipped", message=p.message)
@@ -228,15 +260,34 @@ def write_junit(report: Report, path: str | Path) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="a folder of .policy files, a .policy file, or a .cases.yaml file")
-    parser.add_argument("--max-examples", type=int, default=DEFAULT_MAX_EXAMPLES, metavar="N",
-                        help=f"Hypothesis examples per search (default {DEFAULT_MAX_EXAMPLES})")
-    parser.add_argument("--seed", type=int, default=None, metavar="S",
-                        help="seed for the searches (runs are reproducible; default 0)")
-    parser.add_argument("--junit-xml", default=None, metavar="FILE", help="also write a JUnit XML report")
-    parser.add_argument("--no-auto", action="store_true",
-                        help="skip the automatic checks (rules fire, tools can be allowed, determinism)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="list passing cases and properties too")
+    parser.add_argument(
+        "path", help="a folder of .policy files, a .policy file, or a .cases.yaml file"
+    )
+    parser.add_argument(
+        "--max-examples",
+        type=int,
+        default=DEFAULT_MAX_EXAMPLES,
+        metavar="N",
+        help=f"Hypothesis examples per search (default {DEFAULT_MAX_EXAMPLES})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help="seed for the searches (runs are reproducible; default 0)",
+    )
+    parser.add_argument(
+        "--junit-xml", default=None, metavar="FILE", help="also write a JUnit XML report"
+    )
+    parser.add_argument(
+        "--no-auto",
+        action="store_true",
+        help="skip the automatic checks (rules fire, tools can be allowed, determinism)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="list passing cases and properties too"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -249,8 +300,13 @@ def run(args: argparse.Namespace) -> int:
             err.write(f"[{time.perf_counter() - t0:5.1f}s] {msg}\n")
             err.flush()
 
-    report = run_path(args.path, max_examples=args.max_examples, seed=args.seed, auto=not args.no_auto,
-                      progress=progress)
+    report = run_path(
+        args.path,
+        max_examples=args.max_examples,
+        seed=args.seed,
+        auto=not args.no_auto,
+        progress=progress,
+    )
     render(report, sys.stdout, args.verbose)
     if args.junit_xml:
         write_junit(report, args.junit_xml)
@@ -258,12 +314,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="policylang test",
-                                     description="Run example cases, assertion properties and "
-                                     "automatic checks against a policy.")
+    parser = argparse.ArgumentParser(
+        prog="policylang test",
+        description="Run example cases, assertion properties and "
+        "automatic checks against a policy.",
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
 
-__all__ = ["Report", "run_path", "run_cases", "render", "summary_table", "write_junit", "main", "run",
-           "add_arguments"]
+__all__ = [
+    "Report",
+    "run_path",
+    "run_cases",
+    "render",
+    "summary_table",
+    "write_junit",
+    "main",
+    "run",
+    "add_arguments",
+]

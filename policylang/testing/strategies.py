@@ -42,8 +42,15 @@ DEFAULT_NOW_LOCAL = datetime(2025, 6, 11, 10, 0, 0)  # a Wednesday morning, no h
 _COMPARE = {"==", "!=", "<", "<=", ">", ">="}
 _TRANSPARENT_METHODS = {"lowerAscii", "upperAscii", "trim"}
 _TRANSPARENT_GLOBALS = {"string", "int", "double", "timestamp", "date", "dyn"}
-_STD_OFFSETS = [timedelta(0), timedelta(seconds=1), timedelta(minutes=1), timedelta(minutes=30),
-                timedelta(hours=1), timedelta(days=1), timedelta(days=7)]
+_STD_OFFSETS = [
+    timedelta(0),
+    timedelta(seconds=1),
+    timedelta(minutes=1),
+    timedelta(minutes=30),
+    timedelta(hours=1),
+    timedelta(days=1),
+    timedelta(days=7),
+]
 
 
 # ---------------------------------------------------------------- constants from the rules
@@ -59,8 +66,9 @@ class PathConsts:
 
     def add(self, bucket: str, value: Any) -> None:
         items = getattr(self, bucket)
-        if value not in items or (bucket == "numbers" and not any(
-                type(v) is type(value) and v == value for v in items)):
+        if value not in items or (
+            bucket == "numbers" and not any(type(v) is type(value) and v == value for v in items)
+        ):
             items.append(value)
 
 
@@ -127,7 +135,9 @@ class _Collector:
                 return [p + suffix for p in self.paths(o, vars_)]
             case ast.Call(function=fn, target=t) if t is not None and fn in _TRANSPARENT_METHODS:
                 return self.paths(t, vars_)
-            case ast.Call(function=fn, target=None, args=args) if fn in _TRANSPARENT_GLOBALS and args:
+            case ast.Call(function=fn, target=None, args=args) if (
+                fn in _TRANSPARENT_GLOBALS and args
+            ):
                 return self.paths(args[0], vars_)
             case ast.Binary(op="+", left=left, right=right):
                 return self.paths(left, vars_) + self.paths(right, vars_)
@@ -137,7 +147,11 @@ class _Collector:
 
     def data_members(self, e: ast.Expr) -> list[Any] | None:
         """Members of ``data.X`` (list items or map keys), if ``e`` is a data reference."""
-        if isinstance(e, ast.Select) and isinstance(e.operand, ast.Ident) and e.operand.name == "data":
+        if (
+            isinstance(e, ast.Select)
+            and isinstance(e.operand, ast.Ident)
+            and e.operand.name == "data"
+        ):
             value = self.policy.data.get(e.field)
             if isinstance(value, dict):
                 return list(value)[:40]
@@ -150,8 +164,9 @@ class _Collector:
         match e:
             case ast.Literal_(value=v, kind=kind) if kind != "null":
                 return True, v
-            case ast.Unary(op="-", operand=ast.Literal_(value=v)) if isinstance(v, int | float) \
-                    and not isinstance(v, bool):
+            case ast.Unary(op="-", operand=ast.Literal_(value=v)) if isinstance(
+                v, int | float
+            ) and not isinstance(v, bool):
                 return True, -v
         return False, None
 
@@ -221,8 +236,10 @@ class _Collector:
 
     def _special_compare(self, x: ast.Expr, v: Any, vars_: dict[str, list[str]]) -> None:
         match x:
-            case ast.Call(function="size", target=None, args=(arg,)) | \
-                    ast.Call(function="size", target=arg, args=()):
+            case (
+                ast.Call(function="size", target=None, args=(arg,))
+                | ast.Call(function="size", target=arg, args=())
+            ):
                 if isinstance(v, int) and not isinstance(v, bool):
                     for p in self.paths(arg, vars_) if arg is not None else []:
                         for n in (v - 1, v, v + 1):
@@ -237,16 +254,18 @@ class _Collector:
                 if isinstance(v, timedelta):
                     _add_unique(self.c.durations, v)
 
-    def _call(self, fn: str, t: ast.Expr | None, args: tuple[ast.Expr, ...],
-              vars_: dict[str, list[str]]) -> None:
+    def _call(
+        self, fn: str, t: ast.Expr | None, args: tuple[ast.Expr, ...], vars_: dict[str, list[str]]
+    ) -> None:
         lits = [self.literal(a) for a in args]
         if t is not None and args and lits[0][0] and isinstance(lits[0][1], str):
             s = lits[0][1]
             paths = self.paths(t, vars_)
-            variants = {"startsWith": [s, s + "x", s + "/tmp/report.txt", s[:-1]],
-                        "endsWith": [s, "x" + s, "report" + s, s[1:]],
-                        "contains": [s, "a" + s + "b", s.upper()],
-                        }.get(fn)
+            variants = {
+                "startsWith": [s, s + "x", s + "/tmp/report.txt", s[:-1]],
+                "endsWith": [s, "x" + s, "report" + s, s[1:]],
+                "contains": [s, "a" + s + "b", s.upper()],
+            }.get(fn)
             if variants is not None:
                 for p in paths:
                     for x in variants:
@@ -270,9 +289,21 @@ class _Collector:
             window = lits[1][1] if len(args) > 1 and lits[1][0] else "09:00-17:00"
             zone = lits[2][1] if len(args) > 2 and lits[2][0] else None
             _add_unique(self.c.windows, (window, zone))
-        if fn in ("weekday", "hour", "minute", "date", "today", "is_holiday", "business_hours",
-                  "getHours", "getDayOfWeek", "getFullYear", "getMonth", "getDate",
-                  "getDayOfMonth"):
+        if fn in (
+            "weekday",
+            "hour",
+            "minute",
+            "date",
+            "today",
+            "is_holiday",
+            "business_hours",
+            "getHours",
+            "getDayOfWeek",
+            "getFullYear",
+            "getMonth",
+            "getDate",
+            "getDayOfMonth",
+        ):
             for ok, v in lits:
                 if ok and isinstance(v, str) and timefuncs.known_zone(v):
                     _add_unique(self.c.zones, v)
@@ -373,9 +404,13 @@ def instant_pool(policy: Policy, c: Constants, now: datetime) -> list[datetime]:
     # weekends and their edges, in every zone
     sat = base + timedelta(days=(5 - base.weekday()) % 7)
     for z in zones:
-        out += [at(sat, time(10), z), at(sat + timedelta(days=1), time(15), z),
-                at(sat - timedelta(days=1), time(23, 59, 59), z), at(sat, time(0), z),
-                at(sat + timedelta(days=2), time(0), z)]
+        out += [
+            at(sat, time(10), z),
+            at(sat + timedelta(days=1), time(15), z),
+            at(sat - timedelta(days=1), time(23, 59, 59), z),
+            at(sat, time(0), z),
+            at(sat + timedelta(days=2), time(0), z),
+        ]
     # holidays
     years = [base.year, base.year + 1]
     days: list[date] = []
@@ -384,8 +419,13 @@ def instant_pool(policy: Policy, c: Constants, now: datetime) -> list[datetime]:
     days += c.calendars
     for d in days[:60]:
         for z in zones:
-            out += [at(d, time(10), z), at(d, time(0), z), at(d, time(23, 30), z),
-                    at(d - timedelta(days=1), time(20), z), at(d - timedelta(days=1), time(23, 30), z)]
+            out += [
+                at(d, time(10), z),
+                at(d, time(0), z),
+                at(d, time(23, 30), z),
+                at(d - timedelta(days=1), time(20), z),
+                at(d - timedelta(days=1), time(23, 30), z),
+            ]
     # business-hours windows
     for window, zname in c.windows:
         z = timefuncs.get_zone(zname) if zname else pz
@@ -399,8 +439,13 @@ def instant_pool(policy: Policy, c: Constants, now: datetime) -> list[datetime]:
                 if t == time.max:
                     t = time(23, 59, 59)
                 dt = at(d, t, z)
-                out += [dt, dt - timedelta(seconds=1), dt + timedelta(seconds=1),
-                        dt - timedelta(hours=1), dt + timedelta(hours=1)]
+                out += [
+                    dt,
+                    dt - timedelta(seconds=1),
+                    dt + timedelta(seconds=1),
+                    dt - timedelta(hours=1),
+                    dt + timedelta(hours=1),
+                ]
     # hours compared against
     for h in c.hours:
         for z in zones:
@@ -409,8 +454,13 @@ def instant_pool(policy: Policy, c: Constants, now: datetime) -> list[datetime]:
     # DST changes
     for z in zones:
         for tr in _dst_transitions(z, base.year):
-            for delta in (timedelta(0), timedelta(seconds=-1), timedelta(minutes=30),
-                          timedelta(hours=-1), timedelta(hours=1)):
+            for delta in (
+                timedelta(0),
+                timedelta(seconds=-1),
+                timedelta(minutes=30),
+                timedelta(hours=-1),
+                timedelta(hours=1),
+            ):
                 out.append((tr + delta).astimezone(z))
     seen: set[tuple[datetime, str]] = set()
     uniq = []
@@ -459,7 +509,7 @@ def _synth_type(c: Constants, root: str) -> Type:
     for path, pc in c.paths.items():
         if not path.startswith(prefix):
             continue
-        name = path[len(prefix):]
+        name = path[len(prefix) :]
         head = name.split(".", 1)[0].split("[", 1)[0]
         if not head or head in fields:
             continue
@@ -511,6 +561,8 @@ def _coin(draw: Draw) -> bool:
     if isinstance(draw, UniformDraw):
         return draw.rnd.random() < 0.5
     return draw(st.booleans())
+
+
 _ALPHABET = st.characters(min_codepoint=32, max_codepoint=126)
 
 
@@ -527,12 +579,15 @@ class RequestSpace:
         self.local_strings = dst_local_strings(self.consts, self.now.year)
         # candidates for the pinned now: the base first (what shrinking goes to)
         self.nows = [self.now] + pool[:: max(1, len(pool) // 12)][:12]
-        self.offsets = sorted(set(_STD_OFFSETS) | set(self.consts.durations),
-                              key=lambda d: abs(d.total_seconds()))
+        self.offsets = sorted(
+            set(_STD_OFFSETS) | set(self.consts.durations), key=lambda d: abs(d.total_seconds())
+        )
         self.tools = _declared_tools(policy)
         self.principal_type = policy.principal or _synth_type(self.consts, "principal")
         ctx = policy.context or _synth_type(self.consts, "context")
-        self.context_type = Type("object", fields=tuple((n, f) for n, f in ctx.fields if n != "now"))
+        self.context_type = Type(
+            "object", fields=tuple((n, f) for n, f in ctx.fields if n != "now")
+        )
         self._regex_cache: dict[str, st.SearchStrategy[str] | None] = {}
 
     # ---- argument types
@@ -545,16 +600,20 @@ class RequestSpace:
     def slots(self, tool: str) -> list[tuple[str, str, FieldType]]:
         """(section, field, type) of every top-level field a request of ``tool`` has."""
         out = []
-        for section, t in (("args", self.args_type(tool)), ("principal", self.principal_type),
-                           ("context", self.context_type)):
+        for section, t in (
+            ("args", self.args_type(tool)),
+            ("principal", self.principal_type),
+            ("context", self.context_type),
+        ):
             for name, f in t.fields:
                 out.append((section, name, f))
         out.append(("context", "now", FieldType(Type("timestamp"))))
         return out
 
     # ---- value generators (called inside a composite with its draw)
-    def value(self, draw: Draw, path: str, t: Type, now: datetime, sibling: dict[str, Any],
-              depth: int = 0) -> Any:
+    def value(
+        self, draw: Draw, path: str, t: Type, now: datetime, sibling: dict[str, Any], depth: int = 0
+    ) -> Any:
         pc = self.consts.get(path)
         kind = t.kind
         if kind == "enum":
@@ -582,14 +641,18 @@ class RequestSpace:
         if kind == "map":
             n = _int(draw, 0, 2) if depth < 3 else 0
             vt = t.params[1] if len(t.params) > 1 else Type("dyn")
-            return {self._string(draw, None): self.value(draw, path + "[]", vt, now, {}, depth + 1)
-                    for _ in range(n)}
+            return {
+                self._string(draw, None): self.value(draw, path + "[]", vt, now, {}, depth + 1)
+                for _ in range(n)
+            }
         if kind == "object":
             return self.object(draw, path, t, now, depth + 1)
         # dyn: whatever the rules compare it with
         return self._dyn(draw, pc)
 
-    def object(self, draw: Draw, path: str, t: Type, now: datetime, depth: int = 0) -> dict[str, Any]:
+    def object(
+        self, draw: Draw, path: str, t: Type, now: datetime, depth: int = 0
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, f in t.fields:
             if f.optional and not _coin(draw):
@@ -603,11 +666,15 @@ class RequestSpace:
     def _number(self, draw: Draw, pc: PathConsts | None, kind: str) -> int | float:
         consts = list(pc.numbers) if pc and pc.numbers else []
         if kind == "int":
-            consts = [int(math.floor(x)) for x in consts if isinstance(x, int) or float(x).is_integer()]
+            consts = [
+                int(math.floor(x)) for x in consts if isinstance(x, int) or float(x).is_integer()
+            ]
         if consts and _int(draw, 0, 4) < 4:
             return _pick(draw, consts)
         if kind == "int" or _coin(draw):
-            pool = [n for n in self.consts.numbers if isinstance(n, int) and not isinstance(n, bool)]
+            pool = [
+                n for n in self.consts.numbers if isinstance(n, int) and not isinstance(n, bool)
+            ]
             if pool and _coin(draw):
                 return _pick(draw, pool)
             return _int(draw, -1000, 100_000)
@@ -647,9 +714,14 @@ class RequestSpace:
         if choice < 3:  # relative to now
             d = _pick(draw, self.offsets)
             sign = _pick(draw, [1, -1])
-            return format_ts(now + sign * d + _pick(draw,
-                [timedelta(0), timedelta(seconds=1), timedelta(seconds=-1)]))
-        earlier = [v for v in sibling.values() if isinstance(v, str) and len(v) >= 19 and v[4] == "-"]
+            return format_ts(
+                now
+                + sign * d
+                + _pick(draw, [timedelta(0), timedelta(seconds=1), timedelta(seconds=-1)])
+            )
+        earlier = [
+            v for v in sibling.values() if isinstance(v, str) and len(v) >= 19 and v[4] == "-"
+        ]
         if earlier and choice < 6:  # relative to a timestamp drawn just before (end after start)
             try:
                 base = timefuncs.parse_timestamp(_pick(draw, earlier), self.zone)
@@ -657,8 +729,11 @@ class RequestSpace:
                 base = now
             d = _pick(draw, self.offsets)
             sign = _pick(draw, [1, 1, -1])
-            return format_ts(base + sign * d + _pick(draw,
-                [timedelta(0), timedelta(seconds=1), timedelta(seconds=-1)]))
+            return format_ts(
+                base
+                + sign * d
+                + _pick(draw, [timedelta(0), timedelta(seconds=1), timedelta(seconds=-1)])
+            )
         if choice < 9 and self.instants:
             return format_ts(_pick(draw, self.instants))
         if self.local_strings and _coin(draw):
@@ -681,8 +756,13 @@ class RequestSpace:
 
         return build()
 
-    def mutate(self, tool: str, pool: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]],
-               focus: Iterable[str] = (), uniform: bool = False) -> st.SearchStrategy[dict[str, Any]]:
+    def mutate(
+        self,
+        tool: str,
+        pool: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]],
+        focus: Iterable[str] = (),
+        uniform: bool = False,
+    ) -> st.SearchStrategy[dict[str, Any]]:
         """Take a known request (a seed) and redraw one to three of its fields.
 
         ``focus`` paths (those an assertion or rule reads) are picked first.
@@ -693,8 +773,16 @@ class RequestSpace:
 
         def hot_for(paths: Iterable[str]) -> list[tuple[str, str, FieldType]]:
             paths = list(paths)
-            return [s for s in slots if any(f == f"{s[0]}.{s[1]}" or f.startswith(f"{s[0]}.{s[1]}.")
-                                            or f.startswith(f"{s[0]}.{s[1]}[") for f in paths)]
+            return [
+                s
+                for s in slots
+                if any(
+                    f == f"{s[0]}.{s[1]}"
+                    or f.startswith(f"{s[0]}.{s[1]}.")
+                    or f.startswith(f"{s[0]}.{s[1]}[")
+                    for f in paths
+                )
+            ]
 
         hot_default = hot_for(focus)
 
@@ -705,8 +793,12 @@ class RequestSpace:
             seeds = pool() if callable(pool) else pool
             # half the time the first seed (explore keeps its best request there)
             seed = seeds[0] if _coin(draw) else seeds[_int(draw, 0, len(seeds) - 1)]
-            req: dict[str, Any] = {"tool": tool, "args": dict(seed["args"]),
-                                   "principal": dict(seed["principal"]), "context": dict(seed["context"])}
+            req: dict[str, Any] = {
+                "tool": tool,
+                "args": dict(seed["args"]),
+                "principal": dict(seed["principal"]),
+                "context": dict(seed["context"]),
+            }
             hot = hot_for(seed.get("_focus") or ()) if seed.get("_focus") else hot_default
             try:
                 now = timefuncs.parse_timestamp(req["context"].get("now"), self.zone)
@@ -730,8 +822,12 @@ class RequestSpace:
 
         return build()
 
-    def requests(self, tool: str | None = None, seeds: list[dict[str, Any]] | None = None,
-                 focus: Iterable[str] = ()) -> st.SearchStrategy[dict[str, Any]]:
+    def requests(
+        self,
+        tool: str | None = None,
+        seeds: list[dict[str, Any]] | None = None,
+        focus: Iterable[str] = (),
+    ) -> st.SearchStrategy[dict[str, Any]]:
         tools = [tool] if tool is not None else self.tools
         if not tools:
             return st.nothing()
@@ -793,5 +889,13 @@ def tools_of(policy: Policy, patterns: Iterable[ast.ToolPattern]) -> list[str]:
     return out
 
 
-__all__ = ["requests", "RequestSpace", "Constants", "collect_constants", "expr_paths", "space_for",
-           "tools_of", "format_ts"]
+__all__ = [
+    "requests",
+    "RequestSpace",
+    "Constants",
+    "collect_constants",
+    "expr_paths",
+    "space_for",
+    "tools_of",
+    "format_ts",
+]

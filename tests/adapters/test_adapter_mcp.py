@@ -45,9 +45,13 @@ def test_guard_with_a_fake_session() -> None:
         assert await guard.call_tool("send", {"amount": 5, "to": "b"}) == "forwarded"
         denied = dump(await guard.call_tool("send", {"amount": 5000, "to": "b"}))
         assert denied["isError"] is True
-        assert denied["content"] == [{"type": "text", "text": guard.last_decision.message,
-                                      **{k: v for k, v in denied["content"][0].items()
-                                         if k not in ("type", "text")}}]
+        assert denied["content"] == [
+            {
+                "type": "text",
+                "text": guard.last_decision.message,
+                **{k: v for k, v in denied["content"][0].items() if k not in ("type", "text")},
+            }
+        ]
         assert denied["_meta"][META_KEY]["effect"] == "deny"
         confirm = dump(await guard.call_tool("send", {"amount": 500, "to": "b"}))
         assert confirm["isError"] and "approval" in confirm["content"][0]["text"]

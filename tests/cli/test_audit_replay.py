@@ -19,8 +19,12 @@ def _log(tmp_path: Path) -> Path:
     log = tmp_path / "audit.jsonl"
     engine = Engine.from_path(tmp_path / "old.policy", audit=JsonlSink(log))
     for amount in (5, 50, 500, 5000):
-        engine.decide("pay", args={"amount": amount}, principal={"id": "u1"},
-                      context={"now": "2025-06-11T10:00:00Z"})
+        engine.decide(
+            "pay",
+            args={"amount": amount},
+            principal={"id": "u1"},
+            context={"now": "2025-06-11T10:00:00Z"},
+        )
     return log
 
 
@@ -62,12 +66,16 @@ def test_replay_of_a_stricter_policy_reports_but_passes(tmp_path, capsys):
 
 
 def test_replay_uses_the_recorded_time(tmp_path, capsys):
-    policy = ("tool pay { amount: number }\nprincipal { id: string }\n"
-              "allow pay when now < timestamp(\"2025-07-01T00:00:00Z\")\n")
+    policy = (
+        "tool pay { amount: number }\nprincipal { id: string }\n"
+        'allow pay when now < timestamp("2025-07-01T00:00:00Z")\n'
+    )
     (tmp_path / "p.policy").write_text(policy)
     log = tmp_path / "a.jsonl"
     engine = Engine.from_path(tmp_path / "p.policy", audit=JsonlSink(log))
-    engine.decide("pay", args={"amount": 1}, principal={"id": "u"}, context={"now": "2025-06-11T10:00:00Z"})
+    engine.decide(
+        "pay", args={"amount": 1}, principal={"id": "u"}, context={"now": "2025-06-11T10:00:00Z"}
+    )
     # Replayed today, the rule would deny; replayed at the recorded time, nothing changes.
     assert main(["replay", str(log), "--policy", str(tmp_path / "p.policy")]) == 0
     assert "0 would change" in capsys.readouterr().out

@@ -69,8 +69,9 @@ def test_completion(capsys: pytest.CaptureFixture[str], shell: str) -> None:
     assert code == 0 and "policylang" in out and "lint" in out and "--format" in out
 
 
-def test_internal_errors_are_reported_not_raised(capsys: pytest.CaptureFixture[str],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_internal_errors_are_reported_not_raised(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import policylang.cli.version as version
 
     def boom(args: object) -> int:
@@ -85,8 +86,13 @@ def test_python_dash_m(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "policylang", "version"], capture_output=True,
-                          text=True, cwd=ROOT, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "policylang", "version"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
     assert done.returncode == 0 and "policylang" in done.stdout
 
 
@@ -105,7 +111,7 @@ def test_lint_clean_and_findings(capsys: pytest.CaptureFixture[str], tmp_path: P
 
 def test_lint_strict_and_filters(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     p = tmp_path / "w.policy"
-    p.write_text(POLICY + "deny payments.send when args.to == \"x\"\n", encoding="utf-8")
+    p.write_text(POLICY + 'deny payments.send when args.to == "x"\n', encoding="utf-8")
     assert run(capsys, "lint", str(p))[0] == 0
     assert run(capsys, "lint", str(p), "--strict")[0] == 1
     code, out, _ = run(capsys, "lint", str(p), "--strict", "--ignore", "PL209")
@@ -116,16 +122,20 @@ def test_lint_strict_and_filters(capsys: pytest.CaptureFixture[str], tmp_path: P
 
 def test_lint_inline_ignore(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     p = tmp_path / "i.policy"
-    p.write_text(POLICY + "# policylang: ignore[PL209]\ndeny payments.send when args.to == \"x\"\n"
-                 "deny payments.send when args.to == \"y\"  # policylang: ignore[PL2]\n",
-                 encoding="utf-8")
+    p.write_text(
+        POLICY + '# policylang: ignore[PL209]\ndeny payments.send when args.to == "x"\n'
+        'deny payments.send when args.to == "y"  # policylang: ignore[PL2]\n',
+        encoding="utf-8",
+    )
     code, out, _ = run(capsys, "lint", str(p), "--strict")
     assert code == 0, out
 
 
 def test_lint_folder_recurses_and_sorts(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "x.policy").write_text("tool t { n: int }\nallow t when args.m > 1\n", encoding="utf-8")
+    (tmp_path / "a" / "x.policy").write_text(
+        "tool t { n: int }\nallow t when args.m > 1\n", encoding="utf-8"
+    )
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "y.policy").write_text("allow t when (\n", encoding="utf-8")
     code, out, _ = run(capsys, "lint", str(tmp_path), "--format", "json")
@@ -137,7 +147,7 @@ def test_lint_folder_recurses_and_sorts(capsys: pytest.CaptureFixture[str], tmp_
 
 def test_lint_formats(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     p = tmp_path / "f.policy"
-    p.write_text(POLICY + "deny payments.send when args.amout > 1 because \"x\"\n", encoding="utf-8")
+    p.write_text(POLICY + 'deny payments.send when args.amout > 1 because "x"\n', encoding="utf-8")
     code, out, _ = run(capsys, "lint", str(p), "--format", "sarif")
     log = json.loads(out)
     assert code == 1 and log["version"] == "2.1.0"
@@ -170,8 +180,9 @@ def test_lint_unreadable_inputs(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert code == 1 and "PL003" in out and "UTF-8" in out
     folder = tmp_path / "withdata"
     folder.mkdir()
-    (folder / "p.policy").write_text('policy p\nallow * when "a" in data.contacts because "x"\n',
-                                     encoding="utf-8")
+    (folder / "p.policy").write_text(
+        'policy p\nallow * when "a" in data.contacts because "x"\n', encoding="utf-8"
+    )
     (folder / "contacts.yaml").write_text("- [unclosed\n", encoding="utf-8")
     code, out, _ = run(capsys, "lint", str(folder))
     assert code == 1 and "PL004" in out and "PL114" not in out
@@ -230,31 +241,66 @@ def test_eval_exit_codes(capsys: pytest.CaptureFixture[str], policy: Path, tmp_p
     assert code == 0 and json.loads(out)["effect"] == "allow"
     confirm = _req(tmp_path, {**base, "args": {"amount": 500, "to": "a"}}, "c.json")
     assert run(capsys, "eval", str(policy), "--request", confirm)[0] == 3
-    code, out, _ = run(capsys, "eval", str(policy), "--tool", "payments.send",
-                       "--args", '{"amount": 5000, "to": "a"}', "--principal", '{"role": "finance"}')
+    code, out, _ = run(
+        capsys,
+        "eval",
+        str(policy),
+        "--tool",
+        "payments.send",
+        "--args",
+        '{"amount": 5000, "to": "a"}',
+        "--principal",
+        '{"role": "finance"}',
+    )
     assert code == 1 and "too much" in out
 
 
-def test_eval_yaml_on_stdin(capsys: pytest.CaptureFixture[str], policy: Path,
-                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_eval_yaml_on_stdin(
+    capsys: pytest.CaptureFixture[str], policy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import io
 
-    monkeypatch.setattr("sys.stdin", io.StringIO(
-        "tool: payments.send\nargs: {amount: 5, to: a}\nprincipal: {role: finance}\n"))
+    monkeypatch.setattr(
+        "sys.stdin",
+        io.StringIO("tool: payments.send\nargs: {amount: 5, to: a}\nprincipal: {role: finance}\n"),
+    )
     assert run(capsys, "eval", str(policy), "--request", "-")[0] == 0
 
 
 def test_eval_explain(capsys: pytest.CaptureFixture[str], policy: Path) -> None:
-    code, out, _ = run(capsys, "eval", str(policy), "--tool", "payments.send", "--args",
-                       '{"amount": 500, "to": "a"}', "--principal", '{"role": "finance"}', "--explain")
+    code, out, _ = run(
+        capsys,
+        "eval",
+        str(policy),
+        "--tool",
+        "payments.send",
+        "--args",
+        '{"amount": 500, "to": "a"}',
+        "--principal",
+        '{"role": "finance"}',
+        "--explain",
+    )
     assert code == 3
     assert "explanation: 3 rules apply to payments.send" in out
     assert "args.amount = 500" in out and 'principal.role = "finance"' in out
     assert "combined: confirm" in out
-    code, out, _ = run(capsys, "eval", str(policy), "--tool", "payments.send", "--args",
-                       '{"amount": 500, "to": "a"}', "--explain", "--json")
+    code, out, _ = run(
+        capsys,
+        "eval",
+        str(policy),
+        "--tool",
+        "payments.send",
+        "--args",
+        '{"amount": 500, "to": "a"}',
+        "--explain",
+        "--json",
+    )
     data = json.loads(out)
-    assert code == 3 and [r["matched"] for r in data["explanation"]["rules"]] == [False, False, True]
+    assert code == 3 and [r["matched"] for r in data["explanation"]["rules"]] == [
+        False,
+        False,
+        True,
+    ]
 
 
 def test_eval_shipped_request(capsys: pytest.CaptureFixture[str]) -> None:
@@ -264,15 +310,19 @@ def test_eval_shipped_request(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 3 and "large_payment" in out
 
 
-@pytest.mark.parametrize("content,message", [
-    ("{not json", "not valid JSON"),
-    ("tool: [a\n", "neither JSON nor valid YAML"),
-    ("[1, 2]", "must be an object"),
-    ('{"args": {}}', "no tool name"),
-    ('{"tool": "payments.send", "args": [1]}', "'args' must be an object"),
-])
-def test_eval_malformed_requests(capsys: pytest.CaptureFixture[str], policy: Path, tmp_path: Path,
-                                 content: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("{not json", "not valid JSON"),
+        ("tool: [a\n", "neither JSON nor valid YAML"),
+        ("[1, 2]", "must be an object"),
+        ('{"args": {}}', "no tool name"),
+        ('{"tool": "payments.send", "args": [1]}', "'args' must be an object"),
+    ],
+)
+def test_eval_malformed_requests(
+    capsys: pytest.CaptureFixture[str], policy: Path, tmp_path: Path, content: str, message: str
+) -> None:
     p = tmp_path / "bad.req"
     p.write_text(content, encoding="utf-8")
     code, _, err = run(capsys, "eval", str(policy), "--request", str(p))
@@ -297,10 +347,18 @@ def test_eval_load_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
 # ---- compile
 
 
-@pytest.mark.parametrize("emit,needle", [
-    ("python", "def "), ("ast", "Rule("), ("ir", "tool payments.send"), ("cel", "args.amount > 1000"),
-])
-def test_compile_emits(capsys: pytest.CaptureFixture[str], policy: Path, emit: str, needle: str) -> None:
+@pytest.mark.parametrize(
+    "emit,needle",
+    [
+        ("python", "def "),
+        ("ast", "Rule("),
+        ("ir", "tool payments.send"),
+        ("cel", "args.amount > 1000"),
+    ],
+)
+def test_compile_emits(
+    capsys: pytest.CaptureFixture[str], policy: Path, emit: str, needle: str
+) -> None:
     code, out, _ = run(capsys, "compile", str(policy), "--emit", emit)
     assert code == 0 and needle in out
     code, out, _ = run(capsys, "compile", str(policy), "--emit", emit, "--tool", "payments.send")

@@ -16,8 +16,9 @@ CASES = Path(__file__).parent / "lint_cases"
 
 
 @pytest.mark.parametrize("case", sorted(p.name for p in CASES.glob("*.policy")))
-def test_lint_snapshot(case: str, capsys: pytest.CaptureFixture[str],
-                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lint_snapshot(
+    case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(CASES)  # the printed path is the bare file name
     monkeypatch.setenv("NO_COLOR", "1")
     code = main(["lint", case])

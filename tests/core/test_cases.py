@@ -39,8 +39,12 @@ _engines: dict[tuple[str, bool], Engine] = {}
 def _engine(spec: dict, reference: bool) -> Engine:
     key = (spec["policy"], reference)
     if key not in _engines:  # fresh per file is enough: the cases have no limits
-        _engines[key] = Engine.from_string(spec["policy"], data=spec.get("data") or {},
-                                           reference=reference, path=f"{spec['note'][:20]}.policy")
+        _engines[key] = Engine.from_string(
+            spec["policy"],
+            data=spec.get("data") or {},
+            reference=reference,
+            path=f"{spec['note'][:20]}.policy",
+        )
     return _engines[key]
 
 
@@ -49,9 +53,12 @@ def test_case(spec, req):
     assert req["want"] in ("allow", "deny", "confirm")
     outcomes = []
     for reference in (False, True):
-        d = _engine(spec, reference).decide(req["tool"], args=req.get("args"),
-                                            principal=req.get("principal"),
-                                            context=req.get("context"))
+        d = _engine(spec, reference).decide(
+            req["tool"],
+            args=req.get("args"),
+            principal=req.get("principal"),
+            context=req.get("context"),
+        )
         label = "reference" if reference else "compiled"
         assert d.effect.value == req["want"], f"{label}: {d.message}"
         if "want_code" in req:

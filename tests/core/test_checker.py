@@ -159,9 +159,11 @@ def test_def_self_recursion():
 
 
 def test_two_errors_in_one_file_are_both_reported_in_order():
-    text = (HEAD + "deny payments.send when args.amout > 1\n"
-            "allow payments.sned\n"
-            "deny payments.send when frobnicate(args.to)\n")
+    text = (
+        HEAD + "deny payments.send when args.amout > 1\n"
+        "allow payments.sned\n"
+        "deny payments.send when frobnicate(args.to)\n"
+    )
     exc = _load_error(text)
     errs = exc.errors()
     codes = [d.code for d in errs]
@@ -199,7 +201,9 @@ def test_tool_declared_twice():
 
 def test_valid_policy_has_no_errors():
     # The control: everything above is wrong only because of the one mistake.
-    text = HEAD + ('deny payments.send when args.amount > 1 && args.currency == "EUR" '
-                   '&& args.to.startsWith("a") && weekday(now, "UTC") == "Sat" '
-                   '&& !is_holiday(now, "US")\nallow payments.send\n')
+    text = HEAD + (
+        'deny payments.send when args.amount > 1 && args.currency == "EUR" '
+        '&& args.to.startsWith("a") && weekday(now, "UTC") == "Sat" '
+        '&& !is_holiday(now, "US")\nallow payments.send\n'
+    )
     Engine.from_string(text)

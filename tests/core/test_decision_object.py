@@ -45,7 +45,8 @@ def test_a_decision_is_a_field_of_other_models() -> None:
     again = Envelope.model_validate_json(env.model_dump_json())
     assert again.decision == d
     assert "Decision" in json.dumps(Envelope.model_json_schema()) or "effect" in json.dumps(
-        Envelope.model_json_schema())
+        Envelope.model_json_schema()
+    )
 
 
 def test_fields_are_writable_and_lists_are_the_callers_own() -> None:

@@ -37,11 +37,14 @@ tool chat.post { text: string }
 
 
 def test_allow_deny_confirm_when_unless():
-    text = PAY + """
+    text = (
+        PAY
+        + """
     rule ok: allow payments.send when args.currency == "EUR"
     rule neg: deny payments.send when args.amount <= 0 because "amount must be positive"
     rule big: confirm payments.send when args.amount > 1000 unless args.to == "boss"
     """
+    )
     for e in both(text):
         a = {"currency": "EUR", "to": "x"}
         d = e.decide("payments.send", args={**a, "amount": 10})
@@ -58,11 +61,14 @@ def test_allow_deny_confirm_when_unless():
 
 
 def test_because_interpolation():
-    text = PAY + """
+    text = (
+        PAY
+        + """
     confirm payments.send when args.amount > 100
         because "amount {args.amount} to {args.to.upperAscii()} needs {{approval}}"
     deny payments.refund when args.amount > 10 because "{args.amount / 0} x"
     """
+    )
     for e in both(text):
         d = e.decide("payments.send", args={"amount": 25000.0, "currency": "EUR", "to": "bob"})
         assert d.reasons == ["amount 25000 to BOB needs {approval}"]
@@ -72,31 +78,49 @@ def test_because_interpolation():
 
 
 def test_tool_globs_and_comma_lists():
-    text = PAY + """
+    text = (
+        PAY
+        + """
     allow payments.*, files.read
     deny *.delete_* unless principal.role == "admin" because "admins only"
     confirm * when context.confidence < 0.5
     """
+    )
     e = eng(text)
     pay = {"amount": 1, "currency": "EUR", "to": "x"}
     assert e.decide("payments.send", args=pay, context={"confidence": 1}).effect is ALLOW
-    assert e.decide("payments.refund", args={"amount": 1}, context={"confidence": 1}).effect is ALLOW
+    assert (
+        e.decide("payments.refund", args={"amount": 1}, context={"confidence": 1}).effect is ALLOW
+    )
     assert e.decide("files.read", args={"path": "/"}, context={"confidence": 1}).effect is ALLOW
-    assert e.decide("chat.post", args={"text": "hi"}, context={"confidence": 1}).code == "default_deny"
-    d = e.decide("files.delete_file", args={"path": "/"}, principal={"role": "dev"},
-                 context={"confidence": 1})
+    assert (
+        e.decide("chat.post", args={"text": "hi"}, context={"confidence": 1}).code == "default_deny"
+    )
+    d = e.decide(
+        "files.delete_file",
+        args={"path": "/"},
+        principal={"role": "dev"},
+        context={"confidence": 1},
+    )
     assert d.effect is DENY and d.reasons == ["admins only"]
-    d = e.decide("files.delete_file", args={"path": "/"}, principal={"role": "admin"},
-                 context={"confidence": 1})
+    d = e.decide(
+        "files.delete_file",
+        args={"path": "/"},
+        principal={"role": "admin"},
+        context={"confidence": 1},
+    )
     assert d.code == "default_deny"
     assert e.decide("payments.send", args=pay, context={"confidence": 0.2}).effect is CONFIRM
 
 
 def test_named_and_unnamed_rules_in_decision():
-    text = PAY + """
+    text = (
+        PAY
+        + """
     rule "first one": deny chat.post when args.text.contains("x")
     deny chat.post when args.text.contains("y")
     """
+    )
     d = eng(text, path="c.policy").decide("chat.post", args={"text": "xy"})
     ids = sorted(r.id for r in d.rules)
     assert "first one" in ids
@@ -218,10 +242,17 @@ allow t
 """
 
 
-@pytest.mark.parametrize("start", [
-    "2025-06-05T10:00:00Z", "2025-06-05T10:00:00+02:00", "2025-06-05 09:30", "2025-06-05",
-    "2025-06-05T10:00:00.250Z", datetime(2025, 6, 5, 10, tzinfo=UTC).timestamp(),
-])
+@pytest.mark.parametrize(
+    "start",
+    [
+        "2025-06-05T10:00:00Z",
+        "2025-06-05T10:00:00+02:00",
+        "2025-06-05 09:30",
+        "2025-06-05",
+        "2025-06-05T10:00:00.250Z",
+        datetime(2025, 6, 5, 10, tzinfo=UTC).timestamp(),
+    ],
+)
 def test_timestamp_forms(start):
     for e in both(TS, clock=FixedClock(T0)):
         assert e.decide("t", args={"start": start}).effect is ALLOW
@@ -237,8 +268,10 @@ def test_timestamp_in_the_past_and_durations():
 
 
 def test_zone_less_timestamp_uses_the_policy_zone():
-    text = 'policy z\ntimezone "America/New_York"\ntool t { start: timestamp }\n' \
-           'allow t when args.start == timestamp("2025-06-05T13:30:00Z")\n'
+    text = (
+        'policy z\ntimezone "America/New_York"\ntool t { start: timestamp }\n'
+        'allow t when args.start == timestamp("2025-06-05T13:30:00Z")\n'
+    )
     for e in both(text):
         assert e.decide("t", args={"start": "2025-06-05 09:30"}).effect is ALLOW
         assert e.decide("t", args={"start": "2025-06-05T09:30:00Z"}).effect is DENY
@@ -269,13 +302,18 @@ def test_principal_and_context_defaults():
     for e in both(SHAPES):
         d = e.decide("t", args={"n": 1}, principal={"id": "u", "role": "admin"})
         assert d.effect is CONFIRM  # missing confidence falls back to 0.0
-        d = e.decide("t", args={"n": 1}, principal={"id": "u", "role": "admin"},
-                     context={"confidence": 0.9})
+        d = e.decide(
+            "t", args={"n": 1}, principal={"id": "u", "role": "admin"}, context={"confidence": 0.9}
+        )
         assert d.effect is ALLOW
         d = e.decide("t", args={"n": 1}, principal={"id": "u"}, context={"confidence": 0.9})
         assert d.code == "default_deny"  # role defaults to guest, scopes to []
-        d = e.decide("t", args={"n": 1}, principal={"id": "u", "scopes": ["t:write"]},
-                     context={"confidence": 1, "extra": "passes"})
+        d = e.decide(
+            "t",
+            args={"n": 1},
+            principal={"id": "u", "scopes": ["t:write"]},
+            context={"confidence": 1, "extra": "passes"},
+        )
         assert d.effect is ALLOW
 
 
@@ -299,15 +337,18 @@ allow cal.create
 """
 
 
-@pytest.mark.parametrize(("start", "effect", "rules"), [
-    ("2025-12-25T15:00:00Z", DENY, ["holiday"]),            # Christmas, a Thursday
-    ("2025-12-24T15:00:00Z", ALLOW, []),                     # 10:00 in New York
-    ("2025-12-24T23:00:00Z", CONFIRM, ["hours"]),            # 18:00 in New York
-    ("2025-12-27T15:00:00Z", DENY, ["weekend"]),             # Saturday
-    ("2025-12-29T03:00:00Z", DENY, ["weekend"]),             # Monday UTC, Sunday in New York
-    ("2025-12-24T14:00:00Z", ALLOW, []),                     # 09:00 NY: start included
-    ("2025-12-24T22:00:00Z", CONFIRM, ["hours"]),            # 17:00 NY: end excluded
-])
+@pytest.mark.parametrize(
+    ("start", "effect", "rules"),
+    [
+        ("2025-12-25T15:00:00Z", DENY, ["holiday"]),  # Christmas, a Thursday
+        ("2025-12-24T15:00:00Z", ALLOW, []),  # 10:00 in New York
+        ("2025-12-24T23:00:00Z", CONFIRM, ["hours"]),  # 18:00 in New York
+        ("2025-12-27T15:00:00Z", DENY, ["weekend"]),  # Saturday
+        ("2025-12-29T03:00:00Z", DENY, ["weekend"]),  # Monday UTC, Sunday in New York
+        ("2025-12-24T14:00:00Z", ALLOW, []),  # 09:00 NY: start included
+        ("2025-12-24T22:00:00Z", CONFIRM, ["hours"]),  # 17:00 NY: end excluded
+    ],
+)
 def test_time_functions(start, effect, rules):
     for e in both(CAL):
         d = e.decide("cal.create", args={"start": start})
@@ -351,8 +392,10 @@ def test_data_via_folder(tmp_path):
 
 
 def test_erroring_deny_is_a_deny_naming_the_rule():
-    text = ("policy f\ntool t { x: int, m: map<string, int> }\n"
-            "rule div: deny t when args.x / 0 > 1\nallow t\n")
+    text = (
+        "policy f\ntool t { x: int, m: map<string, int> }\n"
+        "rule div: deny t when args.x / 0 > 1\nallow t\n"
+    )
     for e in both(text):
         d = e.decide("t", args={"x": 5, "m": {}})
         assert (d.effect, d.code) == (DENY, "evaluation_error")
@@ -375,7 +418,9 @@ def test_erroring_allow_never_allows():
         assert d.effect is DENY and d.code == "default_deny"
         assert [x.rule for x in d.errors] == ["a"]
         assert e.decide("t", args={"x": 2}).effect is ALLOW
-    text_allow = "policy f\ndefault allow\ntool t { x: int }\nrule a: allow t when 10 / args.x > 1\n"
+    text_allow = (
+        "policy f\ndefault allow\ntool t { x: int }\nrule a: allow t when 10 / args.x > 1\n"
+    )
     d = eng(text_allow).decide("t", args={"x": 0})
     assert d.code == "default_allow" and d.rule_names == []
 
@@ -469,8 +514,10 @@ def test_exactly_n_of_m_concurrent_calls_are_admitted():
 
 
 def test_sum_quota():
-    text = ("policy q\ntool pay { amount: number }\nallow pay\n"
-            "limit pay to sum(args.amount) 100 per 1d\n")
+    text = (
+        "policy q\ntool pay { amount: number }\nallow pay\n"
+        "limit pay to sum(args.amount) 100 per 1d\n"
+    )
     e = eng(text, clock=FixedClock(T0))
     assert e.decide("pay", args={"amount": 60}).effect is ALLOW
     assert e.decide("pay", args={"amount": 50}).code == "rate_limited"
@@ -494,9 +541,11 @@ def test_reload_with_broken_policy_keeps_the_old_one():
     e = eng("policy r\ntool t { n: int }\nallow t when args.n < 5\n")
     before = [e.decide("t", args={"n": n}).effect for n in range(10)]
     old_hash = e.policy_hash
-    for bad in ["policy r\ntool t { n: int }\nallow t when args.n = 5\n",
-                "policy r\ntool t { n: int }\nallow t when args.m < 5\n",
-                "policy r\ntool t { n: int }\nallow t when " + "!" * 200 + "true\n"]:
+    for bad in [
+        "policy r\ntool t { n: int }\nallow t when args.n = 5\n",
+        "policy r\ntool t { n: int }\nallow t when args.m < 5\n",
+        "policy r\ntool t { n: int }\nallow t when " + "!" * 200 + "true\n",
+    ]:
         with pytest.raises(PolicyLoadError):
             e.reload_string(bad)
         assert e.policy_hash == old_hash
@@ -508,8 +557,12 @@ def test_reload_with_broken_policy_keeps_the_old_one():
 def test_decide_never_raises_on_garbage():
     e = eng(VAL)
     for tool, args, principal, context in [
-        ("t", "not a map", None, None), ("t", None, 5, None), ("t", GOOD, None, []),
-        (None, None, None, None), ("", {}, {}, {}), ("t", {1: 2}, None, None),
+        ("t", "not a map", None, None),
+        ("t", None, 5, None),
+        ("t", GOOD, None, []),
+        (None, None, None, None),
+        ("", {}, {}, {}),
+        ("t", {1: 2}, None, None),
         ("t", {**GOOD, "owner": [1]}, None, None),
     ]:
         d = e.decide(tool, args=args, principal=principal, context=context)
@@ -517,25 +570,31 @@ def test_decide_never_raises_on_garbage():
 
 
 def test_time_arithmetic_with_durations_and_now_plus():
-    text = ("policy d\ntool t { start: timestamp }\n"
-            "deny t when args.start > now + 90d because \"too far\"\nallow t\n")
+    text = (
+        "policy d\ntool t { start: timestamp }\n"
+        'deny t when args.start > now + 90d because "too far"\nallow t\n'
+    )
     for e in both(text, clock=FixedClock(T0)):
         assert e.decide("t", args={"start": (T0 + timedelta(days=89)).isoformat()}).effect is ALLOW
         assert e.decide("t", args={"start": (T0 + timedelta(days=91)).isoformat()}).effect is DENY
 
 
 def test_undeclared_context_keys_can_be_read_with_has_and_index():
-    text = ("policy s\ntool t {}\ncontext { confidence: number = 0.0 }\n"
-            'deny t when has(context.flag) && context["flag"] == "stop"\nallow t\n')
+    text = (
+        "policy s\ntool t {}\ncontext { confidence: number = 0.0 }\n"
+        'deny t when has(context.flag) && context["flag"] == "stop"\nallow t\n'
+    )
     e = eng(text)
     assert e.decide("t", context={"flag": "stop"}).effect is DENY
     assert e.decide("t", context={}).effect is ALLOW
 
 
 def test_an_approved_confirm_counts_as_allowed_in_the_session_history():
-    text = ('context { sid: string }\nsession by context.sid\ntool t.run { x: int }\nallow t.run\n'
-            'confirm t.run when args.x > 10 because "big"\n'
-            'rule once: deny t.run when session.count("t.run") >= 1 because "{session.count(\'t.run\')} earlier"\n')
+    text = (
+        "context { sid: string }\nsession by context.sid\ntool t.run { x: int }\nallow t.run\n"
+        'confirm t.run when args.x > 10 because "big"\n'
+        'rule once: deny t.run when session.count("t.run") >= 1 because "{session.count(\'t.run\')} earlier"\n'
+    )
     e = Engine.from_string(text)
     ctx = {"sid": "a"}
     first = e.decide("t.run", args={"x": 50}, context=ctx)
@@ -556,8 +615,10 @@ def test_templated_reasons_are_never_reused_across_requests():
 
 
 def test_literal_conversions_are_computed_once_and_bad_ones_still_fail_closed():
-    text = ('tool t { at: timestamp }\n'
-            'allow t when args.at > timestamp("2025-01-01T00:00:00Z") && args.at - now < duration("1h")\n')
+    text = (
+        "tool t { at: timestamp }\n"
+        'allow t when args.at > timestamp("2025-01-01T00:00:00Z") && args.at - now < duration("1h")\n'
+    )
     e = Engine.from_string(text)
     source = e.source_for("t")
     assert "to_timestamp(" not in source and "to_duration(" not in source  # folded to constants
@@ -568,7 +629,9 @@ def test_literal_conversions_are_computed_once_and_bad_ones_still_fail_closed():
     with pytest.raises(PolicyLoadError) as info:  # a literal that can never convert is a load error
         Engine.from_string(bad, path="bad.policy")
     assert "bad.policy:3:34: PL103" in str(info.value) and "not a time" in str(info.value)
-    computed = 'tool t { at: timestamp, s: string }\nallow t\ndeny t when args.at == timestamp(args.s)\n'
+    computed = (
+        "tool t { at: timestamp, s: string }\nallow t\ndeny t when args.at == timestamp(args.s)\n"
+    )
     for engine in both(computed):  # a computed one that fails still fails closed
         d = engine.decide("t", args={"at": "2025-06-01T10:30:00Z", "s": "not a time"})
         assert d.effect is DENY and d.code == "evaluation_error"

@@ -100,9 +100,34 @@ _alphabet = st.one_of(
     st.characters(codec="utf-8", exclude_categories=("Cs",)),
     st.sampled_from(list("\x00\ufeff\r\n\t \"'`\\{}()[]!&|=<>.,:;#@*?-+/%0123456789abcrnx")),
 )
-_keywords = st.sampled_from(["policy ", "tool ", "allow ", "deny ", "confirm ", "when ", "unless ",
-                             "because ", "limit ", "rule ", "def ", "args.", "t ", "{ ", "} ",
-                             "\"\"\"", "r\"", "b'", "\n", "\r\n", "\ufeff", "1h", "0x", "1e"])
+_keywords = st.sampled_from(
+    [
+        "policy ",
+        "tool ",
+        "allow ",
+        "deny ",
+        "confirm ",
+        "when ",
+        "unless ",
+        "because ",
+        "limit ",
+        "rule ",
+        "def ",
+        "args.",
+        "t ",
+        "{ ",
+        "} ",
+        '"""',
+        'r"',
+        "b'",
+        "\n",
+        "\r\n",
+        "\ufeff",
+        "1h",
+        "0x",
+        "1e",
+    ]
+)
 
 
 @given(st.lists(st.one_of(_alphabet, _keywords), max_size=60).map("".join))
@@ -123,12 +148,23 @@ def test_arbitrary_expression_parses_or_raises_a_syntax_error(text):
         assert exc.line >= 1 and exc.column >= 1
 
 
-_rule_piece = st.sampled_from([
-    "allow t", "deny t when args.n > 1", "confirm t unless args.n == 2",
-    'deny t because "x {args.n}"', "limit t to 3 per 1m", "rule r1: deny t",
-    "deny t when args.n in [1, 2,]", "deny t when (args.n", "deny t when args.n >",
-    'deny t when "a" + ', "def f(x): x > 1", "deny t when f(args.n)", "tool t { n: int }",
-])
+_rule_piece = st.sampled_from(
+    [
+        "allow t",
+        "deny t when args.n > 1",
+        "confirm t unless args.n == 2",
+        'deny t because "x {args.n}"',
+        "limit t to 3 per 1m",
+        "rule r1: deny t",
+        "deny t when args.n in [1, 2,]",
+        "deny t when (args.n",
+        "deny t when args.n >",
+        'deny t when "a" + ',
+        "def f(x): x > 1",
+        "deny t when f(args.n)",
+        "tool t { n: int }",
+    ]
+)
 
 
 @given(st.lists(_rule_piece, max_size=6), st.sampled_from(["\n", "\r\n", " "]))
@@ -176,8 +212,12 @@ def test_moderate_nesting_compiles_and_decides(kind, n):
         assert engine.decide("t", args={"n": 7}).effect is Effect.DENY
 
 
-_DEEP = [(k, n) for k in KINDS for n in (101, 150, 1000, 10_000)
-         if n < 10_000 or k not in ("or", "ternary")]  # the slow extras stop at 1,000
+_DEEP = [
+    (k, n)
+    for k in KINDS
+    for n in (101, 150, 1000, 10_000)
+    if n < 10_000 or k not in ("or", "ternary")
+]  # the slow extras stop at 1,000
 
 
 @pytest.mark.parametrize(("kind", "n"), _DEEP)

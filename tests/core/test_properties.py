@@ -56,7 +56,9 @@ def str_expr(draw, v, depth=2, cel_only=False):
         return draw(st.sampled_from(leaves))
     kind = draw(st.sampled_from(["cat", "index", "tern"] + ([] if cel_only else ["lower"])))
     if kind == "cat":
-        return f"({draw(str_expr(v, depth - 1, cel_only))} + {draw(str_expr(v, depth - 1, cel_only))})"
+        return (
+            f"({draw(str_expr(v, depth - 1, cel_only))} + {draw(str_expr(v, depth - 1, cel_only))})"
+        )
     if kind == "index":  # may be out of range: an error
         if cel_only:  # cel-python reads xs[-1] Python-style; CEL says error
             return f"{v('xs')}[{draw(st.integers(0, 3))}]"
@@ -72,8 +74,27 @@ def bool_expr(draw, v, depth=2, cel_only=False):
     leaves = [v("b"), "true", "false"]
     if depth <= 0:
         return draw(st.sampled_from(leaves))
-    kind = draw(st.sampled_from(["leaf", "icmp", "icmp", "scmp", "in", "inlist", "starts",
-                                 "contains", "not", "and", "or", "tern", "exists", "all", "bcmp"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "leaf",
+                "icmp",
+                "icmp",
+                "scmp",
+                "in",
+                "inlist",
+                "starts",
+                "contains",
+                "not",
+                "and",
+                "or",
+                "tern",
+                "exists",
+                "all",
+                "bcmp",
+            ]
+        )
+    )
     d = depth - 1
     if kind == "leaf":
         return draw(st.sampled_from(leaves))
@@ -103,8 +124,9 @@ def bool_expr(draw, v, depth=2, cel_only=False):
         op = "&&" if kind == "and" else "||"
         return f"({draw(bool_expr(v, d, cel_only))} {op} {draw(bool_expr(v, d, cel_only))})"
     if kind in ("exists", "all"):
-        body = draw(st.sampled_from(["x == {s}", "x.startsWith({s})", "size(x) > {i}",
-                                     "{s}.contains(x)"]))
+        body = draw(
+            st.sampled_from(["x == {s}", "x.startsWith({s})", "size(x) > {i}", "{s}.contains(x)"])
+        )
         body = body.format(s=draw(str_expr(v, 0, cel_only)), i=draw(int_expr(v, 0, cel_only)))
         return f"{v('xs')}.{kind}(x, {body})"
     c = draw(bool_expr(v, d, cel_only))
@@ -119,19 +141,23 @@ def as_var(name: str) -> str:
     return name
 
 
-requests = st.fixed_dictionaries({
-    "i": st.integers(min_value=-3, max_value=6),
-    "j": st.sampled_from([0, 1, 2, -1, 7]),
-    "s": st.sampled_from(SMALL_STRINGS),
-    "b": st.booleans(),
-    "xs": st.lists(st.sampled_from(SMALL_STRINGS), max_size=3),
-})
+requests = st.fixed_dictionaries(
+    {
+        "i": st.integers(min_value=-3, max_value=6),
+        "j": st.sampled_from([0, 1, 2, -1, 7]),
+        "s": st.sampled_from(SMALL_STRINGS),
+        "b": st.booleans(),
+        "xs": st.lists(st.sampled_from(SMALL_STRINGS), max_size=3),
+    }
+)
 
 # ------------------------------------------------------------ policy generator
 
-TOOLS = "tool t1 { i: int, j: int, s: string, b: bool, xs: list<string> }\n" \
-        "tool t2 { i: int, j: int, s: string, b: bool, xs: list<string> }\n" \
-        "tool u.x { i: int, j: int, s: string, b: bool, xs: list<string> }\n"
+TOOLS = (
+    "tool t1 { i: int, j: int, s: string, b: bool, xs: list<string> }\n"
+    "tool t2 { i: int, j: int, s: string, b: bool, xs: list<string> }\n"
+    "tool u.x { i: int, j: int, s: string, b: bool, xs: list<string> }\n"
+)
 
 
 @st.composite
@@ -186,8 +212,12 @@ def test_compiled_and_reference_agree(pol, reqs, tool):
 # (b) order and duplication never change the effect
 
 
-@given(policy(named=False), st.lists(requests, min_size=1, max_size=3), st.randoms(use_true_random=False),
-       st.sampled_from(["t1", "t2", "u.x"]))
+@given(
+    policy(named=False),
+    st.lists(requests, min_size=1, max_size=3),
+    st.randoms(use_true_random=False),
+    st.sampled_from(["t1", "t2", "u.x"]),
+)
 def test_shuffling_or_duplicating_rules_keeps_the_effect(pol, reqs, rnd, tool):
     default, rules = pol
     base = _load(text_of(default, rules))
@@ -206,8 +236,12 @@ def test_shuffling_or_duplicating_rules_keeps_the_effect(pol, reqs, rnd, tool):
 # (c) monotonicity
 
 
-@given(policy(named=False), rule(), st.lists(requests, min_size=1, max_size=3),
-       st.sampled_from(["t1", "t2", "u.x"]))
+@given(
+    policy(named=False),
+    rule(),
+    st.lists(requests, min_size=1, max_size=3),
+    st.sampled_from(["t1", "t2", "u.x"]),
+)
 def test_adding_a_rule_is_monotone(pol, extra, reqs, tool):
     default, rules = pol
     base = _load(text_of(default, rules))
@@ -235,9 +269,14 @@ def test_adding_a_rule_is_monotone(pol, extra, reqs, tool):
 # (d) combine()
 
 
-@pytest.mark.parametrize(("denied", "exhausted", "confirmed", "allowed", "default"),
-                         list(itertools.product([False, True], [False, True], [False, True],
-                                                [False, True], ["allow", "deny"])))
+@pytest.mark.parametrize(
+    ("denied", "exhausted", "confirmed", "allowed", "default"),
+    list(
+        itertools.product(
+            [False, True], [False, True], [False, True], [False, True], ["allow", "deny"]
+        )
+    ),
+)
 def test_combine_table(denied, exhausted, confirmed, allowed, default):
     got = combine(denied, exhausted, confirmed, allowed, default)
     if denied or exhausted:
@@ -290,8 +329,11 @@ def _cel(expr: str, env: dict):
     return out
 
 
-_EXPRS = st.one_of(bool_expr(as_var, 3, cel_only=True), int_expr(as_var, 3, cel_only=True),
-                   str_expr(as_var, 2, cel_only=True))
+_EXPRS = st.one_of(
+    bool_expr(as_var, 3, cel_only=True),
+    int_expr(as_var, 3, cel_only=True),
+    str_expr(as_var, 2, cel_only=True),
+)
 
 
 @settings(max_examples=200)
@@ -299,10 +341,13 @@ _EXPRS = st.one_of(bool_expr(as_var, 3, cel_only=True), int_expr(as_var, 3, cel_
 def test_interpreter_agrees_with_cel_python(expr, env):
     theirs = _cel(expr, env)
     ours = _INTERP.eval(parse_expr(expr), dict(env))
-    if isinstance(theirs, Exception) or not isinstance(theirs, celtypes.BoolType | celtypes.IntType
-                                                      | celtypes.StringType | celtypes.ListType):
+    if isinstance(theirs, Exception) or not isinstance(
+        theirs, celtypes.BoolType | celtypes.IntType | celtypes.StringType | celtypes.ListType
+    ):
         return  # fail-closed on errors is checked below, through the engine
-    assert not isinstance(ours, Err), f"{expr} with {env}: cel-python says {theirs!r}, we say {ours}"
+    assert not isinstance(ours, Err), (
+        f"{expr} with {env}: cel-python says {theirs!r}, we say {ours}"
+    )
     assert _plain(ours) == _plain(theirs), f"{expr} with {env}"
 
 
@@ -349,12 +394,21 @@ def _rename(expr: str, name: str) -> str:
 
 
 def test_rename_helper():
-    assert _rename('(xs.exists(x, x == s) && "s i" in xs) || size(s) > i',
-                   "s") == '(xs.exists(x, x == args.s) && "s i" in xs) || size(args.s) > i'
+    assert (
+        _rename('(xs.exists(x, x == s) && "s i" in xs) || size(s) > i', "s")
+        == '(xs.exists(x, x == args.s) && "s i" in xs) || size(args.s) > i'
+    )
 
 
-@pytest.mark.parametrize("expr", ["i / j > 0", "xs[3] == s", "(i * 1000000000000) * 100000000 > 0",
-                                  "xs.all(x, xs[5] == x) || false"])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "i / j > 0",
+        "xs[3] == s",
+        "(i * 1000000000000) * 100000000 > 0",
+        "xs.all(x, xs[5] == x) || false",
+    ],
+)
 def test_known_errors_fail_closed_in_both_engines(expr):
     env = {"i": 9, "j": 0, "s": "a", "b": True, "xs": ["a"]}
     assert isinstance(_cel(expr, env), Exception)
@@ -368,6 +422,9 @@ def test_known_errors_fail_closed_in_both_engines(expr):
 @pytest.mark.parametrize("feature", ["&&", "?", " / ", "[", ".exists("])
 def test_generator_can_produce(feature):
     # Guard against a generator that silently stopped producing some construct.
-    found = find(bool_expr(as_arg, 3), lambda e: feature in e and "args." in e,
-                 settings=settings(max_examples=500, database=None))
+    found = find(
+        bool_expr(as_arg, 3),
+        lambda e: feature in e and "args." in e,
+        settings=settings(max_examples=500, database=None),
+    )
     assert feature in found

@@ -14,8 +14,18 @@ from policylang.language.formatter import quote_string
 
 # ------------------------------------------------------------ audit-hook canary
 
-_WATCHED = ("exec", "import", "os.system", "subprocess.Popen", "os.exec", "os.posix_spawn",
-            "os.spawn", "ctypes.", "builtins.input", "open")
+_WATCHED = (
+    "exec",
+    "import",
+    "os.system",
+    "subprocess.Popen",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "ctypes.",
+    "builtins.input",
+    "open",
+)
 _STATE = {"on": False, "events": []}
 
 
@@ -65,23 +75,92 @@ PAYLOADS = [
     '""" + __import__("os").getcwd() + """',
     "''' or 1 or '''",
     "{__import__('os')}",
-    "{{}}", "{", "}", "{{", "}}", "{args.s}",
-    "\\", "\\\\", "\\n", '\\"', "\\x41", "\\u0041", "\\101", "\\q",
-    "\n", "\r\n", "\t", "\x01", "\x7f", "\u2028", "\u0085",
-    "＂", "＇", "ʺ", "“", "”", "‘", "’", "‹", "«", "\u200b", "\ufeff", "\u202e",
-    "#", "# comment", "//", "/*", "*/", "${x}", "%s", "%(x)s", "{0}", "f'{x}'",
-    "exec", "eval", "__builtins__", "__class__", "__subclasses__()", "globals()",
-    "lambda: 0", "a[0]", "os", "sys.modules", "DENY", "ALLOW", "hits", "errs", "a", "p", "c",
-    "K1_s", "R0_deny", "_recover", "_eq", "None", "True",
-    "rule", "allow", "deny", "when", "because", "policy", "tool", "limit", "*", "t*",
-    "a" * 300, "é", "日本", "😀", "\U0001F600\u0301",
+    "{{}}",
+    "{",
+    "}",
+    "{{",
+    "}}",
+    "{args.s}",
+    "\\",
+    "\\\\",
+    "\\n",
+    '\\"',
+    "\\x41",
+    "\\u0041",
+    "\\101",
+    "\\q",
+    "\n",
+    "\r\n",
+    "\t",
+    "\x01",
+    "\x7f",
+    "\u2028",
+    "\u0085",
+    "＂",
+    "＇",
+    "ʺ",
+    "“",
+    "”",
+    "‘",
+    "’",
+    "‹",
+    "«",
+    "\u200b",
+    "\ufeff",
+    "\u202e",
+    "#",
+    "# comment",
+    "//",
+    "/*",
+    "*/",
+    "${x}",
+    "%s",
+    "%(x)s",
+    "{0}",
+    "f'{x}'",
+    "exec",
+    "eval",
+    "__builtins__",
+    "__class__",
+    "__subclasses__()",
+    "globals()",
+    "lambda: 0",
+    "a[0]",
+    "os",
+    "sys.modules",
+    "DENY",
+    "ALLOW",
+    "hits",
+    "errs",
+    "a",
+    "p",
+    "c",
+    "K1_s",
+    "R0_deny",
+    "_recover",
+    "_eq",
+    "None",
+    "True",
+    "rule",
+    "allow",
+    "deny",
+    "when",
+    "because",
+    "policy",
+    "tool",
+    "limit",
+    "*",
+    "t*",
+    "a" * 300,
+    "é",
+    "日本",
+    "😀",
+    "\U0001f600\u0301",
 ]
 
 
 def _pieces(rnd: random.Random, n: int) -> str:
     return "".join(rnd.choice(PAYLOADS) for _ in range(n))
-
-
 
 
 def _hostile(count: int, seed: int) -> list[str]:
@@ -123,13 +202,15 @@ def _assert_generated_code_is_clean(engine: Engine, user_texts: list[str]) -> No
 
 def _batched(items: list[str], size: int):
     for k in range(0, len(items), size):
-        yield items[k:k + size]
+        yield items[k : k + size]
 
 
 @pytest.mark.parametrize("batch", list(_batched(LITERALS, 60)), ids=lambda b: f"{len(b)}lit")
 def test_hostile_string_literals(batch):
-    rules = [f'rule "r{k}": deny t when args.s == {quote_string(lit)} because "matched {k}"'
-             for k, lit in enumerate(batch)]
+    rules = [
+        f'rule "r{k}": deny t when args.s == {quote_string(lit)} because "matched {k}"'
+        for k, lit in enumerate(batch)
+    ]
     text = "policy sec\ntool t { s: string }\nallow t\n" + "\n".join(rules) + "\n"
     for reference in (False, True):
         try:
@@ -169,32 +250,46 @@ def test_hostile_rule_names_and_reasons(batch):
     assert _watched_decide(engine, "t", args={"n": -1}).effect is Effect.ALLOW
 
 
-@pytest.mark.parametrize("text", [
-    'policy p\ntool t { s: string }\ndeny t when args.s == "unterminated\n',
-    'policy p\ntool t { s: string }\ndeny t when args.s == "\\q"\n',
-    'policy p\ntool t { s: string }\ndeny t when args.s == "\\uD800"\n',
-    'policy p\ntool t { s: string }\ndeny t when args.s == """a"""b"""\n',
-    'policy p\ntool t { s: string }\ndeny t when args.s == ＂x＂\n',
-    "policy p\ntool t { s: string }\ndeny t when __import__('os').system('x')\n",
-    'policy p\ntool t { s: string }\ndeny t when args.__class__ == "x"\n',
-    'policy p\ntool t { s: string }\ndeny t when args.s.__len__() == 1\n',
-    'policy p\ntool t { s: string }\nrule "a\nb": deny t\n',
-    'policy p\ntool t { s: string }\ndeny t because "{__import__(\'os\')}"\n',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'policy p\ntool t { s: string }\ndeny t when args.s == "unterminated\n',
+        'policy p\ntool t { s: string }\ndeny t when args.s == "\\q"\n',
+        'policy p\ntool t { s: string }\ndeny t when args.s == "\\uD800"\n',
+        'policy p\ntool t { s: string }\ndeny t when args.s == """a"""b"""\n',
+        "policy p\ntool t { s: string }\ndeny t when args.s == ＂x＂\n",
+        "policy p\ntool t { s: string }\ndeny t when __import__('os').system('x')\n",
+        'policy p\ntool t { s: string }\ndeny t when args.__class__ == "x"\n',
+        "policy p\ntool t { s: string }\ndeny t when args.s.__len__() == 1\n",
+        'policy p\ntool t { s: string }\nrule "a\nb": deny t\n',
+        "policy p\ntool t { s: string }\ndeny t because \"{__import__('os')}\"\n",
+    ],
+)
 def test_malformed_hostile_text_is_a_load_error(text):
     with pytest.raises(PolicyLoadError):
         Engine.from_string(text)
 
 
 def test_dunder_fields_are_plain_data_not_python_attributes():
-    text = ('policy p\ntool t { "__class__": string, "__init__": int }\n'
-            'deny t when args.__class__ == "x" || args["__init__"] == 3\nallow t\n')
+    text = (
+        'policy p\ntool t { "__class__": string, "__init__": int }\n'
+        'deny t when args.__class__ == "x" || args["__init__"] == 3\nallow t\n'
+    )
     for reference in (False, True):
         engine = Engine.from_string(text, reference=reference)
         _assert_generated_code_is_clean(engine, ["__class__", "__init__"])
-        assert _watched_decide(engine, "t", args={"__class__": "x", "__init__": 0}).effect is Effect.DENY
-        assert _watched_decide(engine, "t", args={"__class__": "y", "__init__": 3}).effect is Effect.DENY
-        assert _watched_decide(engine, "t", args={"__class__": "y", "__init__": 0}).effect is Effect.ALLOW
+        assert (
+            _watched_decide(engine, "t", args={"__class__": "x", "__init__": 0}).effect
+            is Effect.DENY
+        )
+        assert (
+            _watched_decide(engine, "t", args={"__class__": "y", "__init__": 3}).effect
+            is Effect.DENY
+        )
+        assert (
+            _watched_decide(engine, "t", args={"__class__": "y", "__init__": 0}).effect
+            is Effect.ALLOW
+        )
 
 
 def test_open_policy_with_hostile_tool_names_and_keys():
@@ -221,7 +316,9 @@ def test_catastrophic_regex_is_linear():
 
 
 def test_runtime_regex_from_arguments_is_linear_and_bad_ones_fail_closed():
-    text = 'policy r\ntool t { s: string, re: string }\ndeny t when args.s.matches(args.re)\nallow t\n'
+    text = (
+        "policy r\ntool t { s: string, re: string }\ndeny t when args.s.matches(args.re)\nallow t\n"
+    )
     engine = Engine.from_string(text)
     start = time.perf_counter()
     d = engine.decide("t", args={"s": "a" * 100_000 + "!", "re": "^(a|aa)+$"})

@@ -101,73 +101,79 @@ def test_golden_expected_is_canonical(case: Path) -> None:
 # ---------------------------------------------------------------- expressions
 
 
-@pytest.mark.parametrize(("src", "want"), [
-    ("(a - b) - c", "a - b - c"),
-    ("a - (b - c)", "a - (b - c)"),
-    ("a + (b + c)", "a + (b + c)"),
-    ("(a * b) + c", "a * b + c"),
-    ("a * (b + c)", "a * (b + c)"),
-    ("(a || b) && c", "(a || b) && c"),
-    ("a || (b && c)", "a || b && c"),
-    ("(a && b) || c", "a && b || c"),
-    ("!(a && b)", "!(a && b)"),
-    ("-(a + b)", "-(a + b)"),
-    ("(!a).b", "(!a).b"),
-    ("(a.b).c", "a.b.c"),
-    ("(a < b) < c", "a < b < c"),
-    ("a < (b < c)", "a < (b < c)"),
-    ("(a in b) == c", "a in b == c"),
-    ("(a ? b : c) ? d : e", "(a ? b : c) ? d : e"),
-    ("a ? (b ? c : d) : (e ? f : g)", "a ? (b ? c : d) : e ? f : g"),
-    ("(a || b) ? c : d", "a || b ? c : d"),
-    ("(-5).abs()", "(-5).abs()"),
-    ("-(5)", "-5"),
-    ("-5.abs()", "-5.abs()"),
-    ("(-1.5).x", "(-1.5).x"),
-    ("(-1h)[0]", "(-1h)[0]"),
-    ("a - -5", "a - -5"),
-    ("{(a ? b : c): d}", "{(a ? b : c): d}"),
-    ("[(a ? b : c)]", "[a ? b : c]"),
-    ("f((a), b)", "f(a, b)"),
-    ("has((a + b).c)", "has((a + b).c)"),
-    ("xs.existsOne(x, x)", "xs.exists_one(x, x)"),
-    ("xs.map(x, x > 1, x + 1)", "xs.map(x, x > 1, x + 1)"),
-    ("(a + b).exists(x, x)", "(a + b).exists(x, x)"),
-])
+@pytest.mark.parametrize(
+    ("src", "want"),
+    [
+        ("(a - b) - c", "a - b - c"),
+        ("a - (b - c)", "a - (b - c)"),
+        ("a + (b + c)", "a + (b + c)"),
+        ("(a * b) + c", "a * b + c"),
+        ("a * (b + c)", "a * (b + c)"),
+        ("(a || b) && c", "(a || b) && c"),
+        ("a || (b && c)", "a || b && c"),
+        ("(a && b) || c", "a && b || c"),
+        ("!(a && b)", "!(a && b)"),
+        ("-(a + b)", "-(a + b)"),
+        ("(!a).b", "(!a).b"),
+        ("(a.b).c", "a.b.c"),
+        ("(a < b) < c", "a < b < c"),
+        ("a < (b < c)", "a < (b < c)"),
+        ("(a in b) == c", "a in b == c"),
+        ("(a ? b : c) ? d : e", "(a ? b : c) ? d : e"),
+        ("a ? (b ? c : d) : (e ? f : g)", "a ? (b ? c : d) : e ? f : g"),
+        ("(a || b) ? c : d", "a || b ? c : d"),
+        ("(-5).abs()", "(-5).abs()"),
+        ("-(5)", "-5"),
+        ("-5.abs()", "-5.abs()"),
+        ("(-1.5).x", "(-1.5).x"),
+        ("(-1h)[0]", "(-1h)[0]"),
+        ("a - -5", "a - -5"),
+        ("{(a ? b : c): d}", "{(a ? b : c): d}"),
+        ("[(a ? b : c)]", "[a ? b : c]"),
+        ("f((a), b)", "f(a, b)"),
+        ("has((a + b).c)", "has((a + b).c)"),
+        ("xs.existsOne(x, x)", "xs.exists_one(x, x)"),
+        ("xs.map(x, x > 1, x + 1)", "xs.map(x, x > 1, x + 1)"),
+        ("(a + b).exists(x, x)", "(a + b).exists(x, x)"),
+    ],
+)
 def test_minimal_parentheses(src: str, want: str) -> None:
     assert format_expr(parse_expr(src)) == want
     assert parse_expr(want) == parse_expr(src)
 
 
-@pytest.mark.parametrize(("value", "kind", "want"), [
-    (5, "int", "5"),
-    (-5, "int", "-5"),
-    (-(2**63), "int", "-9223372036854775808"),
-    (1.0, "double", "1.0"),
-    (1e100, "double", "1e+100"),
-    (1.5e-7, "double", "1.5e-07"),
-    (-2.5, "double", "-2.5"),
-    (True, "bool", "true"),
-    (False, "bool", "false"),
-    (None, "null", "null"),
-    ("", "string", '""'),
-    ('a"b\\c', "string", '"a\\"b\\\\c"'),
-    ("line\nnext\ttab\rcr", "string", '"line\\nnext\\ttab\\rcr"'),
-    ("\x00\x1b\x7f", "string", '"\\x00\\x1b\\x7f"'),
-    ("\u2028\u00a0", "string", '"\\u2028\\xa0"'),
-    ("\U000e0001", "string", '"\\U000e0001"'),
-    ("ü ✓ 😀 {x}", "string", '"ü ✓ 😀 {x}"'),
-    (b"", "bytes", 'b""'),
-    (b'a"\\\x00\xff\n', "bytes", 'b"a\\"\\\\\\x00\\xff\\n"'),
-    (timedelta(0), "duration", "0s"),
-    (timedelta(seconds=90), "duration", "1m30s"),
-    (timedelta(hours=1, minutes=30), "duration", "1h30m"),
-    (timedelta(milliseconds=500), "duration", "500ms"),
-    (timedelta(microseconds=1500), "duration", "1ms500us"),
-    (timedelta(hours=-1), "duration", "-1h"),
-    (timedelta(days=14), "duration", "2w"),
-    (timedelta(days=8), "duration", "8d"),
-])
+@pytest.mark.parametrize(
+    ("value", "kind", "want"),
+    [
+        (5, "int", "5"),
+        (-5, "int", "-5"),
+        (-(2**63), "int", "-9223372036854775808"),
+        (1.0, "double", "1.0"),
+        (1e100, "double", "1e+100"),
+        (1.5e-7, "double", "1.5e-07"),
+        (-2.5, "double", "-2.5"),
+        (True, "bool", "true"),
+        (False, "bool", "false"),
+        (None, "null", "null"),
+        ("", "string", '""'),
+        ('a"b\\c', "string", '"a\\"b\\\\c"'),
+        ("line\nnext\ttab\rcr", "string", '"line\\nnext\\ttab\\rcr"'),
+        ("\x00\x1b\x7f", "string", '"\\x00\\x1b\\x7f"'),
+        ("\u2028\u00a0", "string", '"\\u2028\\xa0"'),
+        ("\U000e0001", "string", '"\\U000e0001"'),
+        ("ü ✓ 😀 {x}", "string", '"ü ✓ 😀 {x}"'),
+        (b"", "bytes", 'b""'),
+        (b'a"\\\x00\xff\n', "bytes", 'b"a\\"\\\\\\x00\\xff\\n"'),
+        (timedelta(0), "duration", "0s"),
+        (timedelta(seconds=90), "duration", "1m30s"),
+        (timedelta(hours=1, minutes=30), "duration", "1h30m"),
+        (timedelta(milliseconds=500), "duration", "500ms"),
+        (timedelta(microseconds=1500), "duration", "1ms500us"),
+        (timedelta(hours=-1), "duration", "-1h"),
+        (timedelta(days=14), "duration", "2w"),
+        (timedelta(days=8), "duration", "8d"),
+    ],
+)
 def test_literals(value: object, kind: str, want: str) -> None:
     lit = ast.Literal_(value, kind)  # type: ignore[arg-type]
     assert format_expr(lit) == want
@@ -182,18 +188,30 @@ def test_non_finite_doubles_are_refused(value: float) -> None:
         format_expr(ast.Literal_(value, "double"))
 
 
-@pytest.mark.parametrize(("seconds", "want"), [
-    (60, "1m"), (3600, "1h"), (86400, "1d"), (90, "1m30s"), (604800, "1w"),
-    (691200, "8d"), (5400, "1h30m"), (1.5, "1s500ms"), (90061.001001, "1d1h1m1s1ms1us"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "want"),
+    [
+        (60, "1m"),
+        (3600, "1h"),
+        (86400, "1d"),
+        (90, "1m30s"),
+        (604800, "1w"),
+        (691200, "8d"),
+        (5400, "1h30m"),
+        (1.5, "1s500ms"),
+        (90061.001001, "1d1h1m1s1ms1us"),
+    ],
+)
 def test_windows(seconds: float, want: str) -> None:
     assert format_duration(timedelta(seconds=seconds)) == want
     src = f"limit a to 1 per {want}"
     stmt = parse(src).statements[0]
     assert isinstance(stmt, ast.LimitRule)
     assert stmt.window == timedelta(seconds=seconds)
-    assert format_source(f"limit a to 1 per {seconds} seconds" if seconds == int(seconds)
-                         else src) == src + "\n"
+    assert (
+        format_source(f"limit a to 1 per {seconds} seconds" if seconds == int(seconds) else src)
+        == src + "\n"
+    )
 
 
 def test_fail_open_only_when_allowing() -> None:
@@ -204,16 +222,19 @@ def test_fail_open_only_when_allowing() -> None:
 # ---------------------------------------------------------------- messages and types
 
 
-@pytest.mark.parametrize("template", [
-    '"plain"',
-    '"{a}"',
-    '"{{}}"',
-    '"x {a} y {{z}} {b.c}"',
-    '"{ {\\"k\\": \\"}\\"}[\\"k\\"] }"',
-    '"{\'a\\"b\' + \\"c\'d\\"}"',
-    '"{[1, 2].size()}}}{{"',
-    '"{x}{y}"',
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        '"plain"',
+        '"{a}"',
+        '"{{}}"',
+        '"x {a} y {{z}} {b.c}"',
+        '"{ {\\"k\\": \\"}\\"}[\\"k\\"] }"',
+        '"{\'a\\"b\' + \\"c\'d\\"}"',
+        '"{[1, 2].size()}}}{{"',
+        '"{x}{y}"',
+    ],
+)
 def test_messages_round_trip(template: str) -> None:
     rule = parse(f"deny a because {template}").statements[0]
     assert isinstance(rule, ast.Rule) and rule.because is not None
@@ -223,22 +244,31 @@ def test_messages_round_trip(template: str) -> None:
 
 
 def test_message_with_map_first_is_parenthesised() -> None:
-    msg = ast.Message((ast.Index(ast.MapExpr(((ast.Literal_(1, "int"), ast.Literal_(2, "int")),)),
-                                 ast.Literal_(1, "int")),))
+    msg = ast.Message(
+        (
+            ast.Index(
+                ast.MapExpr(((ast.Literal_(1, "int"), ast.Literal_(2, "int")),)),
+                ast.Literal_(1, "int"),
+            ),
+        )
+    )
     assert format_message(msg) == '"{({1: 2}[1])}"'
 
 
-@pytest.mark.parametrize(("src", "want"), [
-    ("string", "string"),
-    ("list<string|null>", "list<string | null>"),
-    ("map<string,int>", "map<string, int>"),
-    ('"a"|"b"', '"a" | "b"'),
-    ("-1|2.5", "-1 | 2.5"),
-    ("{a: int, b: string?}", "{ a: int, b: string? }"),
-    ("{}", "{}"),
-    ("nullable<string>", "nullable<string>"),
-    ('list<"a" | "b" | null>', 'list<"a" | "b" | null>'),
-])
+@pytest.mark.parametrize(
+    ("src", "want"),
+    [
+        ("string", "string"),
+        ("list<string|null>", "list<string | null>"),
+        ("map<string,int>", "map<string, int>"),
+        ('"a"|"b"', '"a" | "b"'),
+        ("-1|2.5", "-1 | 2.5"),
+        ("{a: int, b: string?}", "{ a: int, b: string? }"),
+        ("{}", "{}"),
+        ("nullable<string>", "nullable<string>"),
+        ('list<"a" | "b" | null>', 'list<"a" | "b" | null>'),
+    ],
+)
 def test_types(src: str, want: str) -> None:
     tool = parse(f"tool t {{ f: {src} }}").statements[0]
     assert isinstance(tool, ast.ToolDecl)
@@ -290,9 +320,11 @@ def test_empty_block_with_a_comment_is_not_collapsed() -> None:
 
 
 def test_a_default_followed_by_a_field_ends_in_a_comma() -> None:
-    out = format_source('tool t { a: int = 1, in: int, b: int = 2, principal: int, c: int = 3 }')
-    assert out == ("tool t {\n    a: int = 1,\n    in: int\n    b: int = 2,\n    principal: int\n"
-                   "    c: int = 3\n}\n")
+    out = format_source("tool t { a: int = 1, in: int, b: int = 2, principal: int, c: int = 3 }")
+    assert out == (
+        "tool t {\n    a: int = 1,\n    in: int\n    b: int = 2,\n    principal: int\n"
+        "    c: int = 3\n}\n"
+    )
 
 
 def test_empty_file() -> None:
@@ -301,8 +333,9 @@ def test_empty_file() -> None:
 
 
 def test_format_file_without_spans_puts_comments_last() -> None:
-    pf = ast.PolicyFile((ast.Rule("deny", (ast.ToolPattern("a"),)),),
-                        comments=(ast.Comment("# note"),))
+    pf = ast.PolicyFile(
+        (ast.Rule("deny", (ast.ToolPattern("a"),)),), comments=(ast.Comment("# note"),)
+    )
     assert format_file(pf) == "deny a\n# note\n"
 
 
@@ -314,9 +347,35 @@ def test_syntax_errors_propagate() -> None:
 # ---------------------------------------------------------------- Hypothesis: ASTs
 
 KEYWORDS = {
-    "true", "false", "null", "in", "has", "allow", "deny", "confirm", "when", "unless",
-    "because", "limit", "to", "per", "by", "fail", "open", "closed", "sum", "rule", "def",
-    "assert", "always", "never", "policy", "version", "default", "timezone", "tool",
+    "true",
+    "false",
+    "null",
+    "in",
+    "has",
+    "allow",
+    "deny",
+    "confirm",
+    "when",
+    "unless",
+    "because",
+    "limit",
+    "to",
+    "per",
+    "by",
+    "fail",
+    "open",
+    "closed",
+    "sum",
+    "rule",
+    "def",
+    "assert",
+    "always",
+    "never",
+    "policy",
+    "version",
+    "default",
+    "timezone",
+    "tool",
 }
 MACROS = {"all", "exists", "exists_one", "existsOne", "filter", "map"}
 SAFE_NAMES = ["args", "principal", "context", "data", "now", "x", "y", "_", "a1", "camelCase"]
@@ -324,15 +383,39 @@ SAFE_NAMES = ["args", "principal", "context", "data", "now", "x", "y", "_", "a1"
 idents = st.one_of(
     st.sampled_from(SAFE_NAMES),
     st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True).filter(
-        lambda s: s not in KEYWORDS and s != "nullable" and s not in MACROS),
+        lambda s: s not in KEYWORDS and s != "nullable" and s not in MACROS
+    ),
 )
 # After `.` any identifier is a field name, keywords included.
 field_names = st.one_of(idents, st.sampled_from(["in", "to", "when", "true", "null", "map"]))
 method_names = idents.filter(lambda s: s not in MACROS)
 call_names = idents.filter(lambda s: s != "has")
 
-TRICKY = ['', '"', "'", "\\", "\\n", "\n", "\t", "{", "}", "{{", "}}", "{x}", "#", "'\"",
-          '"""', "\x00", "\x7f", "\u00a0", "\u2028", "é", "😀", "\U000e0001", "}{"]
+TRICKY = [
+    "",
+    '"',
+    "'",
+    "\\",
+    "\\n",
+    "\n",
+    "\t",
+    "{",
+    "}",
+    "{{",
+    "}}",
+    "{x}",
+    "#",
+    "'\"",
+    '"""',
+    "\x00",
+    "\x7f",
+    "\u00a0",
+    "\u2028",
+    "é",
+    "😀",
+    "\U000e0001",
+    "}{",
+]
 texts = st.one_of(
     st.sampled_from(TRICKY),
     st.text(st.characters(codec="utf-8"), max_size=12),
@@ -372,14 +455,20 @@ def _extend(children: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Expr
         st.builds(ast.Conditional, children, children, children),
         st.builds(ast.ListExpr, args),
         st.builds(ast.MapExpr, st.lists(st.tuples(children, children), max_size=2).map(tuple)),
-        st.builds(ast.Comprehension, st.sampled_from(["all", "exists", "exists_one", "filter",
-                                                      "map"]), children, idents, children),
+        st.builds(
+            ast.Comprehension,
+            st.sampled_from(["all", "exists", "exists_one", "filter", "map"]),
+            children,
+            idents,
+            children,
+        ),
         st.builds(ast.Comprehension, st.just("map"), children, idents, children, children),
     )
 
 
 exprs: st.SearchStrategy[ast.Expr] = st.recursive(
-    st.one_of(literals, idents.map(ast.Ident)), _extend, max_leaves=10)
+    st.one_of(literals, idents.map(ast.Ident)), _extend, max_leaves=10
+)
 
 
 def _normalise_parts(parts: list[str | ast.Expr]) -> tuple[str | ast.Expr, ...]:
@@ -396,7 +485,8 @@ def _normalise_parts(parts: list[str | ast.Expr]) -> tuple[str | ast.Expr, ...]:
 
 
 messages = st.lists(st.one_of(texts, exprs), max_size=4).map(
-    lambda parts: ast.Message(_normalise_parts(parts)))
+    lambda parts: ast.Message(_normalise_parts(parts))
+)
 
 int64 = st.integers(-(2**63), 2**63 - 1)
 enum_values = st.one_of(texts, int64, finite)
@@ -405,9 +495,10 @@ enum_values = st.one_of(texts, int64, finite)
 def _types(depth: int) -> st.SearchStrategy[ast.TypeExpr]:
     names = idents.filter(lambda s: s != "null")
     if depth <= 0:
-        return st.one_of(st.builds(ast.TypeRef, names),
-                         st.lists(enum_values, min_size=1, max_size=3).map(
-                             lambda v: ast.EnumType(tuple(v))))
+        return st.one_of(
+            st.builds(ast.TypeRef, names),
+            st.lists(enum_values, min_size=1, max_size=3).map(lambda v: ast.EnumType(tuple(v))),
+        )
     inner = _types(depth - 1)
     param = st.one_of(inner, inner.map(lambda t: ast.TypeRef("nullable", (t,))))
     return st.one_of(
@@ -418,16 +509,35 @@ def _types(depth: int) -> st.SearchStrategy[ast.TypeExpr]:
 
 
 def _fields(depth: int) -> st.SearchStrategy[ast.Field]:
-    return st.builds(ast.Field, st.one_of(field_names, texts), _types(depth),
-                     optional=st.booleans(), nullable=st.booleans(), secret=st.booleans(),
-                     default=st.one_of(st.none(), exprs))
+    return st.builds(
+        ast.Field,
+        st.one_of(field_names, texts),
+        _types(depth),
+        optional=st.booleans(),
+        nullable=st.booleans(),
+        secret=st.booleans(),
+        default=st.one_of(st.none(), exprs),
+    )
 
 
 fields = _fields(1)
 # A statement keyword cannot be the first tool of a rule (`allow deny` does not parse:
 # after an effect the LALR state also expects the next statement), so keep them out.
-STATEMENT_KEYWORDS = {"allow", "deny", "confirm", "policy", "default", "timezone", "tool",
-                      "principal", "context", "rule", "limit", "def", "assert"}
+STATEMENT_KEYWORDS = {
+    "allow",
+    "deny",
+    "confirm",
+    "policy",
+    "default",
+    "timezone",
+    "tool",
+    "principal",
+    "context",
+    "rule",
+    "limit",
+    "def",
+    "assert",
+}
 tool_names = st.one_of(
     st.sampled_from(["payments.send", "email-x.send", "a", "when", "to", "in", "unless"]),
     st.from_regex(r"[a-z_][a-z0-9_\-]{0,5}(\.[a-z0-9_\-]{1,5}){0,2}", fullmatch=True),
@@ -443,26 +553,61 @@ amounts = st.one_of(st.integers(0, 10**9), st.floats(0, 1e300, allow_nan=False))
 windows = st.integers(1, 10**12).map(lambda us: timedelta(microseconds=us))
 
 statements: st.SearchStrategy[ast.Statement] = st.one_of(
-    st.builds(ast.Header, st.one_of(tool_names, texts, st.sampled_from(sorted(KEYWORDS))),
-              st.one_of(st.none(), texts)),
+    st.builds(
+        ast.Header,
+        st.one_of(tool_names, texts, st.sampled_from(sorted(KEYWORDS))),
+        st.one_of(st.none(), texts),
+    ),
     st.builds(ast.DefaultDecl, st.sampled_from(["allow", "deny"])),
     st.builds(ast.TimezoneDecl, texts),
-    st.builds(ast.ToolDecl, tool_names.filter(lambda s: "*" not in s),
-              st.lists(fields, max_size=3).map(tuple)),
-    st.builds(ast.ShapeDecl, st.sampled_from(["principal", "context"]),
-              st.lists(fields, max_size=3).map(tuple)),
-    st.builds(ast.Rule, effects, tool_lists, when=opt_expr, unless=opt_expr,
-              because=st.one_of(st.none(), messages), name=rule_names),
-    st.builds(ast.LimitRule, tool_lists, amounts, windows, cost=opt_expr, key=opt_expr,
-              when=opt_expr, name=rule_names, on_error=st.sampled_from(["deny", "allow"])),
-    st.builds(ast.FunctionDef, idents,
-              st.lists(st.builds(ast.Param, idents, st.one_of(st.none(), _types(1))),
-                       max_size=3).map(tuple), exprs),
-    st.builds(ast.Assertion, st.sampled_from(["always", "never"]), effects, tool_lists,
-              when=opt_expr, name=rule_names),
+    st.builds(
+        ast.ToolDecl,
+        tool_names.filter(lambda s: "*" not in s),
+        st.lists(fields, max_size=3).map(tuple),
+    ),
+    st.builds(
+        ast.ShapeDecl,
+        st.sampled_from(["principal", "context"]),
+        st.lists(fields, max_size=3).map(tuple),
+    ),
+    st.builds(
+        ast.Rule,
+        effects,
+        tool_lists,
+        when=opt_expr,
+        unless=opt_expr,
+        because=st.one_of(st.none(), messages),
+        name=rule_names,
+    ),
+    st.builds(
+        ast.LimitRule,
+        tool_lists,
+        amounts,
+        windows,
+        cost=opt_expr,
+        key=opt_expr,
+        when=opt_expr,
+        name=rule_names,
+        on_error=st.sampled_from(["deny", "allow"]),
+    ),
+    st.builds(
+        ast.FunctionDef,
+        idents,
+        st.lists(st.builds(ast.Param, idents, st.one_of(st.none(), _types(1))), max_size=3).map(
+            tuple
+        ),
+        exprs,
+    ),
+    st.builds(
+        ast.Assertion,
+        st.sampled_from(["always", "never"]),
+        effects,
+        tool_lists,
+        when=opt_expr,
+        name=rule_names,
+    ),
 )
-files = st.lists(statements, min_size=1, max_size=5).map(
-    lambda stmts: ast.PolicyFile(tuple(stmts)))
+files = st.lists(statements, min_size=1, max_size=5).map(lambda stmts: ast.PolicyFile(tuple(stmts)))
 
 
 @PROPERTY
@@ -483,8 +628,9 @@ def test_files_round_trip(pf: ast.PolicyFile) -> None:
 
 # ---- minimal parentheses: removing any pair the formatter wrote changes the meaning
 
-_op_leaves = st.one_of(idents.map(ast.Ident),
-                       st.integers(-9, 9).map(lambda v: ast.Literal_(v, "int")))
+_op_leaves = st.one_of(
+    idents.map(ast.Ident), st.integers(-9, 9).map(lambda v: ast.Literal_(v, "int"))
+)
 
 
 def _op_extend(children: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Expr]:
@@ -510,7 +656,7 @@ def test_parentheses_are_minimal(e: ast.Expr) -> None:
         elif ch == ")":
             pairs.append((stack.pop(), i))
     for start, end in pairs:
-        stripped = text[:start] + " " + text[start + 1:end] + " " + text[end + 1:]
+        stripped = text[:start] + " " + text[start + 1 : end] + " " + text[end + 1 :]
         with contextlib.suppress(PolicySyntaxError):  # not parsing at all is fine too
             assert parse_expr(stripped) != e, f"needless parentheses in {text!r}"
 
@@ -531,10 +677,14 @@ class Messy:
         self.n = 0
 
     def sep(self, between_statements: bool = False) -> str:
-        choice = self.rnd.choice(self.SEPARATORS + (["\n\n", "\n\n\n"] if between_statements else []))
+        choice = self.rnd.choice(
+            self.SEPARATORS + (["\n\n", "\n\n\n"] if between_statements else [])
+        )
         if choice is None:
             self.n += 1
-            return f"{self.rnd.choice([' ', '', '   '])}# c{self.n:04d} {self.rnd.choice(TRICKY)!r}\n"
+            return (
+                f"{self.rnd.choice([' ', '', '   '])}# c{self.n:04d} {self.rnd.choice(TRICKY)!r}\n"
+            )
         return choice
 
     def join(self, tokens: list[str]) -> str:
@@ -592,8 +742,11 @@ class Messy:
     def fields(self, fs: tuple[ast.Field, ...]) -> list[str]:
         toks: list[str] = []
         for j, f in enumerate(fs):
-            toks += ["@secret"] * f.secret + [format_expr(ast.Literal_(f.name, "string")), ":",
-                                              format_type(f.type)]
+            toks += ["@secret"] * f.secret + [
+                format_expr(ast.Literal_(f.name, "string")),
+                ":",
+                format_type(f.type),
+            ]
             toks += ["|", "null"] * f.nullable + ["?"] * f.optional
             if f.default is not None:
                 toks += ["=", *self.expr(f.default)]
@@ -619,7 +772,9 @@ class Messy:
         q = lambda text: format_expr(ast.Literal_(text, "string"))  # noqa: E731
         match s:
             case ast.Header(name=name, version=version):
-                return ["policy", q(name)] + (["version", q(version)] if version is not None else [])
+                return ["policy", q(name)] + (
+                    ["version", q(version)] if version is not None else []
+                )
             case ast.DefaultDecl(effect=effect):
                 return ["default", effect]
             case ast.TimezoneDecl(zone=zone):
@@ -638,12 +793,16 @@ class Messy:
                     toks += ["because", format_message(s.because)]
                 return toks
             case ast.LimitRule():
-                amount = format_expr(ast.Literal_(s.amount, "int" if isinstance(s.amount, int)
-                                                  else "double"))
+                amount = format_expr(
+                    ast.Literal_(s.amount, "int" if isinstance(s.amount, int) else "double")
+                )
                 cost = ["sum", "(", *self.expr(s.cost), ")"] if s.cost is not None else []
                 seconds = s.window.total_seconds()
-                window = ([str(int(seconds)), "seconds"] if seconds == int(seconds)
-                          and self.rnd.random() < 0.5 else [format_duration(s.window)])
+                window = (
+                    [str(int(seconds)), "seconds"]
+                    if seconds == int(seconds) and self.rnd.random() < 0.5
+                    else [format_duration(s.window)]
+                )
                 options: list[list[str]] = []
                 if s.key is not None:
                     options.append(["by", *self.expr(s.key)])
@@ -654,8 +813,17 @@ class Messy:
                 elif self.rnd.random() < 0.3:
                     options.append(["fail", "closed"])
                 self.rnd.shuffle(options)
-                return [*self.name(s.name), "limit", *self.tools(s.tools), "to", *cost, amount,
-                        "per", *window, *(t for o in options for t in o)]
+                return [
+                    *self.name(s.name),
+                    "limit",
+                    *self.tools(s.tools),
+                    "to",
+                    *cost,
+                    amount,
+                    "per",
+                    *window,
+                    *(t for o in options for t in o),
+                ]
             case ast.FunctionDef(name=name, params=params, body=body):
                 ptoks: list[str] = []
                 for j, prm in enumerate(params):
@@ -697,9 +865,14 @@ def test_messy_expressions_round_trip(e: ast.Expr, rnd: random.Random) -> None:
 
 
 @PROPERTY
-@given(st.lists(st.text(st.characters(codec="utf-8", exclude_characters="\n\x00"), max_size=20),
-                min_size=1, max_size=5),
-       st.randoms(use_true_random=False))
+@given(
+    st.lists(
+        st.text(st.characters(codec="utf-8", exclude_characters="\n\x00"), max_size=20),
+        min_size=1,
+        max_size=5,
+    ),
+    st.randoms(use_true_random=False),
+)
 def test_arbitrary_comment_text_survives(bodies: list[str], rnd: random.Random) -> None:
     stmts = ["policy p", "deny a when x", "tool t { a: int }", "limit a to 1 per 1m"]
     lines: list[str] = []
@@ -715,4 +888,3 @@ def test_arbitrary_comment_text_survives(bodies: list[str], rnd: random.Random) 
 
 def test_tool_named_like_a_keyword() -> None:
     assert_round_trip("deny when when x\nlimit to, in to 1 per 1m\ntool deny {}\nallow a, deny")
-

@@ -17,6 +17,7 @@ from reliability_support import REPO, THOROUGH, record_figure, scale  # noqa: F4
 def figure(request):
     def rec(name: str, value: float | int | str, unit: str = "") -> None:
         record_figure(name, value, unit, request.node.nodeid)
+
     return rec
 
 

@@ -24,5 +24,9 @@ def record_figure(name: str, value: float | int | str, unit: str = "", test: str
     path = os.environ.get("POLICYLANG_FIGURES")
     if path:
         with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"name": name, "value": value, "unit": unit, "test": test,
-                                "thorough": THOROUGH}) + "\n")
+            f.write(
+                json.dumps(
+                    {"name": name, "value": value, "unit": unit, "test": test, "thorough": THOROUGH}
+                )
+                + "\n"
+            )

@@ -22,18 +22,107 @@ REAL = [p.read_text("utf-8") for p in RULES]
 
 # ---------------------------------------------------------------- a small grammar-derived generator
 
-TOKENS = ["policy", "default", "allow", "deny", "confirm", "limit", "tool", "rule", "def", "assert",
-          "when", "unless", "because", "to", "per", "by", "fail", "open", "closed", "sum", "in",
-          "principal", "context", "timezone", "version", "always", "never", "session", "keep", "for",
-          "args", "args.amount", "data.x", "now", "has(args.a)", "true", "false", "null",
-          "&&", "||", "!", "==", "!=", "<", "<=", "+", "-", "*", "/", "%", "?", ":", ",", ".",
-          "(", ")", "[", "]", "{", "}", "@secret", "=", "|", "string", "int", "list<string>",
-          "map<string, int>", "number?", '"x"', "'y'", 'r"\\d+"', '"""t"""', 'b"\\xff"', "1", "0x1F",
-          "1.5", ".5", "1e3", "90s", "1h30m", "-30s", "t", "t.*", "*", "payments.send", "a-b.c",
-          "#c\n", "\n", " ", "\t", "\r\n", "1m", "minutes", "matches", ".exists(x, x)", "size(args.a)"]
+TOKENS = [
+    "policy",
+    "default",
+    "allow",
+    "deny",
+    "confirm",
+    "limit",
+    "tool",
+    "rule",
+    "def",
+    "assert",
+    "when",
+    "unless",
+    "because",
+    "to",
+    "per",
+    "by",
+    "fail",
+    "open",
+    "closed",
+    "sum",
+    "in",
+    "principal",
+    "context",
+    "timezone",
+    "version",
+    "always",
+    "never",
+    "session",
+    "keep",
+    "for",
+    "args",
+    "args.amount",
+    "data.x",
+    "now",
+    "has(args.a)",
+    "true",
+    "false",
+    "null",
+    "&&",
+    "||",
+    "!",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "?",
+    ":",
+    ",",
+    ".",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    "@secret",
+    "=",
+    "|",
+    "string",
+    "int",
+    "list<string>",
+    "map<string, int>",
+    "number?",
+    '"x"',
+    "'y'",
+    'r"\\d+"',
+    '"""t"""',
+    'b"\\xff"',
+    "1",
+    "0x1F",
+    "1.5",
+    ".5",
+    "1e3",
+    "90s",
+    "1h30m",
+    "-30s",
+    "t",
+    "t.*",
+    "*",
+    "payments.send",
+    "a-b.c",
+    "#c\n",
+    "\n",
+    " ",
+    "\t",
+    "\r\n",
+    "1m",
+    "minutes",
+    "matches",
+    ".exists(x, x)",
+    "size(args.a)",
+]
 
 
-FIELD_NAMES = ['a', 'b', 'deny', '"x y"']
+FIELD_NAMES = ["a", "b", "deny", '"x y"']
 
 
 def grammarish(rnd: random.Random) -> str:
@@ -46,17 +135,31 @@ def grammarish(rnd: random.Random) -> str:
             cond = " ".join(rnd.choice(TOKENS) for _ in range(rnd.randint(0, 8)))
             stmts.append(f"{e} {rnd.choice(['t', '*', 't.*', 'a, b'])} when {cond}")
         elif kind == "tool":
-            fields = ", ".join(f"{rnd.choice(FIELD_NAMES)}: "
-                               f"{rnd.choice(['int', 'string?', 'list<int>', '1 | 2', 'map', 'bogus'])}"
-                               for _ in range(rnd.randint(0, 3)))
+            fields = ", ".join(
+                f"{rnd.choice(FIELD_NAMES)}: "
+                f"{rnd.choice(['int', 'string?', 'list<int>', '1 | 2', 'map', 'bogus'])}"
+                for _ in range(rnd.randint(0, 3))
+            )
             stmts.append(f"tool {rnd.choice(['t', 'a.b', 'x*'])} {{ {fields} }}")
         elif kind == "limit":
-            stmts.append(f"limit t to {rnd.choice(['10', '0', '-1', 'sum(args.a) 5', '1e400'])} per "
-                         f"{rnd.choice(['1m', '0s', 'minute', '5 minutes', 'fortnight'])} "
-                         f"{rnd.choice(['', 'by principal.id', 'fail open', 'when true', 'by'])}")
+            stmts.append(
+                f"limit t to {rnd.choice(['10', '0', '-1', 'sum(args.a) 5', '1e400'])} per "
+                f"{rnd.choice(['1m', '0s', 'minute', '5 minutes', 'fortnight'])} "
+                f"{rnd.choice(['', 'by principal.id', 'fail open', 'when true', 'by'])}"
+            )
         elif kind == "header":
-            stmts.append(rnd.choice(['policy p version "1"', "default allow", "default confirm",
-                                     'timezone "Mars/Base"', 'timezone "UTC"', "policy"]))
+            stmts.append(
+                rnd.choice(
+                    [
+                        'policy p version "1"',
+                        "default allow",
+                        "default confirm",
+                        'timezone "Mars/Base"',
+                        'timezone "UTC"',
+                        "policy",
+                    ]
+                )
+            )
         elif kind == "def":
             stmts.append(f"def f({rnd.choice(['', 'x', 'x: int', 'x,'])}): {rnd.choice(TOKENS)}")
         else:
@@ -73,23 +176,65 @@ def mutated(rnd: random.Random) -> str:
         if op == 0 and chars:
             del chars[min(i, len(chars) - 1)]
         elif op == 1:
-            chars.insert(i, rnd.choice(['"', "(", ")", "{", "}", "\\", "#", "\n", "&", "|", "*",
-                                        "\x00", "\ud800", "\ufeff", "9" * 5000, "é", ":", ",", ".."]))
+            chars.insert(
+                i,
+                rnd.choice(
+                    [
+                        '"',
+                        "(",
+                        ")",
+                        "{",
+                        "}",
+                        "\\",
+                        "#",
+                        "\n",
+                        "&",
+                        "|",
+                        "*",
+                        "\x00",
+                        "\ud800",
+                        "\ufeff",
+                        "9" * 5000,
+                        "é",
+                        ":",
+                        ",",
+                        "..",
+                    ]
+                ),
+            )
         elif op == 2 and chars:
             j = rnd.randrange(len(chars))
             chars[i % len(chars)], chars[j] = chars[j], chars[i % len(chars)]
         elif op == 3:
             start = rnd.randrange(len(chars) + 1)
-            chars[start:start + rnd.randint(1, 40)] = []
+            chars[start : start + rnd.randint(1, 40)] = []
         else:
             tok = rnd.choice(TOKENS)
             chars[i:i] = list(" " + tok + " ")
     return "".join(chars)
 
 
-SPECIALS = ["\x00", "\ud800", "\udfff", "\ufeff", "\r\n", "\r", "\u2028", "\x85", "\t", "\x1b",
-            "9" * 5000, "1" + "0" * 5000 + ".5", "0x" + "f" * 5000, '"' + "a" * 100_001 + '"',
-            "é", "😀", "\U0010ffff", "𝕒", "＂"]
+SPECIALS = [
+    "\x00",
+    "\ud800",
+    "\udfff",
+    "\ufeff",
+    "\r\n",
+    "\r",
+    "\u2028",
+    "\x85",
+    "\t",
+    "\x1b",
+    "9" * 5000,
+    "1" + "0" * 5000 + ".5",
+    "0x" + "f" * 5000,
+    '"' + "a" * 100_001 + '"',
+    "é",
+    "😀",
+    "\U0010ffff",
+    "𝕒",
+    "＂",
+]
 
 
 def arbitrary(rnd: random.Random) -> str:
@@ -101,14 +246,26 @@ def arbitrary(rnd: random.Random) -> str:
         elif r < 0.6:
             parts.append(rnd.choice(TOKENS))
         else:
-            parts.append("".join(chr(rnd.choice([rnd.randint(0, 0x7f), rnd.randint(0, 0x2fff),
-                                                  rnd.randint(0xd800, 0xdfff), rnd.randint(0, 0x10ffff)]))
-                                 for _ in range(rnd.randint(0, 12))))
+            parts.append(
+                "".join(
+                    chr(
+                        rnd.choice(
+                            [
+                                rnd.randint(0, 0x7F),
+                                rnd.randint(0, 0x2FFF),
+                                rnd.randint(0xD800, 0xDFFF),
+                                rnd.randint(0, 0x10FFFF),
+                            ]
+                        )
+                    )
+                    for _ in range(rnd.randint(0, 12))
+                )
+            )
     text = " ".join(parts)
     if rnd.random() < 0.2:
         text = "\ufeff" + text
     if rnd.random() < 0.2:
-        text = 'policy p\ndeny t when args.a == 1\n' + text
+        text = "policy p\ndeny t when args.a == 1\n" + text
     return text
 
 
@@ -143,40 +300,57 @@ def test_generated_policy_texts_load_or_fail_cleanly(figure):
             assert exc.diagnostics, text
             for dg in exc.errors():
                 assert _position_is_inside(text, dg.span.line, dg.span.column), (
-                    f"{dg.code} at {dg.span.line}:{dg.span.column} is outside the text: {text[:300]!r}")
+                    f"{dg.code} at {dg.span.line}:{dg.span.column} is outside the text: {text[:300]!r}"
+                )
             str(exc)  # rendering the error (snippets, carets) must not fail either
         took = time.perf_counter() - t0
         if took > worst:
             worst, worst_text = took, text
-    figure(f"{n:,} generated/mutated/arbitrary policy texts: slowest load or load error",
-           round(worst * 1000, 1), "ms")
+    figure(
+        f"{n:,} generated/mutated/arbitrary policy texts: slowest load or load error",
+        round(worst * 1000, 1),
+        "ms",
+    )
     figure("  ... of which loaded / load errors", f"{loaded:,} / {failures:,}")
     assert failures > n // 2
     assert worst < (0.1 if THOROUGH else 1.0), worst_text[:200]
 
 
-@pytest.mark.parametrize("text", [
-    "\x00", "policy p\n\x00", "\ud800", "policy p\ndeny t when args.s == \"\ud800\"\n",
-    "\ufeffpolicy p\ndeny t\n", "policy p\r\ndeny t when\r\n  args.a == 1\r\n",
-    "policy p\ndeny t when args.a == " + "9" * 5000 + "\n",
-    "policy p\ndeny t when args.a == " + "9" * 5000 + ".0\n",
-    "policy p\ndeny t when args.a == 1e99999\n",
-    "policy p\ndeny t when args.s == \"" + "a" * 100_001 + "\"\n",
-    "x" * 2_000_001,
-    "deny t\n" * 50_001,
-], ids=lambda t: repr(t[:24]) + f"+{len(t)}")
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\x00",
+        "policy p\n\x00",
+        "\ud800",
+        'policy p\ndeny t when args.s == "\ud800"\n',
+        "\ufeffpolicy p\ndeny t\n",
+        "policy p\r\ndeny t when\r\n  args.a == 1\r\n",
+        "policy p\ndeny t when args.a == " + "9" * 5000 + "\n",
+        "policy p\ndeny t when args.a == " + "9" * 5000 + ".0\n",
+        "policy p\ndeny t when args.a == 1e99999\n",
+        'policy p\ndeny t when args.s == "' + "a" * 100_001 + '"\n',
+        "x" * 2_000_001,
+        "deny t\n" * 50_001,
+    ],
+    ids=lambda t: repr(t[:24]) + f"+{len(t)}",
+)
 def test_special_texts(text):
     t0 = time.perf_counter()
     try:
         Engine.from_string(text)
     except PolicyLoadError as exc:
-        assert _position_is_inside(text, exc.line, exc.column), (exc.line, exc.column, str(exc)[:200])
+        assert _position_is_inside(text, exc.line, exc.column), (
+            exc.line,
+            exc.column,
+            str(exc)[:200],
+        )
     # against hangs, not a speed target: 50,001 statements take ~4 s of Lark parsing alone here,
     # so a busy CI machine needs the headroom
     assert time.perf_counter() - t0 < 10.0
 
 
 # ---------------------------------------------------------------- nesting 1..10,000
+
 
 def _nest(kind: str, n: int) -> tuple[str, int, dict]:
     """(condition, its AST depth, args that make it true); ``args.a == 1`` alone is depth 3."""
@@ -263,14 +437,19 @@ def _deep_dict(n: int):
     return v
 
 
-BIG = 10 ** 9999 + 7  # 10,000 digits (past Python's int-to-str default limit of 4,300)
+BIG = 10**9999 + 7  # 10,000 digits (past Python's int-to-str default limit of 4,300)
 
 CASES = [
     ("10MB string", "typed", {"s": "x" * 10_000_000, "n": 1, "xs": []}, {"id": "p"}),
     ("10MB string open", "open.t", {"s": "y" * 10_000_000}, {"id": "p"}),
     ("deep list", "typed", {"s": "", "n": 1, "xs": _deep_list(10_000)}, {"id": "p"}),
     ("deep dict", "typed", {"s": "", "n": 1, "xs": [], "m": _deep_dict(10_000)}, {"id": "p"}),
-    ("deep dict open", "open.t", {"s": "", "deep": _deep_dict(10_000)}, {"id": "p", "x": _deep_list(10_000)}),
+    (
+        "deep dict open",
+        "open.t",
+        {"s": "", "deep": _deep_dict(10_000)},
+        {"id": "p", "x": _deep_list(10_000)},
+    ),
     ("NaN", "typed", {"s": "", "n": math.nan, "xs": []}, {"id": "p"}),
     ("inf", "typed", {"s": "", "n": math.inf, "xs": [-math.inf]}, {"id": "p"}),
     ("NaN open", "open.t", {"s": "", "n": math.nan}, {"id": math.inf}),

@@ -44,12 +44,14 @@ limit t to 100 per 1h
 
 # ---------------------------------------------------------------- Redis killed / stalled
 
+
 def test_redis_killed_mid_run_denies_fast_audits_everything_and_recovers(redis_server, figure):
     total = scale(2_000, 10_000)
     kill_at, restart_at = total // 2, 3 * total // 4
     records: list[dict] = []
-    engine = Engine.from_string(POLICY, store=RedisStore(redis_server.url, timeout=0.25),
-                                audit=CallbackSink(records.append))
+    engine = Engine.from_string(
+        POLICY, store=RedisStore(redis_server.url, timeout=0.25), audit=CallbackSink(records.append)
+    )
     outcomes: list[tuple[str, str]] = []
     outage_latencies: list[float] = []
     for i in range(total):
@@ -73,15 +75,21 @@ def test_redis_killed_mid_run_denies_fast_audits_everything_and_recovers(redis_s
     assert len(records) == total
     assert sum(1 for r in records if r["code"] == "store_unavailable") == restart_at - kill_at
     worst = max(outage_latencies)
-    figure(f"Redis killed for {restart_at - kill_at:,} of {total:,} calls: worst decision latency",
-           round(worst * 1000, 1), "ms (deny store_unavailable)")
+    figure(
+        f"Redis killed for {restart_at - kill_at:,} of {total:,} calls: worst decision latency",
+        round(worst * 1000, 1),
+        "ms (deny store_unavailable)",
+    )
     assert worst <= 0.25 + 0.15  # the client's timeout, plus scheduling slack on a loaded machine
 
 
 def test_redis_stalled_with_sigstop_denies_within_the_timeout(redis_server, figure):
     timeout = 0.25
-    engine = Engine.from_string(POLICY, store=RedisStore(redis_server.url, timeout=timeout),
-                                audit=CallbackSink(lambda r: None))
+    engine = Engine.from_string(
+        POLICY,
+        store=RedisStore(redis_server.url, timeout=timeout),
+        audit=CallbackSink(lambda r: None),
+    )
     assert engine.decide("t", {"n": 0}).effect == "allow"
     redis_server.signal(signal.SIGSTOP)
     times = []
@@ -91,17 +99,23 @@ def test_redis_stalled_with_sigstop_denies_within_the_timeout(redis_server, figu
             d = engine.decide("t", {"n": i})
             times.append(time.perf_counter() - t0)
             assert (d.effect.value, d.code) == ("deny", "store_unavailable")
-        assert engine.decide("free", {"n": 1}).effect == "allow"  # tools without a limit are unaffected
+        assert (
+            engine.decide("free", {"n": 1}).effect == "allow"
+        )  # tools without a limit are unaffected
     finally:
         redis_server.signal(signal.SIGCONT)
-    figure("Redis stalled (SIGSTOP), timeout 250 ms: worst decision latency",
-           round(max(times) * 1000, 1), "ms")
+    figure(
+        "Redis stalled (SIGSTOP), timeout 250 ms: worst decision latency",
+        round(max(times) * 1000, 1),
+        "ms",
+    )
     assert max(times) < timeout + 0.15
     time.sleep(0.05)
     assert engine.decide("t", {"n": 99}).effect == "allow"
 
 
 # ---------------------------------------------------------------- SQLite read-only / locked
+
 
 def test_sqlite_read_only_and_locked_deny_store_unavailable(tmp_path):
     path = tmp_path / "limits.db"
@@ -138,13 +152,19 @@ rule lets_in:    allow t when args.n / args.d >= 0 || principal.missing == 1
 
 
 @pytest.mark.parametrize("reference", [False, True], ids=["compiled", "reference"])
-@pytest.mark.parametrize(("args", "principal", "failing"), [
-    ({"n": 5, "d": 0, "s": ""}, {"level": 1, "team": {"name": "y"}}, "div_zero"),
-    ({"n": 1, "d": 1, "s": ""}, {"level": "high", "team": {"name": "y"}}, "type_error"),
-    ({"n": 0, "d": 1, "s": ""}, {"level": 1, "team": {}}, "missing"),
-    ({"n": 0, "d": 1, "s": ""}, {"level": 1}, "missing"),
-], ids=["division-by-zero", "type-error", "missing-attribute", "missing-parent"])
-def test_erroring_deny_is_deny_evaluation_error_naming_the_rule(reference, args, principal, failing):
+@pytest.mark.parametrize(
+    ("args", "principal", "failing"),
+    [
+        ({"n": 5, "d": 0, "s": ""}, {"level": 1, "team": {"name": "y"}}, "div_zero"),
+        ({"n": 1, "d": 1, "s": ""}, {"level": "high", "team": {"name": "y"}}, "type_error"),
+        ({"n": 0, "d": 1, "s": ""}, {"level": 1, "team": {}}, "missing"),
+        ({"n": 0, "d": 1, "s": ""}, {"level": 1}, "missing"),
+    ],
+    ids=["division-by-zero", "type-error", "missing-attribute", "missing-parent"],
+)
+def test_erroring_deny_is_deny_evaluation_error_naming_the_rule(
+    reference, args, principal, failing
+):
     engine = Engine.from_string(ERRORS, reference=reference)
     d = engine.decide("t", args, principal)
     assert (d.effect.value, d.code) == ("deny", "evaluation_error"), d.message
@@ -154,10 +174,12 @@ def test_erroring_deny_is_deny_evaluation_error_naming_the_rule(reference, args,
 
 @pytest.mark.parametrize("reference", [False, True], ids=["compiled", "reference"])
 def test_erroring_allow_never_allows(reference):
-    text = ("policy e\ndefault deny\ntool t { n: int, d: int }\n"
-            "rule a: allow t when args.n / args.d >= 0\n"
-            "rule b: allow t when principal.level + 1 > 0\n"
-            "rule c: allow t when principal.x.y == 1\n")
+    text = (
+        "policy e\ndefault deny\ntool t { n: int, d: int }\n"
+        "rule a: allow t when args.n / args.d >= 0\n"
+        "rule b: allow t when principal.level + 1 > 0\n"
+        "rule c: allow t when principal.x.y == 1\n"
+    )
     engine = Engine.from_string(text, reference=reference)
     for args, principal in [({"n": 1, "d": 0}, {"level": "x", "x": {}}), ({"n": 1, "d": 0}, {})]:
         d = engine.decide("t", args, principal)
@@ -165,7 +187,9 @@ def test_erroring_allow_never_allows(reference):
         assert {"a", "b", "c"} <= {e.rule for e in d.errors}
     # under default allow, an erroring allow is not a reason to allow either: only the default is
     deny_all = text.replace("default deny", "default allow") + "deny t when principal.x.y == 2\n"
-    d = Engine.from_string(deny_all, reference=reference).decide("t", {"n": 1, "d": 0}, {"level": 1})
+    d = Engine.from_string(deny_all, reference=reference).decide(
+        "t", {"n": 1, "d": 0}, {"level": 1}
+    )
     assert d.effect.value == "deny"
 
 
@@ -180,14 +204,24 @@ def test_no_policy_is_deny_no_policy():
 
 # ---------------------------------------------------------------- reload with a syntax error
 
+
 def _requests(n: int, seed: int = 7):
     rnd = random.Random(seed)
     roles = ["finance", "admin", "guest", "employee", ""]
     for _ in range(n):
-        yield ("payments.send", {"amount": rnd.choice([-5, 0, 1, 50, 9999.5, 10_001, 60_000]),
-                                 "currency": rnd.choice(["USD", "EUR", "XXX"]), "to": rnd.choice(["a", "b"])},
-               {"id": f"p{rnd.randint(0, 20)}", "role": rnd.choice(roles),
-                "scopes": rnd.choice([[], ["payments:write"]])})
+        yield (
+            "payments.send",
+            {
+                "amount": rnd.choice([-5, 0, 1, 50, 9999.5, 10_001, 60_000]),
+                "currency": rnd.choice(["USD", "EUR", "XXX"]),
+                "to": rnd.choice(["a", "b"]),
+            },
+            {
+                "id": f"p{rnd.randint(0, 20)}",
+                "role": rnd.choice(roles),
+                "scopes": rnd.choice([[], ["payments:write"]]),
+            },
+        )
 
 
 GOOD = """
@@ -203,17 +237,27 @@ limit payments.send to 10 per 1m by principal.id
 
 
 def _shape(d):
-    return (d.effect.value, d.code, d.reasons, [(r.id, r.reason) for r in d.rules],
-            [(lim.id, lim.used, lim.exceeded) for lim in d.limits], d.policy_hash)
+    return (
+        d.effect.value,
+        d.code,
+        d.reasons,
+        [(r.id, r.reason) for r in d.rules],
+        [(lim.id, lim.used, lim.exceeded) for lim in d.limits],
+        d.policy_hash,
+    )
 
 
-@pytest.mark.parametrize("broken", [
-    GOOD.replace("when args.amount <= 0", "when args.amount = 0"),
-    GOOD + "\ndeny payments.send when (",
-    GOOD.replace('"1"', '"1'),
-    GOOD + "\nallow payments.send when args.nope > 1\n",   # a check error, not syntax
-    GOOD + "\x00",
-], ids=["single-equals", "open-paren", "unterminated-string", "unknown-field", "nul"])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        GOOD.replace("when args.amount <= 0", "when args.amount = 0"),
+        GOOD + "\ndeny payments.send when (",
+        GOOD.replace('"1"', '"1'),
+        GOOD + "\nallow payments.send when args.nope > 1\n",  # a check error, not syntax
+        GOOD + "\x00",
+    ],
+    ids=["single-equals", "open-paren", "unterminated-string", "unknown-field", "nul"],
+)
 def test_broken_reload_keeps_the_last_good_policy(broken):
     engine = Engine.from_string(GOOD, clock=FixedClock(T0))
     twin = Engine.from_string(GOOD, clock=FixedClock(T0))  # same history, never reloaded
@@ -314,8 +358,9 @@ def test_sigkill_at_random_points_loses_no_returned_decision(tmp_path, figure):
     runs = scale(50, 200)
     script = tmp_path / "zygote.py"
     script.write_text(ZYGOTE.format(repo=str(REPO), policy=CRASH_POLICY))
-    zygote = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    zygote = subprocess.Popen(
+        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     rnd = random.Random(2025)
     torn = rotations = total_ids = mid_rotation = 0
     try:
@@ -328,7 +373,9 @@ def test_sigkill_at_random_points_loses_no_returned_decision(tmp_path, figure):
             zygote.stdin.flush()
             pid = int(zygote.stdout.readline())
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and (not ids.exists() or not ids.read_bytes().startswith(b"ready")):
+            while time.monotonic() < deadline and (
+                not ids.exists() or not ids.read_bytes().startswith(b"ready")
+            ):
                 time.sleep(0.001)
             time.sleep(rnd.uniform(0, 0.06))
             os.kill(pid, signal.SIGKILL)
@@ -360,7 +407,9 @@ def test_sigkill_at_random_points_loses_no_returned_decision(tmp_path, figure):
                     logged.add(rec["decision_id"])
                     assert "4111111111111111" not in line.decode()
             missing = [x for x in returned if x not in logged]
-            assert not missing, f"run {run}: {len(missing)} returned decision ids are not in the log"
+            assert not missing, (
+                f"run {run}: {len(missing)} returned decision ids are not in the log"
+            )
             assert chain.records == len(logged) >= len(returned)
             total_ids += len(returned)
             # the chain carries on after the crash
@@ -371,9 +420,12 @@ def test_sigkill_at_random_points_loses_no_returned_decision(tmp_path, figure):
         zygote.stdin.close()
         zygote.kill()
         zygote.wait()
-    figure(f"SIGKILL at random points, {runs} runs: returned decision ids missing from the log",
-           0, f"(of {total_ids:,}; {torn} torn last lines repaired; {rotations} rotations; "
-              f"{mid_rotation} kills mid-rotation)")
+    figure(
+        f"SIGKILL at random points, {runs} runs: returned decision ids missing from the log",
+        0,
+        f"(of {total_ids:,}; {torn} torn last lines repaired; {rotations} rotations; "
+        f"{mid_rotation} kills mid-rotation)",
+    )
 
 
 def _wait_gone(pid: int) -> None:

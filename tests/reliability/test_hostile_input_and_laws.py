@@ -24,14 +24,28 @@ from policylang.runtime.audit import JsonlSink, verify_file
 
 HERE = Path(__file__).resolve().parent
 _SPEC = importlib.util.spec_from_file_location(
-    "_reliability_security_property_generators", HERE.parent / "core" / "test_properties.py")
+    "_reliability_security_property_generators", HERE.parent / "core" / "test_properties.py"
+)
 props = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(props)
 
 # ---------------------------------------------------------------- audit-hook canary
 
-_WATCHED = ("exec", "compile", "import", "os.system", "subprocess.Popen", "os.exec", "os.posix_spawn",
-            "os.spawn", "os.fork", "ctypes.", "builtins.input", "open", "socket.")
+_WATCHED = (
+    "exec",
+    "compile",
+    "import",
+    "os.system",
+    "subprocess.Popen",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "ctypes.",
+    "builtins.input",
+    "open",
+    "socket.",
+)
 _STATE = getattr(sys, "_policylang_reliability_canary", None)
 if _STATE is None:  # audit hooks cannot be removed: install one per interpreter
     _STATE = {"on": False, "events": []}
@@ -70,13 +84,63 @@ def test_the_canary_is_alive():
 
 # ---------------------------------------------------------------- hostile text
 
-PAYLOADS = ["__import__('os').system('id')", '"); __import__("os").system("id"); ("',
-            "'); import os; os.system('id') #", '""" + __import__("os").getcwd() + """', "'''",
-            '"""', "{__import__('os')}", "{{", "}}", "{", "}", "{args.s}", "\\", "\\\\", "\\n", '\\"',
-            "\n", "\r\n", "\t", "\x00", "\x7f", "\u2028", "\u0085", "＂", "＇", "ʺ", "“", "”", "‘",
-            "\u200b", "\ufeff", "\u202e", "ｅｘｅｃ", "ᵉval", "#", "${x}", "%s", "{0}", "f'{x}'",
-            "exec", "eval", "__builtins__", "__class__", "__subclasses__()", "globals()", "lambda: 0",
-            "DENY", "a", "p", "c", "None", "True", "😀", "é", "a" * 200]
+PAYLOADS = [
+    "__import__('os').system('id')",
+    '"); __import__("os").system("id"); ("',
+    "'); import os; os.system('id') #",
+    '""" + __import__("os").getcwd() + """',
+    "'''",
+    '"""',
+    "{__import__('os')}",
+    "{{",
+    "}}",
+    "{",
+    "}",
+    "{args.s}",
+    "\\",
+    "\\\\",
+    "\\n",
+    '\\"',
+    "\n",
+    "\r\n",
+    "\t",
+    "\x00",
+    "\x7f",
+    "\u2028",
+    "\u0085",
+    "＂",
+    "＇",
+    "ʺ",
+    "“",
+    "”",
+    "‘",
+    "\u200b",
+    "\ufeff",
+    "\u202e",
+    "ｅｘｅｃ",
+    "ᵉval",
+    "#",
+    "${x}",
+    "%s",
+    "{0}",
+    "f'{x}'",
+    "exec",
+    "eval",
+    "__builtins__",
+    "__class__",
+    "__subclasses__()",
+    "globals()",
+    "lambda: 0",
+    "DENY",
+    "a",
+    "p",
+    "c",
+    "None",
+    "True",
+    "😀",
+    "é",
+    "a" * 200,
+]
 
 hostile = st.one_of(
     st.sampled_from(PAYLOADS),
@@ -85,21 +149,32 @@ hostile = st.one_of(
 )
 
 
-
-
 def assert_generated_code_is_clean(engine: Engine) -> None:
     """Allow-list walk of every generated module: no imports, no dunder access, no exec/eval."""
     compiled = engine.compiled
     sources = [compiled.module.source] + [engine.source_for(t) for t in engine.tools]
     for source in sources:
         for node in pyast.walk(pyast.parse(source)):
-            assert not isinstance(node, pyast.Import | pyast.ImportFrom | pyast.Global | pyast.Nonlocal)
+            assert not isinstance(
+                node, pyast.Import | pyast.ImportFrom | pyast.Global | pyast.Nonlocal
+            )
             if isinstance(node, pyast.Attribute):
                 assert not node.attr.startswith("__"), node.attr
             if isinstance(node, pyast.Name):
                 assert not node.id.startswith("__") or node.id == "__name__", node.id
-                assert node.id not in ("exec", "eval", "compile", "open", "getattr", "setattr",
-                                       "globals", "locals", "vars", "breakpoint", "input"), node.id
+                assert node.id not in (
+                    "exec",
+                    "eval",
+                    "compile",
+                    "open",
+                    "getattr",
+                    "setattr",
+                    "globals",
+                    "locals",
+                    "vars",
+                    "breakpoint",
+                    "input",
+                ), node.id
 
 
 class Nasty(str):
@@ -116,12 +191,20 @@ BATCH = 100
 BATCHES = scale(2_000, 100_000) // BATCH
 
 
-@settings(max_examples=BATCHES, deadline=None, derandomize=not THOROUGH,
-          suppress_health_check=list(HealthCheck))
-@given(st.lists(hostile, min_size=BATCH, max_size=BATCH), st.lists(hostile, min_size=10, max_size=10))
+@settings(
+    max_examples=BATCHES,
+    deadline=None,
+    derandomize=not THOROUGH,
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    st.lists(hostile, min_size=BATCH, max_size=BATCH), st.lists(hostile, min_size=10, max_size=10)
+)
 def test_hostile_literals_and_names_never_run_code(literals, names):
-    rules = [f'rule "r{k}": deny t when args.s == {quote_string(lit)} because "hit {k}"'
-             for k, lit in enumerate(literals)]
+    rules = [
+        f'rule "r{k}": deny t when args.s == {quote_string(lit)} because "hit {k}"'
+        for k, lit in enumerate(literals)
+    ]
     seen = set()
     for k, name in enumerate(names):
         unique = f"{name}#{k}"
@@ -129,8 +212,10 @@ def test_hostile_literals_and_names_never_run_code(literals, names):
             continue
         seen.add(unique)
         reason = quote_string(name.replace("{", "{{").replace("}", "}}"))
-        rules.append(f"rule {quote_string(unique)}: deny t when args.s == {quote_string(f'{name}-{k}')} "
-                     f"because {reason}")
+        rules.append(
+            f"rule {quote_string(unique)}: deny t when args.s == {quote_string(f'{name}-{k}')} "
+            f"because {reason}"
+        )
     text = "policy sec\ndefault deny\ntool t { s: string }\nallow t\n" + "\n".join(rules) + "\n"
     for reference in (False, True):
         engine = Engine.from_string(text, reference=reference)
@@ -141,26 +226,40 @@ def test_hostile_literals_and_names_never_run_code(literals, names):
             assert d.effect.value == "deny" and f"r{literals.index(lit)}" in d.rule_names
         d = watched(engine.decide, "t", {"s": Nasty("__import__('os').system('id')")})
         assert d.effect.value in ("allow", "deny")
-        d = watched(engine.decide, "t", {"s": Nasty("benign\x00")}, {"id": Nasty("x")}, {"k": Nasty("y")})
+        d = watched(
+            engine.decide, "t", {"s": Nasty("benign\x00")}, {"id": Nasty("x")}, {"k": Nasty("y")}
+        )
         assert d.effect.value == "allow"
 
 
 def test_hostile_values_in_an_open_policy():
-    engine = Engine.from_string('policy p\ndefault allow\ndeny * when args.x == "__import__"\n'
-                                'confirm * when has(args.y) && args.y.contains("{")\n')
+    engine = Engine.from_string(
+        'policy p\ndefault allow\ndeny * when args.x == "__import__"\n'
+        'confirm * when has(args.y) && args.y.contains("{")\n'
+    )
     for tool in ["__import__", "os.system", "a'b", 'a"b', "x\ny", "😀", Nasty("t")]:
         assert watched(engine.decide, tool, {"x": Nasty("__import__")}).effect.value == "deny"
-        assert watched(engine.decide, tool, {"x": "ok", "y": Nasty("{__import__('os')}")}).effect.value == "confirm"
+        assert (
+            watched(engine.decide, tool, {"x": "ok", "y": Nasty("{__import__('os')}")}).effect.value
+            == "confirm"
+        )
 
 
 # ---------------------------------------------------------------- decision laws
 
 LAW_REQUESTS = 10
 LAW_POLICIES = scale(2_000, 100_000) // LAW_REQUESTS
-LAWS = settings(max_examples=LAW_POLICIES, deadline=None, derandomize=not THOROUGH,
-                suppress_health_check=list(HealthCheck))
-reqs = st.lists(st.tuples(props.requests, st.sampled_from(["t1", "t2", "u.x"])),
-                min_size=LAW_REQUESTS, max_size=LAW_REQUESTS)
+LAWS = settings(
+    max_examples=LAW_POLICIES,
+    deadline=None,
+    derandomize=not THOROUGH,
+    suppress_health_check=list(HealthCheck),
+)
+reqs = st.lists(
+    st.tuples(props.requests, st.sampled_from(["t1", "t2", "u.x"])),
+    min_size=LAW_REQUESTS,
+    max_size=LAW_REQUESTS,
+)
 RANK = {"deny": 0, "confirm": 1, "allow": 2}
 
 
@@ -200,6 +299,7 @@ def test_decision_laws(pol, requests, rnd):
 
 # ---------------------------------------------------------------- RE2
 
+
 def test_catastrophic_regex_is_linear(figure):
     text = 'policy r\ndefault allow\ntool t { s: string }\ndeny t when args.s.matches("(a+)+$")\n'
     engine = Engine.from_string(text)
@@ -216,20 +316,28 @@ def test_catastrophic_regex_is_linear(figure):
     assert median < (0.010 if THOROUGH else 0.050)
 
 
-@pytest.mark.parametrize("pattern", ["(a)\\\\1", "a(?=b)", "a(?!b)", "(?<=a)b", "(?<!a)b", "(?P<x>a)(?P=x)"])
+@pytest.mark.parametrize(
+    "pattern", ["(a)\\\\1", "a(?=b)", "a(?!b)", "(?<=a)b", "(?<!a)b", "(?P<x>a)(?P=x)"]
+)
 def test_non_re2_patterns_are_load_errors(pattern):
     with pytest.raises(PolicyLoadError) as exc:
-        Engine.from_string(f'policy r\ntool t {{ s: string }}\ndeny t when args.s.matches("{pattern}")\n')
+        Engine.from_string(
+            f'policy r\ntool t {{ s: string }}\ndeny t when args.s.matches("{pattern}")\n'
+        )
     assert exc.value.code == "PL111"
 
 
 # ---------------------------------------------------------------- termination
 
+
 def test_large_policy_against_a_1mb_request_terminates_within_budget(figure):
     rules = scale(2_000, 49_000)
     budget = 5.0  # seconds per decision, documented in the report
-    lines = ["policy big", "default deny",
-             "tool t { s: string, xs: list<string>, m: map<string, string> }"]
+    lines = [
+        "policy big",
+        "default deny",
+        "tool t { s: string, xs: list<string>, m: map<string, string> }",
+    ]
     for k in range(rules):
         kind = k % 4
         if kind == 0:
@@ -237,20 +345,34 @@ def test_large_policy_against_a_1mb_request_terminates_within_budget(figure):
         elif kind == 1:
             lines.append(f'confirm t when args.xs.exists(x, x.matches("^z{k}[0-9]+$"))')
         elif kind == 2:
-            lines.append(f'deny t when size(args.m) > {k + 100_000} && args.m.all(k, k.startsWith("q"))')
+            lines.append(
+                f'deny t when size(args.m) > {k + 100_000} && args.m.all(k, k.startsWith("q"))'
+            )
         else:
-            lines.append(f'allow t when args.s.endsWith("{k}") || args.xs.all(x, size(x) < {k + 50})')
+            lines.append(
+                f'allow t when args.s.endsWith("{k}") || args.xs.all(x, size(x) < {k + 50})'
+            )
     text = "\n".join(lines) + "\n"
     t0 = time.perf_counter()
     engine = Engine.from_string(text)
     load = time.perf_counter() - t0
-    request = {"s": "y" * 1_000_000, "xs": ["w" * 100] * 1_000, "m": {f"k{i}": "v" for i in range(1_000)}}
+    request = {
+        "s": "y" * 1_000_000,
+        "xs": ["w" * 100] * 1_000,
+        "m": {f"k{i}": "v" for i in range(1_000)},
+    }
     t0 = time.perf_counter()
     d = engine.decide("t", request)
     took = time.perf_counter() - t0
     figure(f"{rules:,}-rule policy: load time", round(load, 1), "s")
-    figure(f"{rules:,}-rule policy vs a ~1.1 MB request: decision time", round(took, 2), f"s (budget {budget:.0f} s)")
-    assert d.effect.value in ("allow", "deny", "confirm") and d.code != "internal_error", d.message[:200]
+    figure(
+        f"{rules:,}-rule policy vs a ~1.1 MB request: decision time",
+        round(took, 2),
+        f"s (budget {budget:.0f} s)",
+    )
+    assert d.effect.value in ("allow", "deny", "confirm") and d.code != "internal_error", d.message[
+        :200
+    ]
     assert took < budget
 
 
@@ -276,13 +398,15 @@ def _filled(path: Path, n: int = 40) -> None:
 def _tamper(data: bytes, rnd: random.Random) -> bytes:
     lines = data.split(b"\n")[:-1]
     kind = rnd.choice(["flip", "delete", "insert", "swap", "rewrite", "truncate", "duplicate"])
-    i = rnd.randrange(1, len(lines) - 1)  # head and tail cuts: see test_cutting_the_ends_needs_an_anchor
+    i = rnd.randrange(
+        1, len(lines) - 1
+    )  # head and tail cuts: see test_cutting_the_ends_needs_an_anchor
     if kind == "flip":
         pos = rnd.randrange(len(data) - 1)  # not the final newline
         mutated = bytes([data[pos] ^ (1 << rnd.randrange(8))])
-        if mutated == b"\n" or data[pos:pos + 1] == b"\n":
+        if mutated == b"\n" or data[pos : pos + 1] == b"\n":
             mutated = b"X"
-        return data[:pos] + mutated + data[pos + 1:]
+        return data[:pos] + mutated + data[pos + 1 :]
     if kind == "delete":
         del lines[i]
     elif kind == "insert":
@@ -293,9 +417,15 @@ def _tamper(data: bytes, rnd: random.Random) -> bytes:
     elif kind == "duplicate":
         lines.insert(i + 1, lines[i])
     elif kind == "truncate":
-        return b"\n".join(lines[:i]) + (b"\n" if i else b"") + lines[i][: rnd.randrange(1, len(lines[i]))] + b"\n"
+        return (
+            b"\n".join(lines[:i])
+            + (b"\n" if i else b"")
+            + lines[i][: rnd.randrange(1, len(lines[i]))]
+            + b"\n"
+        )
     else:  # rewrite a middle record consistently with its own hash (no key): the chain still breaks
         import hashlib
+
         rec = json.loads(lines[i])
         rec["effect"] = "allow" if rec["effect"] != "allow" else "deny"
         body = dict(rec)
@@ -339,7 +469,9 @@ def test_cutting_the_ends_needs_an_anchor(tmp_path):
     lines = original.split(b"\n")[:-1]
     path.write_bytes(b"\n".join(lines[1:]) + b"\n")
     assert verify_file(path).ok  # accepted as a rotated file...
-    assert not verify_file(path, expect_seq=0, expect_prev="0" * 64).ok  # ...but not as the chain's start
+    assert not verify_file(
+        path, expect_seq=0, expect_prev="0" * 64
+    ).ok  # ...but not as the chain's start
     path.write_bytes(b"\n".join(lines[:-1]) + b"\n")
     r = verify_file(path)
     assert r.ok and r.last_hash != full.last_hash  # a kept last hash exposes the cut

@@ -40,6 +40,7 @@ limit t to 100 per 1m
 
 # ---------------------------------------------------------------- memory: 8 threads, audited
 
+
 def test_memory_store_eight_threads_exactly_100_and_every_call_audited(tmp_path, figure):
     n = scale(2_000, 10_000)
     path = tmp_path / "audit.jsonl"
@@ -126,16 +127,41 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def hammer(tmp_path: Path, kind: str, target: str, *, procs: int, threads: int, calls: int,
-           policy: str = POLICY, skews: list[float] | None = None, fixed: str = "") -> tuple[int, int, int]:
+def hammer(
+    tmp_path: Path,
+    kind: str,
+    target: str,
+    *,
+    procs: int,
+    threads: int,
+    calls: int,
+    policy: str = POLICY,
+    skews: list[float] | None = None,
+    fixed: str = "",
+) -> tuple[int, int, int]:
     script = tmp_path / f"worker_{uuid.uuid4().hex[:6]}.py"
     script.write_text(WORKER.format(repo=str(REPO), policy=policy))
     start_at = time.time() + 1.5 + 0.15 * procs
     skews = skews or [0.0] * procs
-    ps = [subprocess.Popen([sys.executable, str(script), kind, target, str(start_at), str(calls),
-                            str(threads), str(skews[k]), fixed],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-          for k in range(procs)]
+    ps = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                kind,
+                target,
+                str(start_at),
+                str(calls),
+                str(threads),
+                str(skews[k]),
+                fixed,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(procs)
+    ]
     totals = [0, 0, 0]
     errors = []
     for p in ps:
@@ -151,8 +177,15 @@ def hammer(tmp_path: Path, kind: str, target: str, *, procs: int, threads: int, 
 def test_sqlite_four_processes_four_threads_exactly_100(tmp_path, figure):
     m = scale(150, 1_000)
     t0 = time.perf_counter()
-    allowed, limited, other = hammer(tmp_path, "sqlite", str(tmp_path / "limits.db"), procs=4, threads=4,
-                                     calls=m, fixed=T0.isoformat())
+    allowed, limited, other = hammer(
+        tmp_path,
+        "sqlite",
+        str(tmp_path / "limits.db"),
+        procs=4,
+        threads=4,
+        calls=m,
+        fixed=T0.isoformat(),
+    )
     took = time.perf_counter() - t0
     assert (allowed, limited, other) == (100, 16 * m - 100, 0)
     figure(f"SQLite store, 4 processes x 4 threads x {m:,} calls: admitted", allowed, "(limit 100)")
@@ -169,27 +202,43 @@ def test_redis_processes_exactly_100(tmp_path, redis_server, skewed, figure):
     skews = [(-30.0 if i % 2 else 30.0) * (i % 3) / 2 for i in range(procs)] if skewed else None
     if skewed:
         assert min(skews) == -30.0 and max(skews) == 30.0
-    allowed, limited, other = hammer(tmp_path, "redis", redis_server.url, procs=procs, threads=1,
-                                     calls=k, policy=REDIS_POLICY, skews=skews)
+    allowed, limited, other = hammer(
+        tmp_path,
+        "redis",
+        redis_server.url,
+        procs=procs,
+        threads=1,
+        calls=k,
+        policy=REDIS_POLICY,
+        skews=skews,
+    )
     assert (allowed, limited, other) == (100, procs * k - 100, 0)
     label = "skewed +-30 s" if skewed else "same clock"
-    figure(f"Redis store, {procs} processes x {k:,} calls ({label}): admitted", allowed, "(limit 100)")
+    figure(
+        f"Redis store, {procs} processes x {k:,} calls ({label}): admitted", allowed, "(limit 100)"
+    )
 
 
 # ---------------------------------------------------------------- one timestamp, sum() quotas
+
 
 def _stores(tmp: str, redis_url: str | None):
     yield "memory", MemoryStore()
     yield "sqlite", SQLiteStore(os.path.join(tmp, f"{uuid.uuid4().hex}.db"))
     if redis_url:
-        yield "redis", RedisStore(redis_url, use_server_time=False, timeout=2.0,
-                                  prefix=f"t{uuid.uuid4().hex}:")
+        yield (
+            "redis",
+            RedisStore(
+                redis_url, use_server_time=False, timeout=2.0, prefix=f"t{uuid.uuid4().hex}:"
+            ),
+        )
 
 
 @pytest.fixture
 def maybe_redis(request):
     """The redis URL when a server can run here, else None (the memory/SQLite half still runs)."""
     import shutil
+
     if shutil.which("redis-server") is None:
         return None
     try:
@@ -209,16 +258,22 @@ def test_one_identical_timestamp_admits_exactly_n(tmp_path, maybe_redis):
         assert all(d.code == "rate_limited" for d in effects[37:]), name
 
 
-def test_sum_cost_larger_than_the_whole_limit_is_refused_and_consumes_nothing(tmp_path, maybe_redis):
-    policy = ("policy quota\ndefault allow\ntool pay { amount: number }\n"
-              "limit pay to sum(args.amount) 500 per 1h\n")
+def test_sum_cost_larger_than_the_whole_limit_is_refused_and_consumes_nothing(
+    tmp_path, maybe_redis
+):
+    policy = (
+        "policy quota\ndefault allow\ntool pay { amount: number }\n"
+        "limit pay to sum(args.amount) 500 per 1h\n"
+    )
     for name, store in _stores(str(tmp_path), maybe_redis):
         engine = Engine.from_string(policy, clock=FixedClock(T0), store=store)
         for amount in (600, 500.01, 10**12):
             d = engine.decide("pay", {"amount": amount})
             assert (d.effect, d.code) == ("deny", "rate_limited"), (name, amount)
             assert d.limits and d.limits[0].used == 0, name
-        assert [engine.decide("pay", {"amount": 100}).effect for _ in range(5)] == ["allow"] * 5, name
+        assert [engine.decide("pay", {"amount": 100}).effect for _ in range(5)] == ["allow"] * 5, (
+            name
+        )
         d = engine.decide("pay", {"amount": 0.5})
         assert (d.effect, d.code) == ("deny", "rate_limited"), name
         assert d.limits[0].used == 500, name
@@ -235,10 +290,17 @@ rule budget: limit t to sum(args.c) 9 per 30s
 """
 W_KEY, N_KEY, W_SUM, N_SUM = 10.0, 4, 30.0, 9
 
-schedules = st.lists(st.tuples(
-    st.sampled_from([0.0, 0.0, 0.001, 0.5, 1.0, 2.5, 5.0, 9.999, 10.0, 10.001, 29.0]),  # time step
-    st.sampled_from(["a", "b"]),
-    st.integers(0, 4)), min_size=1, max_size=40)
+schedules = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [0.0, 0.0, 0.001, 0.5, 1.0, 2.5, 5.0, 9.999, 10.0, 10.001, 29.0]
+        ),  # time step
+        st.sampled_from(["a", "b"]),
+        st.integers(0, 4),
+    ),
+    min_size=1,
+    max_size=40,
+)
 
 
 def _run_schedule(store, schedule) -> list[tuple[str, float, str, int]]:
@@ -267,6 +329,7 @@ def _check_windows(trace) -> None:
 @pytest.fixture(scope="module")
 def schedule_redis(request):
     import shutil
+
     if shutil.which("redis-server") is None:
         return None
     try:
@@ -280,8 +343,12 @@ def test_generated_schedules_never_exceed_n_and_all_stores_agree(schedule_redis,
     examples = scale(80, 2_000)
     counter = {"n": 0}
 
-    @settings(max_examples=examples, deadline=None, derandomize=not THOROUGH,
-              suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=not THOROUGH,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(schedules)
     def check(schedule):
         counter["n"] += 1
@@ -294,8 +361,9 @@ def test_generated_schedules_never_exceed_n_and_all_stores_agree(schedule_redis,
             finally:
                 sqlite.close()
         if schedule_redis:
-            redis_store = RedisStore(schedule_redis, use_server_time=False, timeout=2.0,
-                                     prefix=f"s{uuid.uuid4().hex}:")
+            redis_store = RedisStore(
+                schedule_redis, use_server_time=False, timeout=2.0, prefix=f"s{uuid.uuid4().hex}:"
+            )
             try:
                 assert _run_schedule(redis_store, schedule) == memory
             finally:
@@ -314,6 +382,7 @@ def test_window_checker_catches_an_over_admission():
 
 
 # ---------------------------------------------------------------- first use of a fresh SQLite file
+
 
 def _first_use(path: str, start: float, q) -> None:
     store = SQLiteStore(path, busy_timeout=30.0)

@@ -50,8 +50,11 @@ def test_distinct_limit_keys_expire_and_rss_stays_bounded(figure):
             peak_keys = max(peak_keys, len(store))
     gc.collect()
     grown = rss_bytes() - start
-    figure(f"{n:,} distinct limit keys (memory store, advancing clock): RSS growth",
-           round(grown / 2**20, 1), f"MB (peak {peak_keys:,} live keys)")
+    figure(
+        f"{n:,} distinct limit keys (memory store, advancing clock): RSS growth",
+        round(grown / 2**20, 1),
+        f"MB (peak {peak_keys:,} live keys)",
+    )
     assert grown < 200 * 2**20
     assert len(store) < 20_000, "expired keys must be swept"
 

@@ -17,13 +17,18 @@ from policylang.language.parser import parse
 
 _SPEC = importlib.util.spec_from_file_location(
     "_reliability_formatter_generators",
-    Path(__file__).resolve().parents[1] / "language" / "test_formatter.py")
+    Path(__file__).resolve().parents[1] / "language" / "test_formatter.py",
+)
 gens = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(gens)
 
 EXAMPLES = scale(500, 10_000)  # 2,000 in CI costs ~30 s of Lark parsing on 2 cores
-BUDGET = settings(max_examples=EXAMPLES, deadline=None, derandomize=not THOROUGH,
-                  suppress_health_check=list(HealthCheck))
+BUDGET = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=not THOROUGH,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 def _comments(text: str) -> list[str]:
@@ -40,8 +45,12 @@ def test_generated_asts_round_trip(pf):
     assert parse(again) == pf
 
 
-@settings(max_examples=max(EXAMPLES // 4, 100), deadline=None, derandomize=not THOROUGH,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=max(EXAMPLES // 4, 100),
+    deadline=None,
+    derandomize=not THOROUGH,
+    suppress_health_check=list(HealthCheck),
+)
 @given(gens.files, st.randoms(use_true_random=False))
 def test_messy_texts_with_comments_round_trip(pf, rnd: random.Random):
     src = gens.Messy(rnd).file(pf)

@@ -25,12 +25,24 @@ TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]),
 
 # --------------------------------------------------------------------------- type names
 
-@pytest.mark.parametrize(("value", "name"), [
-    (1, "int"), (1.0, "double"), (True, "bool"), ("s", "string"), (b"b", "bytes"),
-    (None, "null_type"), ([1], "list"), ((1,), "list"), ({}, "map"),
-    (datetime(2024, 1, 1, tzinfo=UTC), "timestamp"), (timedelta(1), "duration"),
-    (date(2024, 1, 1), "date"),
-])
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        (1, "int"),
+        (1.0, "double"),
+        (True, "bool"),
+        ("s", "string"),
+        (b"b", "bytes"),
+        (None, "null_type"),
+        ([1], "list"),
+        ((1,), "list"),
+        ({}, "map"),
+        (datetime(2024, 1, 1, tzinfo=UTC), "timestamp"),
+        (timedelta(1), "duration"),
+        (date(2024, 1, 1), "date"),
+    ],
+)
 def test_type_name(value: Any, name: str) -> None:
     assert c.type_name(value) == name
 
@@ -41,6 +53,7 @@ def test_type_name_rejects_foreign_values() -> None:
 
 
 # --------------------------------------------------------------------------- equality
+
 
 def test_equality_examples() -> None:
     assert c.eq(1, 1.0) and c.eq(1.0, 1)
@@ -57,9 +70,15 @@ def test_equality_examples() -> None:
 
 
 @FAST
-@given(st.recursive(st.none() | st.booleans() | INT64 | FINITE | TEXT,
-                    lambda inner: st.lists(inner, max_size=3)
-                    | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=10))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | INT64 | FINITE | TEXT,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        ),
+        max_leaves=10,
+    )
+)
 def test_equality_is_reflexive_without_nan(v: Any) -> None:
     assert c.eq(v, v)
     assert not c.ne(v, v)
@@ -72,6 +91,7 @@ def test_int_equals_double_iff_exact(i: int) -> None:
 
 
 # --------------------------------------------------------------------------- ordering
+
 
 def test_ordering_examples() -> None:
     assert c.lt(50, 10000.0) and c.gt(10000.0, 50) and c.le(1, 1.0) and c.ge(1.0, 1)
@@ -97,6 +117,7 @@ def test_ordering_is_total_and_consistent_on_numbers(a: int | float, b: int | fl
 
 
 # --------------------------------------------------------------------------- arithmetic
+
 
 def test_checked_int_arithmetic() -> None:
     with pytest.raises(EvalError, match=r"integer overflow in 9223372036854775807 \+ 1"):
@@ -168,6 +189,7 @@ def test_int_add_is_exact_or_error(a: int, b: int) -> None:
 
 # --------------------------------------------------------------------------- logic and containers
 
+
 def test_logic() -> None:
     assert c.not_(False) is True and c.truthy(True) is True
     with pytest.raises(EvalError, match="expected a bool, got int"):
@@ -207,6 +229,7 @@ def test_membership_index_select_has_size() -> None:
 
 
 # --------------------------------------------------------------------------- strings
+
 
 def test_string_functions() -> None:
     assert c.starts_with("hello", "he") and c.ends_with("hello", "lo") and c.contains("abc", "")
@@ -268,21 +291,25 @@ def test_ascii_case_functions_touch_only_ascii(s: str) -> None:
 
 # --------------------------------------------------------------------------- regexes
 
+
 def test_matches_is_an_unanchored_re2_search() -> None:
     assert c.matches("call https://x", "https?://") and not c.matches("abc", "^b")
     assert c.matches("abc", "b") and c.matches("ABC", "(?i)b")
 
 
-@pytest.mark.parametrize(("pattern", "message"), [
-    ("a(", "invalid regex 'a(': missing ')'"),
-    ("a)", "unexpected ')'"),
-    (r"(a)\1", "backreferences like \\1 are not supported"),
-    ("(?=a)", "look-around (?= is not supported"),
-    ("(?!a)", "look-around (?! is not supported"),
-    ("(?<=a)b", "look-around (?<= is not supported"),
-    ("(?<!a)b", "look-around (?<! is not supported"),
-    ("[z-a]", "invalid character class range"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("a(", "invalid regex 'a(': missing ')'"),
+        ("a)", "unexpected ')'"),
+        (r"(a)\1", "backreferences like \\1 are not supported"),
+        ("(?=a)", "look-around (?= is not supported"),
+        ("(?!a)", "look-around (?! is not supported"),
+        ("(?<=a)b", "look-around (?<= is not supported"),
+        ("(?<!a)b", "look-around (?<! is not supported"),
+        ("[z-a]", "invalid character class range"),
+    ],
+)
 def test_invalid_regexes_are_explained(pattern: str, message: str) -> None:
     assert message in (c.regex_problem(pattern) or "")
     with pytest.raises(EvalError, match="invalid regex"):
@@ -313,12 +340,14 @@ def test_compiled_regex_is_re2_not_re() -> None:
     import re
 
     import re2
+
     assert not isinstance(c.compile_regex("a"), re.Pattern)
     with pytest.raises(re2.error):
         re2.compile(r"(a)\1", c._RE2_OPTIONS)  # google-re2 refuses instead of falling back to re
 
 
 # --------------------------------------------------------------------------- conversions
+
 
 def test_conversions() -> None:
     assert c.to_int(-1.9) == -1 and c.to_int("-42") == -42 and c.to_int("+7") == 7
@@ -340,16 +369,35 @@ def test_conversions() -> None:
         c.to_string(b"\xff")
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    (12000.0, "12000"), (1.5, "1.5"), (1e6, "1e+06"), (123456.0, "123456"), (0.0001, "0.0001"),
-    (1e-5, "1e-05"), (-2.5e-7, "-2.5e-07"), (1e100, "1e+100"), (0.0, "0"), (-0.0, "-0"),
-    (math.inf, "+Inf"), (-math.inf, "-Inf"), (math.nan, "NaN"), (True, "true"), (-3, "-3"),
-    (timedelta(hours=1), "3600s"), (timedelta(seconds=1.5), "1.5s"), (timedelta(seconds=-90), "-90s"),
-    (datetime(2024, 5, 15, 9, 30, tzinfo=UTC), "2024-05-15T09:30:00Z"),
-    (datetime(2024, 5, 15, 9, 30, 0, 500000, tzinfo=timezone(timedelta(hours=-5))),
-     "2024-05-15T09:30:00.5-05:00"),
-    (date(2024, 5, 15), "2024-05-15"),
-])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (12000.0, "12000"),
+        (1.5, "1.5"),
+        (1e6, "1e+06"),
+        (123456.0, "123456"),
+        (0.0001, "0.0001"),
+        (1e-5, "1e-05"),
+        (-2.5e-7, "-2.5e-07"),
+        (1e100, "1e+100"),
+        (0.0, "0"),
+        (-0.0, "-0"),
+        (math.inf, "+Inf"),
+        (-math.inf, "-Inf"),
+        (math.nan, "NaN"),
+        (True, "true"),
+        (-3, "-3"),
+        (timedelta(hours=1), "3600s"),
+        (timedelta(seconds=1.5), "1.5s"),
+        (timedelta(seconds=-90), "-90s"),
+        (datetime(2024, 5, 15, 9, 30, tzinfo=UTC), "2024-05-15T09:30:00Z"),
+        (
+            datetime(2024, 5, 15, 9, 30, 0, 500000, tzinfo=timezone(timedelta(hours=-5))),
+            "2024-05-15T09:30:00.5-05:00",
+        ),
+        (date(2024, 5, 15), "2024-05-15"),
+    ],
+)
 def test_to_string(value: Any, text: str) -> None:
     assert c.to_string(value) == text
 
@@ -366,12 +414,24 @@ def test_int_string_roundtrips(i: int) -> None:
     assert c.to_int(c.to_string(i)) == i
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    (12000.0, "12000"), (1.25, "1.25"), (5, "5"), ("plain", "plain"), (None, "null"),
-    (False, "false"), (timedelta(minutes=90), "1h30m"), (timedelta(milliseconds=500), "500ms"),
-    ([1, "a", 2.0], "[1, a, 2]"), ({"k": [None]}, "{k: [null]}"), (date(2024, 1, 2), "2024-01-02"),
-    (datetime(2024, 1, 2, 3, 4, tzinfo=UTC), "2024-01-02T03:04:00+00:00"), (1e300, "1e+300"),
-])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (12000.0, "12000"),
+        (1.25, "1.25"),
+        (5, "5"),
+        ("plain", "plain"),
+        (None, "null"),
+        (False, "false"),
+        (timedelta(minutes=90), "1h30m"),
+        (timedelta(milliseconds=500), "500ms"),
+        ([1, "a", 2.0], "[1, a, 2]"),
+        ({"k": [None]}, "{k: [null]}"),
+        (date(2024, 1, 2), "2024-01-02"),
+        (datetime(2024, 1, 2, 3, 4, tzinfo=UTC), "2024-01-02T03:04:00+00:00"),
+        (1e300, "1e+300"),
+    ],
+)
 def test_format_value(value: Any, text: str) -> None:
     assert c.format_value(value) == text
 
@@ -434,8 +494,19 @@ def _same(mine: tuple[str, Any], ref: tuple[str, Any]) -> bool:
     return bool(a == b) and (type(a) is bool) == isinstance(b, celtypes.BoolType)
 
 
-_BINARY = {"+": c.add, "-": c.sub, "*": c.mul, "/": c.div, "%": c.mod, "<": c.lt, "<=": c.le,
-           ">": c.gt, ">=": c.ge, "==": c.eq, "!=": c.ne}
+_BINARY = {
+    "+": c.add,
+    "-": c.sub,
+    "*": c.mul,
+    "/": c.div,
+    "%": c.mod,
+    "<": c.lt,
+    "<=": c.le,
+    ">": c.gt,
+    ">=": c.ge,
+    "==": c.eq,
+    "!=": c.ne,
+}
 # Same-kind operands only: int/double mixes are a documented extension. Doubles avoid NaN
 # (cel-python says NaN == NaN) and division by zero (cel-python returns +inf for 0.0/0.0);
 # bools skip arithmetic (cel-python computes False * True = 0, CEL has no such overload).
@@ -463,19 +534,25 @@ _ATOM = st.sampled_from(["a", "b", ".", "[ab]", "(a|b)", "ab"])
 _PATTERN = st.builds(
     lambda anchor_start, atoms, anchor_end: anchor_start + "".join(atoms) + anchor_end,
     st.sampled_from(["", "^"]),
-    st.lists(st.tuples(_ATOM, st.sampled_from(["", "*", "+", "?"])).map("".join),
-             min_size=1, max_size=4),
+    st.lists(
+        st.tuples(_ATOM, st.sampled_from(["", "*", "+", "?"])).map("".join), min_size=1, max_size=4
+    ),
     st.sampled_from(["", "$"]),
 )
 _STRING_FUNCS = {
-    "x.contains(y)": c.contains, "x.startsWith(y)": c.starts_with, "x.endsWith(y)": c.ends_with,
+    "x.contains(y)": c.contains,
+    "x.startsWith(y)": c.starts_with,
+    "x.endsWith(y)": c.ends_with,
     "x.matches(y)": c.matches,
 }
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(sorted(_STRING_FUNCS)), st.text(alphabet="abc\u00e9", max_size=8),
-       st.text(alphabet="abc\u00e9", max_size=3) | _PATTERN)
+@given(
+    st.sampled_from(sorted(_STRING_FUNCS)),
+    st.text(alphabet="abc\u00e9", max_size=8),
+    st.text(alphabet="abc\u00e9", max_size=3) | _PATTERN,
+)
 def test_string_functions_agree_with_cel_python(expr: str, s: str, arg: str) -> None:
     mine, ref = _ours(_STRING_FUNCS[expr], s, arg), _reference(expr, x=s, y=arg)
     assert _same(mine, ref), (expr, s, arg, mine, ref)
@@ -499,19 +576,53 @@ def test_documented_deviations_from_cel_python() -> None:
     assert _reference("x + y", x=1, y=0.5)[0] == "error" and c.add(1, 0.5) == 1.5
     assert _reference("string(x)", x=12000.0)[1] == "12000.0" and c.to_string(12000.0) == "12000"
     assert _reference("int(x)", x=" 1")[1] == 1 and _ours(c.to_int, " 1")[0] == "error"
-    assert _reference("x * y", x=False, y=True)[0] == "ok" and _ours(c.mul, False, True)[0] == "error"
+    assert (
+        _reference("x * y", x=False, y=True)[0] == "ok" and _ours(c.mul, False, True)[0] == "error"
+    )
     assert _reference("x / y", x=-1.0, y=0.0)[1] == math.inf and c.div(-1.0, 0.0) == -math.inf
 
 
 # --------------------------------------------------------------------------- error contract
 
 _ODD_VALUES: list[Any] = [
-    0, -1, c.INT64_MAX, c.INT64_MIN, True, 0.0, -0.0, 1.5, math.nan, math.inf, 1e300, "", "a",
-    "2024-05-15", "1h", "US", "09:00-17:00", "a(", "\ud800", "http://x.com/a", b"\xff", None, [],
-    [1, "a"], (1,), {}, {"a": 1}, {True: 1}, set(), object(), datetime(2024, 1, 1),
-    datetime(2024, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))),
-    datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))), timedelta.max, timedelta.min,
-    date.max, date.min,
+    0,
+    -1,
+    c.INT64_MAX,
+    c.INT64_MIN,
+    True,
+    0.0,
+    -0.0,
+    1.5,
+    math.nan,
+    math.inf,
+    1e300,
+    "",
+    "a",
+    "2024-05-15",
+    "1h",
+    "US",
+    "09:00-17:00",
+    "a(",
+    "\ud800",
+    "http://x.com/a",
+    b"\xff",
+    None,
+    [],
+    [1, "a"],
+    (1,),
+    {},
+    {"a": 1},
+    {True: 1},
+    set(),
+    object(),
+    datetime(2024, 1, 1),
+    datetime(2024, 1, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))),
+    datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+    timedelta.max,
+    timedelta.min,
+    date.max,
+    date.min,
 ]
 
 
@@ -519,9 +630,13 @@ def _public_functions() -> list[Any]:
     import inspect
 
     from policylang.runtime import textfuncs, timefuncs
-    return [fn for mod in (c, timefuncs, textfuncs)
-            for name, fn in inspect.getmembers(mod, inspect.isfunction)
-            if not name.startswith("_") and fn.__module__ == mod.__name__]
+
+    return [
+        fn
+        for mod in (c, timefuncs, textfuncs)
+        for name, fn in inspect.getmembers(mod, inspect.isfunction)
+        if not name.startswith("_") and fn.__module__ == mod.__name__
+    ]
 
 
 @settings(max_examples=600, deadline=None)

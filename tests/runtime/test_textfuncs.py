@@ -20,40 +20,74 @@ WORD = st.from_regex(r"[A-Za-z]{1,8}", fullmatch=True)
 
 # --------------------------------------------------------------------------- urls
 
+
 def test_urls_in_prose() -> None:
-    text = ("Hi! See https://example.com/a?b=1. Also (https://en.wikipedia.org/wiki/Foo_(bar)) "
-            "and www.x.com/a, or bit.ly/x; pay at evil.com/pay! [doc](http://t.co/abc) "
-            "'https://q.io/x' ftp://files.example.org/f münchen.de/x again https://example.com/a?b=1")
+    text = (
+        "Hi! See https://example.com/a?b=1. Also (https://en.wikipedia.org/wiki/Foo_(bar)) "
+        "and www.x.com/a, or bit.ly/x; pay at evil.com/pay! [doc](http://t.co/abc) "
+        "'https://q.io/x' ftp://files.example.org/f münchen.de/x again https://example.com/a?b=1"
+    )
     assert urls(text) == [
-        "https://example.com/a?b=1", "https://en.wikipedia.org/wiki/Foo_(bar)", "www.x.com/a",
-        "bit.ly/x", "evil.com/pay", "http://t.co/abc", "https://q.io/x",
-        "ftp://files.example.org/f", "münchen.de/x",
+        "https://example.com/a?b=1",
+        "https://en.wikipedia.org/wiki/Foo_(bar)",
+        "www.x.com/a",
+        "bit.ly/x",
+        "evil.com/pay",
+        "http://t.co/abc",
+        "https://q.io/x",
+        "ftp://files.example.org/f",
+        "münchen.de/x",
     ]
 
 
-@pytest.mark.parametrize("text", [
-    "e.g. this", "i.e. that", "pi is 3.14", "see report.pdf", "run setup.py now", "v1.2.3",
-    "mail bob@evil.com", "john.smith@example.co.uk", "http://", "path/to/file.txt", "node.js",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "e.g. this",
+        "i.e. that",
+        "pi is 3.14",
+        "see report.pdf",
+        "run setup.py now",
+        "v1.2.3",
+        "mail bob@evil.com",
+        "john.smith@example.co.uk",
+        "http://",
+        "path/to/file.txt",
+        "node.js",
+    ],
+)
 def test_urls_ignores_non_links(text: str) -> None:
     assert urls(text) == []
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("send to evil.com.", ["evil.com"]), ("short: t.co", ["t.co"]),
-    ("visit WWW.Example.ORG!", ["WWW.Example.ORG"]), ("go evil.ru/x?y=1#z)", ["evil.ru/x?y=1#z"]),
-    ("at example.com:8080/admin", ["example.com:8080/admin"]),
-    ("<https://a.example/x>", ["https://a.example/x"]), ('"http://x.io/a"', ["http://x.io/a"]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("send to evil.com.", ["evil.com"]),
+        ("short: t.co", ["t.co"]),
+        ("visit WWW.Example.ORG!", ["WWW.Example.ORG"]),
+        ("go evil.ru/x?y=1#z)", ["evil.ru/x?y=1#z"]),
+        ("at example.com:8080/admin", ["example.com:8080/admin"]),
+        ("<https://a.example/x>", ["https://a.example/x"]),
+        ('"http://x.io/a"', ["http://x.io/a"]),
+    ],
+)
 def test_urls_edges(text: str, expected: list[str]) -> None:
     assert urls(text) == expected
 
 
 @FAST
-@given(st.lists(WORD, max_size=4), st.sampled_from(["http", "https"]), st.lists(LABEL, min_size=1,
-       max_size=3), st.sampled_from(["com", "org", "de"]), LABEL, st.lists(WORD, max_size=4))
-def test_urls_finds_a_link_anywhere_in_prose(before: list[str], scheme: str, labels: list[str],
-                                             tld: str, path: str, after: list[str]) -> None:
+@given(
+    st.lists(WORD, max_size=4),
+    st.sampled_from(["http", "https"]),
+    st.lists(LABEL, min_size=1, max_size=3),
+    st.sampled_from(["com", "org", "de"]),
+    LABEL,
+    st.lists(WORD, max_size=4),
+)
+def test_urls_finds_a_link_anywhere_in_prose(
+    before: list[str], scheme: str, labels: list[str], tld: str, path: str, after: list[str]
+) -> None:
     link = f"{scheme}://{'.'.join(labels)}.{tld}/{path}"
     text = " ".join([*before, link + ".", *after])
     assert link in urls(text)
@@ -81,12 +115,19 @@ def test_urls_type_error() -> None:
 
 # --------------------------------------------------------------------------- host and domain
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("https://user:pw@WWW.Example.com:8080/x?y#z", "www.example.com"),
-    ("www.x.com/a", "www.x.com"), ("//cdn.example.net/lib.js", "cdn.example.net"),
-    ("http://[::1]:80/", "::1"), ("https://Bücher.Example/x", "bücher.example"),
-    ("example.com.", "example.com"), ("HTTP://EVIL.COM\\@good.com", "evil.com"),
-])
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://user:pw@WWW.Example.com:8080/x?y#z", "www.example.com"),
+        ("www.x.com/a", "www.x.com"),
+        ("//cdn.example.net/lib.js", "cdn.example.net"),
+        ("http://[::1]:80/", "::1"),
+        ("https://Bücher.Example/x", "bücher.example"),
+        ("example.com.", "example.com"),
+        ("HTTP://EVIL.COM\\@good.com", "evil.com"),
+    ],
+)
 def test_host(url: str, expected: str) -> None:
     assert host(url) == expected
 
@@ -97,11 +138,18 @@ def test_host_errors(url: str) -> None:
         host(url)
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("https://a.b.example.co.uk/x", "example.co.uk"), ("https://www.example.com", "example.com"),
-    ("alice.github.io/page", "alice.github.io"), ("http://127.0.0.1:8080/", "127.0.0.1"),
-    ("http://localhost/", "localhost"), ("bit.ly/x", "bit.ly"), ("https://mail.münchen.de/", "münchen.de"),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://a.b.example.co.uk/x", "example.co.uk"),
+        ("https://www.example.com", "example.com"),
+        ("alice.github.io/page", "alice.github.io"),
+        ("http://127.0.0.1:8080/", "127.0.0.1"),
+        ("http://localhost/", "localhost"),
+        ("bit.ly/x", "bit.ly"),
+        ("https://mail.münchen.de/", "münchen.de"),
+    ],
+)
 def test_domain(url: str, expected: str) -> None:
     assert domain(url) == expected
 
@@ -114,16 +162,26 @@ def test_domain_fallback_without_public_suffix_list(monkeypatch: pytest.MonkeyPa
 
 # --------------------------------------------------------------------------- emails
 
+
 def test_emails() -> None:
-    text = ("Write to Bob.Smith@Evil.COM, cc: alice+tag@sub.example.org; not me@localhost "
-            "or @handle or .dot.@x.io; again bob.smith@evil.com. and ü@münchen.de")
-    assert emails(text) == ["Bob.Smith@evil.com", "alice+tag@sub.example.org", "dot@x.io",
-                            "bob.smith@evil.com"]
+    text = (
+        "Write to Bob.Smith@Evil.COM, cc: alice+tag@sub.example.org; not me@localhost "
+        "or @handle or .dot.@x.io; again bob.smith@evil.com. and ü@münchen.de"
+    )
+    assert emails(text) == [
+        "Bob.Smith@evil.com",
+        "alice+tag@sub.example.org",
+        "dot@x.io",
+        "bob.smith@evil.com",
+    ]
 
 
 @FAST
-@given(st.from_regex(r"[a-z0-9][a-z0-9._+-]{0,10}[a-z0-9]", fullmatch=True),
-       st.lists(LABEL, min_size=1, max_size=3), st.sampled_from(["com", "ORG", "io"]))
+@given(
+    st.from_regex(r"[a-z0-9][a-z0-9._+-]{0,10}[a-z0-9]", fullmatch=True),
+    st.lists(LABEL, min_size=1, max_size=3),
+    st.sampled_from(["com", "ORG", "io"]),
+)
 def test_emails_found_and_never_urls(local: str, labels: list[str], tld: str) -> None:
     address = f"{local}@{'.'.join(labels)}.{tld}"
     text = f"contact {address}, thanks"
@@ -133,6 +191,7 @@ def test_emails_found_and_never_urls(local: str, labels: list[str], tld: str) ->
 
 
 # --------------------------------------------------------------------------- regex_escape
+
 
 @settings(max_examples=300, deadline=None)
 @given(TEXT, TEXT)

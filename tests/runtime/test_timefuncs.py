@@ -18,14 +18,17 @@ FAST = settings(max_examples=150, deadline=None)
 PLUS2 = timezone(timedelta(hours=2))
 MINUS5 = timezone(timedelta(hours=-5))
 OFFSETS = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
-    lambda m: timezone(timedelta(minutes=m)))
-TIMESTAMPS = st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(2200, 1, 1),
-                          timezones=OFFSETS)
+    lambda m: timezone(timedelta(minutes=m))
+)
+TIMESTAMPS = st.datetimes(
+    min_value=datetime(1900, 1, 2), max_value=datetime(2200, 1, 1), timezones=OFFSETS
+)
 DURATIONS = st.timedeltas(min_value=timedelta(days=-400), max_value=timedelta(days=400))
 ALL_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 # --------------------------------------------------------------------------- zones
+
 
 def test_zones() -> None:
     assert t.get_zone("UTC").utcoffset(None) == timedelta(0)
@@ -41,16 +44,20 @@ def test_zones() -> None:
 
 # --------------------------------------------------------------------------- timestamps
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2024-05-15", datetime(2024, 5, 15, tzinfo=UTC)),
-    ("2024-05-15 09:30", datetime(2024, 5, 15, 9, 30, tzinfo=UTC)),
-    ("2024-05-15T09:30", datetime(2024, 5, 15, 9, 30, tzinfo=UTC)),
-    ("2024-05-15T09:30:00", datetime(2024, 5, 15, 9, 30, tzinfo=UTC)),
-    ("2024-05-15T09:30:00.123456789Z", datetime(2024, 5, 15, 9, 30, 0, 123456, tzinfo=UTC)),
-    ("2024-05-15T09:30:00+02:00", datetime(2024, 5, 15, 9, 30, tzinfo=PLUS2)),
-    ("2024-05-15T09:30:00-0500", datetime(2024, 5, 15, 9, 30, tzinfo=MINUS5)),
-    ("2024-05-15 09:30:15.5 Z", datetime(2024, 5, 15, 9, 30, 15, 500000, tzinfo=UTC)),
-])
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-05-15", datetime(2024, 5, 15, tzinfo=UTC)),
+        ("2024-05-15 09:30", datetime(2024, 5, 15, 9, 30, tzinfo=UTC)),
+        ("2024-05-15T09:30", datetime(2024, 5, 15, 9, 30, tzinfo=UTC)),
+        ("2024-05-15T09:30:00", datetime(2024, 5, 15, 9, 30, tzinfo=UTC)),
+        ("2024-05-15T09:30:00.123456789Z", datetime(2024, 5, 15, 9, 30, 0, 123456, tzinfo=UTC)),
+        ("2024-05-15T09:30:00+02:00", datetime(2024, 5, 15, 9, 30, tzinfo=PLUS2)),
+        ("2024-05-15T09:30:00-0500", datetime(2024, 5, 15, 9, 30, tzinfo=MINUS5)),
+        ("2024-05-15 09:30:15.5 Z", datetime(2024, 5, 15, 9, 30, 15, 500000, tzinfo=UTC)),
+    ],
+)
 def test_parse_timestamp_forms(text: str, expected: datetime) -> None:
     got = t.parse_timestamp(text)
     assert got == expected and got.utcoffset() == expected.utcoffset()
@@ -68,8 +75,21 @@ def test_parse_timestamp_keeps_offsets_and_takes_default_zone() -> None:
     assert t.parse_timestamp(1.5) == datetime(1970, 1, 1, 0, 0, 1, 500000, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("bad", ["yesterday", "2024-13-01", "2024-05-15T25:00", "2024-5-15",
-                                 "2024-05-15T09:30+24:00", True, None, [1], float("nan"), 10**20])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "yesterday",
+        "2024-13-01",
+        "2024-05-15T25:00",
+        "2024-5-15",
+        "2024-05-15T09:30+24:00",
+        True,
+        None,
+        [1],
+        float("nan"),
+        10**20,
+    ],
+)
 def test_parse_timestamp_rejects(bad: Any) -> None:
     with pytest.raises(EvalError, match=r"as a timestamp \(expected e.g. 2024-05-15T09:30:00Z\)"):
         t.parse_timestamp(bad)
@@ -84,15 +104,28 @@ def test_timestamp_string_roundtrip_keeps_offset(ts: datetime) -> None:
 
 # --------------------------------------------------------------------------- durations
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("90s", timedelta(seconds=90)), ("15m", timedelta(minutes=15)), ("1h", timedelta(hours=1)),
-    ("1d", timedelta(days=1)), ("500ms", timedelta(milliseconds=500)),
-    ("1h30m", timedelta(minutes=90)), ("1.5h", timedelta(minutes=90)), ("-30s", timedelta(seconds=-30)),
-    ("3600s", timedelta(hours=1)), ("2h45m30.5s", timedelta(hours=2, minutes=45, seconds=30.5)),
-    ("250us", timedelta(microseconds=250)), ("1500ns", timedelta(microseconds=2)),
-    ("0.1s", timedelta(milliseconds=100)), ("0", timedelta(0)), (90, timedelta(seconds=90)),
-    (0.5, timedelta(milliseconds=500)),
-])
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("15m", timedelta(minutes=15)),
+        ("1h", timedelta(hours=1)),
+        ("1d", timedelta(days=1)),
+        ("500ms", timedelta(milliseconds=500)),
+        ("1h30m", timedelta(minutes=90)),
+        ("1.5h", timedelta(minutes=90)),
+        ("-30s", timedelta(seconds=-30)),
+        ("3600s", timedelta(hours=1)),
+        ("2h45m30.5s", timedelta(hours=2, minutes=45, seconds=30.5)),
+        ("250us", timedelta(microseconds=250)),
+        ("1500ns", timedelta(microseconds=2)),
+        ("0.1s", timedelta(milliseconds=100)),
+        ("0", timedelta(0)),
+        (90, timedelta(seconds=90)),
+        (0.5, timedelta(milliseconds=500)),
+    ],
+)
 def test_parse_duration(text: Any, expected: timedelta) -> None:
     assert t.parse_duration(text) == expected
 
@@ -110,24 +143,36 @@ def test_duration_formats_roundtrip(td: timedelta) -> None:
     assert t.parse_duration(t.duration_to_cel_string(td)) == td
 
 
-@pytest.mark.parametrize(("td", "text"), [
-    (timedelta(minutes=90), "1h30m"), (timedelta(seconds=90), "1m30s"), (timedelta(0), "0s"),
-    (timedelta(milliseconds=500), "500ms"), (timedelta(seconds=-2700), "-45m"),
-    (timedelta(hours=49, seconds=1.5), "49h1.5s"), (timedelta(microseconds=1500), "1.5ms"),
-])
+@pytest.mark.parametrize(
+    ("td", "text"),
+    [
+        (timedelta(minutes=90), "1h30m"),
+        (timedelta(seconds=90), "1m30s"),
+        (timedelta(0), "0s"),
+        (timedelta(milliseconds=500), "500ms"),
+        (timedelta(seconds=-2700), "-45m"),
+        (timedelta(hours=49, seconds=1.5), "49h1.5s"),
+        (timedelta(microseconds=1500), "1.5ms"),
+    ],
+)
 def test_format_duration(td: timedelta, text: str) -> None:
     assert t.format_duration(td) == text
 
 
 def test_duration_accessors_truncate_toward_zero() -> None:
     d = t.parse_duration("3723.5s")
-    assert (t.duration_hours(d), t.duration_minutes(d), t.duration_seconds(d),
-            t.duration_milliseconds(d)) == (1, 62, 3723, 3723500)
+    assert (
+        t.duration_hours(d),
+        t.duration_minutes(d),
+        t.duration_seconds(d),
+        t.duration_milliseconds(d),
+    ) == (1, 62, 3723, 3723500)
     neg = t.parse_duration("-3723.5s")
     assert (t.duration_hours(neg), t.duration_seconds(neg)) == (-1, -3723)
 
 
 # --------------------------------------------------------------------------- dates and local time
+
 
 def test_parse_date() -> None:
     assert t.parse_date("2024-05-15") == date(2024, 5, 15)
@@ -141,7 +186,10 @@ def test_local_time_functions() -> None:
     ts = t.parse_timestamp("2024-05-19T23:30:00-05:00")  # Sunday evening in New York time
     assert (t.weekday(ts), t.hour(ts), t.minute(ts), t.day_of_week(ts)) == ("Sun", 23, 30, 0)
     assert (t.weekday(ts, "UTC"), t.hour(ts, "UTC"), t.date_of(ts, "UTC")) == (
-        "Mon", 4, date(2024, 5, 20))
+        "Mon",
+        4,
+        date(2024, 5, 20),
+    )
     assert t.weekday(date(2024, 5, 20)) == "Mon" and t.weekday("2024-05-18") == "Sat"
     assert t.hour("2024-05-15T09:30:00Z", "America/New_York") == 5
     with pytest.raises(EvalError, match="has no time of day"):
@@ -151,12 +199,24 @@ def test_local_time_functions() -> None:
 def test_cel_accessors_read_utc_unless_a_zone_is_given() -> None:
     ts = t.parse_timestamp("2024-01-01T00:30:45.250+02:00")  # 2023-12-31T22:30:45.25Z
     assert (t.get_full_year(ts), t.get_month(ts), t.get_day_of_month(ts), t.get_date(ts)) == (
-        2023, 11, 30, 31)
+        2023,
+        11,
+        30,
+        31,
+    )
     assert (t.get_hours(ts), t.get_minutes(ts), t.get_seconds(ts), t.get_milliseconds(ts)) == (
-        22, 30, 45, 250)
+        22,
+        30,
+        45,
+        250,
+    )
     assert (t.get_day_of_year(ts), t.get_day_of_week(ts)) == (364, 0)
-    assert (t.get_full_year(ts, "+02:00"), t.get_month(ts, "+02:00"), t.get_hours(ts, "+02:00"),
-            t.get_day_of_year(ts, "Europe/Athens")) == (2024, 0, 0, 0)
+    assert (
+        t.get_full_year(ts, "+02:00"),
+        t.get_month(ts, "+02:00"),
+        t.get_hours(ts, "+02:00"),
+        t.get_day_of_year(ts, "Europe/Athens"),
+    ) == (2024, 0, 0, 0)
 
 
 @FAST
@@ -166,11 +226,15 @@ def test_local_functions_agree_with_astimezone(ts: datetime, zone: str) -> None:
     assert t.weekday(ts, zone) == t.WEEKDAYS[local.weekday()]
     assert t.day_of_week(ts, zone) == t.get_day_of_week(ts, zone) == local.isoweekday() % 7
     assert (t.hour(ts, zone), t.minute(ts, zone), t.date_of(ts, zone)) == (
-        local.hour, local.minute, local.date())
+        local.hour,
+        local.minute,
+        local.date(),
+    )
     assert t.hour(ts) == ts.hour and t.weekday(ts) == t.WEEKDAYS[ts.weekday()]
 
 
 # --------------------------------------------------------------------------- holidays
+
 
 def test_country_holidays() -> None:
     assert t.is_holiday("2024-07-04T10:00:00-04:00", "US")
@@ -206,7 +270,9 @@ def test_custom_calendars() -> None:
     cal = ["2024-12-24", date(2024, 12, 31)]
     assert t.is_holiday("2024-12-24T08:00:00Z", cal) and t.is_holiday(date(2024, 12, 31), cal)
     assert not t.is_holiday("2024-12-25", cal)
-    assert t.is_holiday("2024-12-24", ("2024-12-24",)) and t.is_holiday("2024-12-24", {"2024-12-24": "Eve"})
+    assert t.is_holiday("2024-12-24", ("2024-12-24",)) and t.is_holiday(
+        "2024-12-24", {"2024-12-24": "Eve"}
+    )
     assert t._custom_calendar(cal) is t._custom_calendar(cal)  # parsed once
     with pytest.raises(EvalError, match="holiday calendar entry 'soon' is not a date"):
         t.is_holiday("2024-12-24", ["soon"])
@@ -215,6 +281,7 @@ def test_custom_calendars() -> None:
 
 
 # --------------------------------------------------------------------------- business hours
+
 
 def test_parse_window() -> None:
     assert t.parse_window("09:00-17:00") == (time(9), time(17))
@@ -255,19 +322,31 @@ def test_business_hours_laws(ts: datetime, start_h: int, length: int) -> None:
 
 _digits = st.integers
 fast_shaped = st.builds(
-    lambda y, mo, d, h, mi, s, frac, off: f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{frac}{off}",
-    _digits(0, 9999), _digits(0, 19), _digits(0, 39), _digits(0, 29), _digits(0, 69), _digits(0, 69),
+    lambda y, mo, d, h, mi, s, frac, off: (
+        f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{frac}{off}"
+    ),
+    _digits(0, 9999),
+    _digits(0, 19),
+    _digits(0, 39),
+    _digits(0, 29),
+    _digits(0, 69),
+    _digits(0, 69),
     st.sampled_from(["", ".5", ".123", ".000001", ".999999", ".1234"]),
-    st.sampled_from(["Z", "+00:00", "-00:00", "+05:30", "-08:00", "+23:59", "+24:00", "-12:60", "+14:00"]))
+    st.sampled_from(
+        ["Z", "+00:00", "-00:00", "+05:30", "-08:00", "+23:59", "+24:00", "-12:60", "+14:00"]
+    ),
+)
 
 
 @given(fast_shaped)
 def test_the_fast_timestamp_reader_agrees_with_the_general_one(text: str) -> None:
     """Strings of the common shape go through datetime.fromisoformat; it must read them identically."""
+
     def read(fn: object) -> object:
         try:
             dt = fn(text, UTC)  # type: ignore[operator]
         except ValueError:
             return "refused"
         return (dt, dt.utcoffset(), dt.isoformat())
+
     assert read(t._parse_ts_string) == read(t._parse_ts_general)

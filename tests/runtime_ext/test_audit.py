@@ -60,7 +60,9 @@ def test_eight_threads_sixteen_thousand_records(tmp_path):
 
     def run(t: int) -> None:
         for i in range(2000):
-            engine.decide("pay", {"amount": (i + t) % 150, "card": "4111"}, principal={"id": f"p{t}"})
+            engine.decide(
+                "pay", {"amount": (i + t) % 150, "card": "4111"}, principal={"id": f"p{t}"}
+            )
 
     threads = [threading.Thread(target=run, args=(t,)) for t in range(8)]
     [t.start() for t in threads]
@@ -86,7 +88,9 @@ def test_untouched_file_verifies(tmp_path):
     assert (r.ok, r.records, r.first_error_line) == (True, 10, None)
 
 
-@pytest.mark.parametrize("tamper", ["edit", "delete", "swap", "insert", "delete_first", "edit_whitespace"])
+@pytest.mark.parametrize(
+    "tamper", ["edit", "delete", "swap", "insert", "delete_first", "edit_whitespace"]
+)
 def test_tampering_is_detected(tmp_path, tamper):
     path = _filled(tmp_path)
     lines = _lines(path)
@@ -101,7 +105,9 @@ def test_tampering_is_detected(tmp_path, tamper):
         expect = 5
     elif tamper == "delete_first":
         del lines[0]
-        expect = 2  # the chain now starts at seq 2: accepted alone, but checked below with verify_chain
+        expect = (
+            2  # the chain now starts at seq 2: accepted alone, but checked below with verify_chain
+        )
     elif tamper == "swap":
         lines[3], lines[4] = lines[4], lines[3]
         expect = 4
@@ -109,7 +115,11 @@ def test_tampering_is_detected(tmp_path, tamper):
         lines.insert(6, lines[2])
         expect = 7
     path.write_bytes(b"".join(lines))
-    r = verify_file(path, expect_seq=0, expect_prev=GENESIS) if tamper == "delete_first" else verify_file(path)
+    r = (
+        verify_file(path, expect_seq=0, expect_prev=GENESIS)
+        if tamper == "delete_first"
+        else verify_file(path)
+    )
     assert not r.ok
     assert r.first_error_line == (1 if tamper == "delete_first" else expect), r.message
     assert r.records == (r.first_error_line - 1)
@@ -119,7 +129,7 @@ def test_single_byte_flips_anywhere_are_detected(tmp_path):
     path = _filled(tmp_path, 3)
     original = path.read_bytes()
     for pos in range(0, len(original), 7):
-        if original[pos:pos + 1] == b"\n":
+        if original[pos : pos + 1] == b"\n":
             continue
         data = bytearray(original)
         data[pos] ^= 0x01
@@ -234,7 +244,9 @@ def test_failing_sink_turns_allow_into_deny(tmp_path):
 
 def test_logging_and_callback_sinks(caplog):
     got = []
-    Engine.from_string(POLICY, audit=CallbackSink(got.append)).decide("pay", {"amount": 1, "card": "4111"})
+    Engine.from_string(POLICY, audit=CallbackSink(got.append)).decide(
+        "pay", {"amount": 1, "card": "4111"}
+    )
     assert got and got[0]["args"]["card"] == "[redacted]"
     with caplog.at_level("INFO", logger="policylang.audit"):
         Engine.from_string(POLICY, audit=LoggingSink()).decide("pay", {"amount": 1, "card": "4111"})
@@ -245,21 +257,32 @@ def test_the_audit_record_carries_exactly_the_decision_as_pydantic_serialises_it
     from policylang import Engine
     from policylang.runtime.engine import audit_record
 
-    engine = Engine.from_string('tool t { x: int, @secret card: string? }\nprincipal { id: string }\n'
-                                'limit t to 5 per 1m by principal.id\nallow t because "ok {args.x}"\n'
-                                'confirm t when args.x > 5 because "big"\n')
+    engine = Engine.from_string(
+        "tool t { x: int, @secret card: string? }\nprincipal { id: string }\n"
+        'limit t to 5 per 1m by principal.id\nallow t because "ok {args.x}"\n'
+        'confirm t when args.x > 5 because "big"\n'
+    )
     for x in (1, 9):
-        d = engine.decide("t", args={"x": x, "card": "4111"}, principal={"id": "u"},
-                          context={"now": "2025-06-11T10:00:00Z"})
+        d = engine.decide(
+            "t",
+            args={"x": x, "card": "4111"},
+            principal={"id": "u"},
+            context={"now": "2025-06-11T10:00:00Z"},
+        )
         record = audit_record(d, engine._prepared, {"x": x, "card": "4111"}, {"id": "u"}, None)
         for key, value in d.model_dump(mode="json").items():
             assert record[key] == value, key
         assert record["args"] == {"x": x, "card": "[redacted]"}
 
 
-@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9998, 12, 30),
-                    timezones=st.timezones() | st.builds(
-                        lambda m: timezone(timedelta(minutes=m)), st.integers(-23 * 60, 23 * 60))))
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9998, 12, 30),
+        timezones=st.timezones()
+        | st.builds(lambda m: timezone(timedelta(minutes=m)), st.integers(-23 * 60, 23 * 60)),
+    )
+)
 def test_audit_times_are_written_as_pydantic_writes_them(at: datetime) -> None:
     from policylang.runtime.engine import _iso, _iso_general
 

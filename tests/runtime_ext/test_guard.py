@@ -55,13 +55,13 @@ def test_sync_guard_runs_on_allow_and_raises_on_deny(engine, records):
         calls.append((id, field, value))
         return "done"
 
-    assert update(7, "name") == "done"                       # positional args bound by name
+    assert update(7, "name") == "done"  # positional args bound by name
     assert update(id=8, field="name", value="y") == "done"
     with pytest.raises(PolicyDenied) as info:
         update(9, "owner")
     assert info.value.decision.code == "denied" and "owner cannot be changed" in info.value.reason
     with pytest.raises(PolicyDenied):
-        update(10, "name", _principal={"id": "x", "role": "visitor"})   # explicit principal wins
+        update(10, "name", _principal={"id": "x", "role": "visitor"})  # explicit principal wins
     assert calls == [(7, "name", "x"), (8, "name", "y")]
     decisions = [r for r in records if "kind" not in r]
     outcomes = [r for r in records if r.get("kind") == "outcome"]
@@ -100,8 +100,11 @@ def test_async_guard(engine):
 def test_confirmation_token_flow(engine, records):
     sent = []
     clock = {"t": 1000.0}
-    guard = Guard(engine, {"pay": lambda amount, to: sent.append((amount, to)) or "sent"},
-                  tokens=ApprovalTokens(b"s" * 32, ttl=300, clock=lambda: clock["t"]))
+    guard = Guard(
+        engine,
+        {"pay": lambda amount, to: sent.append((amount, to)) or "sent"},
+        tokens=ApprovalTokens(b"s" * 32, ttl=300, clock=lambda: clock["t"]),
+    )
     args = {"amount": 500, "to": "bob"}
     with pytest.raises(ConfirmationRequired) as info:
         guard.call("pay", args, principal=AGENT)
@@ -131,7 +134,7 @@ def test_approved_confirmations_consume_limits(engine):
     guard = Guard(engine, {"pay": lambda amount, to: "ok"}, approver=lambda d: True)
     assert guard.call("pay", {"amount": 500, "to": "b"}, principal=AGENT) == "ok"
     assert guard.call("pay", {"amount": 5, "to": "b"}, principal=AGENT) == "ok"
-    with pytest.raises(PolicyDenied) as info:   # 2 per minute: the approved call counted
+    with pytest.raises(PolicyDenied) as info:  # 2 per minute: the approved call counted
         guard.call("pay", {"amount": 5, "to": "b"}, principal=AGENT)
     assert info.value.decision.code == "rate_limited"
 
@@ -160,7 +163,9 @@ def test_async_approver(engine):
 
     guard = Guard(engine, {"pay": lambda amount, to: "ok"}, approver=approver)
     assert guard.call("pay", {"amount": 500, "to": "b"}, principal=AGENT) == "ok"
-    assert asyncio.run(guard.acall("pay", {"amount": 500, "to": "c"}, principal={"id": "z"})) == "ok"
+    assert (
+        asyncio.run(guard.acall("pay", {"amount": 500, "to": "c"}, principal={"id": "z"})) == "ok"
+    )
 
 
 def test_dispatch_with_json_args(engine):
@@ -197,8 +202,13 @@ def test_circuit_breaker(engine, records):
             raise ConnectionError("crm down")
         return "ok"
 
-    guard = Guard(engine, {"crm.update": update}, principal=AGENT, monotonic=lambda: now["t"],
-                  breakers={"crm.*": Breaker(failures=3, window=60, cooldown=300)})
+    guard = Guard(
+        engine,
+        {"crm.update": update},
+        principal=AGENT,
+        monotonic=lambda: now["t"],
+        breakers={"crm.*": Breaker(failures=3, window=60, cooldown=300)},
+    )
     args = {"id": 1, "field": "name"}
     for _ in range(3):
         with pytest.raises(ConnectionError):
@@ -209,7 +219,7 @@ def test_circuit_breaker(engine, records):
         guard.call("crm.update", args)
     assert info.value.decision.code == "circuit_open" and "retry in" in info.value.reason
     now["t"] += 300
-    with pytest.raises(ConnectionError):          # the half-open probe fails: open again
+    with pytest.raises(ConnectionError):  # the half-open probe fails: open again
         guard.call("crm.update", args)
     with pytest.raises(PolicyDenied):
         guard.call("crm.update", args)
@@ -231,15 +241,20 @@ def test_circuit_breaker(engine, records):
 
 def test_probe_slot_released_when_policy_denies(engine):
     now = {"t": 0.0}
-    guard = Guard(engine, {"crm.update": lambda id, field: 1 / 0}, principal=AGENT,
-                  monotonic=lambda: now["t"], breakers={"crm.update": Breaker(1, 60, 10)})
+    guard = Guard(
+        engine,
+        {"crm.update": lambda id, field: 1 / 0},
+        principal=AGENT,
+        monotonic=lambda: now["t"],
+        breakers={"crm.update": Breaker(1, 60, 10)},
+    )
     with pytest.raises(ZeroDivisionError):
         guard.call("crm.update", {"id": 1, "field": "name"})
     now["t"] += 11
-    with pytest.raises(PolicyDenied) as info:       # denied by policy: the probe never ran
+    with pytest.raises(PolicyDenied) as info:  # denied by policy: the probe never ran
         guard.call("crm.update", {"id": 1, "field": "owner"})
     assert info.value.decision.code == "denied"
-    with pytest.raises(ZeroDivisionError):          # so the next call may still probe
+    with pytest.raises(ZeroDivisionError):  # so the next call may still probe
         guard.call("crm.update", {"id": 1, "field": "name"})
 
 
@@ -252,7 +267,8 @@ def test_errors_anywhere_before_running_deny(engine, monkeypatch):
 
     with pytest.raises(PolicyDenied) as info:
         Guard(engine, {"crm.update": lambda id, field: ran.append(1)}, principal=boom).call(
-            "crm.update", {"id": 1, "field": "name"})
+            "crm.update", {"id": 1, "field": "name"}
+        )
     assert info.value.decision.code == "internal_error"
     monkeypatch.setattr(engine, "decide", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
     with pytest.raises(PolicyDenied):
@@ -289,7 +305,7 @@ def test_broken_store_denies_and_audit_failure_blocks_approval():
 
 def test_refund_on_error(engine):
     guard = Guard(engine, {"pay": lambda amount, to: 1 / 0}, refund_on_error=True)
-    for _ in range(4):   # limit is 2 per minute, but failed calls give their allowance back
+    for _ in range(4):  # limit is 2 per minute, but failed calls give their allowance back
         with pytest.raises(ZeroDivisionError):
             guard.call("pay", {"amount": 1, "to": "b"}, principal=AGENT)
 
@@ -304,8 +320,10 @@ def test_breaker_declared_in_the_policy_opens_after_failures():
     from policylang import Engine
     from policylang.runtime.guard import Guard, PolicyDenied
 
-    src = ("tool crm.update { id: string }\nallow crm.update\n"
-           "rule crm_breaker: breaker crm.* after 2 failures in 1m for 5m\n")
+    src = (
+        "tool crm.update { id: string }\nallow crm.update\n"
+        "rule crm_breaker: breaker crm.* after 2 failures in 1m for 5m\n"
+    )
     engine = Engine.from_string(src)
     ran: list[str] = []
 
@@ -347,11 +365,16 @@ _value = st.integers(0, 3) | st.text(max_size=3)
 @example(kw={"title": "t", "when": "w"}, positional=0)  # the keyword fast path, defaults filled in
 @example(kw={"title": "t", "when": "w", "seats": 5, "room": "r"}, positional=0)
 @example(kw={"when": "w"}, positional=0)  # a required argument missing: refused
-@given(kw=st.fixed_dictionaries({"title": _value, "when": _value},
-                                optional={"room": _value, "seats": _value, "note": _value, "other": _value})
-       | st.dictionaries(st.sampled_from(["title", "when", "room", "seats", "note", "other"]), _value,
-                         max_size=5),
-       positional=st.integers(0, 2))
+@given(
+    kw=st.fixed_dictionaries(
+        {"title": _value, "when": _value},
+        optional={"room": _value, "seats": _value, "note": _value, "other": _value},
+    )
+    | st.dictionaries(
+        st.sampled_from(["title", "when", "room", "seats", "note", "other"]), _value, max_size=5
+    ),
+    positional=st.integers(0, 2),
+)
 def test_guarded_calls_bind_arguments_like_the_signature_does(kw, positional) -> None:
     """The keyword fast path and inspect's binding give the policy the same arguments (or both refuse)."""
     seen = []

@@ -29,14 +29,28 @@ T0 = datetime(2025, 6, 11, 10, 0, tzinfo=UTC)
 def _calls(store, key="k"):  # type: ignore[no-untyped-def]
     now = T0.timestamp()
     for i in range(5):
-        store.append(key, {"tool": "t", "args": {"n": i, "at": T0 + timedelta(seconds=i)},
-                           "effect": "allow", "at": T0}, now + i, keep=3, ttl=60)
+        store.append(
+            key,
+            {
+                "tool": "t",
+                "args": {"n": i, "at": T0 + timedelta(seconds=i)},
+                "effect": "allow",
+                "at": T0,
+            },
+            now + i,
+            keep=3,
+            ttl=60,
+        )
     return store.load(key, now + 5, 60)
 
 
 def test_values_survive_the_round_trip():
-    call = {"tool": "t", "args": {"ts": T0, "d": timedelta(minutes=90), "day": T0.date(), "b": b"\x00"},
-            "effect": "allow", "at": T0}
+    call = {
+        "tool": "t",
+        "args": {"ts": T0, "d": timedelta(minutes=90), "day": T0.date(), "b": b"\x00"},
+        "effect": "allow",
+        "at": T0,
+    }
     assert loads(dumps(call)) == call
 
 
@@ -69,8 +83,11 @@ def test_history_is_shared_between_processes_through_sqlite(tmp_path):
     ctx = {"sid": "s1", "now": "2025-06-11T10:05:00Z"}
     d = engine.decide("email.send", args={"to": "a", "when": "2025-06-12T10:00:00Z"}, context=ctx)
     assert d.effect == "deny" and d.reasons == ["a secrets file was read in this session"]
-    other = engine.decide("email.send", args={"to": "a", "when": "2025-06-12T10:00:00Z"},
-                          context={"sid": "s2", "now": "2025-06-11T10:05:00Z"})
+    other = engine.decide(
+        "email.send",
+        args={"to": "a", "when": "2025-06-12T10:00:00Z"},
+        context={"sid": "s2", "now": "2025-06-11T10:05:00Z"},
+    )
     assert other.effect == "allow"
 
 

@@ -81,8 +81,15 @@ def _hammer(tmp_path: Path, kind: str, target: str, calls: int = 600) -> tuple[i
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(repo=str(REPO), policy=policy))
     start_at = time.time() + 2.5
-    procs = [subprocess.Popen([sys.executable, str(script), kind, target, str(start_at), str(calls)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), kind, target, str(start_at), str(calls)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     allowed = other = 0
     for p in procs:
         out, err = p.communicate(timeout=60)
@@ -109,11 +116,20 @@ def test_redis_admits_exactly_the_limit_across_processes(tmp_path, redis_server)
 
 KEYS = [("a", 5.0, 10.0), ("b", 3.0, 4.0), ("c", 7.5, 30.0)]  # key, limit, window
 
-ops = st.lists(st.tuples(
-    st.sampled_from([0.0, 0.0, 0.5, 1.0, 2.5, 4.0, 10.0]),                 # time step
-    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3)), min_size=1, max_size=3,
-             unique_by=lambda t: t[0]),                                    # (key, cost) requests
-    st.sampled_from(["consume", "consume", "check", "refund"])), min_size=1, max_size=60)
+ops = st.lists(
+    st.tuples(
+        st.sampled_from([0.0, 0.0, 0.5, 1.0, 2.5, 4.0, 10.0]),  # time step
+        st.lists(
+            st.tuples(st.integers(0, 2), st.integers(0, 3)),
+            min_size=1,
+            max_size=3,
+            unique_by=lambda t: t[0],
+        ),  # (key, cost) requests
+        st.sampled_from(["consume", "consume", "check", "refund"]),
+    ),
+    min_size=1,
+    max_size=60,
+)
 
 
 def _replay(store, schedule, base=1_000_000.0):
@@ -155,6 +171,7 @@ def test_redis_agrees_with_memory_store(redis_server):
 
 # ---------------------------------------------------------------- failing closed, and fast
 
+
 def test_redis_down_denies_quickly_and_recovers(redis_server):
     engine = Engine.from_string(OPEN_POLICY, store=RedisStore(redis_server.url, timeout=0.25))
     assert engine.decide("t", {"n": 1}).effect == "allow"
@@ -170,7 +187,7 @@ def test_redis_down_denies_quickly_and_recovers(redis_server):
     print(f"redis killed: worst decision latency {worst * 1000:.1f} ms")
     assert worst < 0.3
     redis_server.start()
-    assert engine.decide("t", {"n": 2}).effect == "allow"   # script is re-loaded after the restart
+    assert engine.decide("t", {"n": 2}).effect == "allow"  # script is re-loaded after the restart
 
 
 def test_redis_stalled_denies_within_the_timeout(redis_server):
@@ -224,7 +241,9 @@ def _make_unwritable(folder: Path) -> list[list[str]]:
     done = subprocess.run(["chattr", "+i", *map(str, targets)], capture_output=True, text=True)
     if done.returncode != 0:
         subprocess.run(["chattr", "-i", *map(str, targets)], capture_output=True)
-        pytest.skip(f"running as root, which ignores permissions, and chattr +i failed: {done.stderr.strip()}")
+        pytest.skip(
+            f"running as root, which ignores permissions, and chattr +i failed: {done.stderr.strip()}"
+        )
     return [["chattr", "-i", *map(str, targets)]]
 
 
@@ -243,7 +262,9 @@ def test_sqlite_file_without_write_permission_denies(tmp_path):
         print(d.effect.value, d.code)
     """)
     try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
     finally:
         for cmd in undo:
             subprocess.run(cmd, check=True)

@@ -24,13 +24,27 @@ limit payments.send to 5 per 1h by args.to
 
 
 def schema(**props: dict) -> list[dict]:
-    return [{"type": "function", "function": {"name": "payments.send", "parameters": {
-        "type": "object", "properties": props,
-        "required": [k for k in props if k != "memo"]}}}]
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": "payments.send",
+                "parameters": {
+                    "type": "object",
+                    "properties": props,
+                    "required": [k for k in props if k != "memo"],
+                },
+            },
+        }
+    ]
 
 
-SAME = {"amount": {"type": "number"}, "currency": {"enum": ["EUR", "USD"]},
-        "to": {"type": "string"}, "memo": {"type": "string"}}
+SAME = {
+    "amount": {"type": "number"},
+    "currency": {"enum": ["EUR", "USD"]},
+    "to": {"type": "string"},
+    "memo": {"type": "string"},
+}
 
 
 @pytest.fixture
@@ -69,9 +83,19 @@ def test_drift_kinds(rules: Path) -> None:
 def test_removed_parameter_without_readers_and_new_tool(rules: Path) -> None:
     props = dict(SAME)
     doc = schema(**props)
-    doc.append({"type": "function", "function": {"name": "email.send", "parameters": {
-        "type": "object", "properties": {"to": {"type": "array", "items": {"type": "string"}}},
-        "required": ["to"]}}})
+    doc.append(
+        {
+            "type": "function",
+            "function": {
+                "name": "email.send",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"to": {"type": "array", "items": {"type": "string"}}},
+                    "required": ["to"],
+                },
+            },
+        }
+    )
     doc.append({"type": "function", "function": {"name": "chat.post", "parameters": {}}})
     report = check_drift(specs_from_document(doc), load_policy(rules))
     assert kinds(report) == [("removed", "body"), ("new_tool", None)]
@@ -81,12 +105,12 @@ def test_predicates_count_as_readers(rules: Path) -> None:
     props = dict(SAME)
     del props["amount"]
     report = check_drift(specs_from_document(schema(**props)), load_policy(rules))
-    assert any(i.kind == "rule_reads_removed" and "args.amount" in i.message
-               for i in report.items)
+    assert any(i.kind == "rule_reads_removed" and "args.amount" in i.message for i in report.items)
 
 
-def test_check_command_exit_codes(rules: Path, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_command_exit_codes(
+    rules: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     same, changed = tmp_path / "same.json", tmp_path / "changed.json"
     same.write_text(json.dumps(schema(**SAME)))
     changed.write_text(json.dumps(schema(**{**SAME, "amount": {"type": "string"}})))

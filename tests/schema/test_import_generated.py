@@ -24,10 +24,45 @@ import pytest
 from policylang import Engine
 from policylang.schema import import_tools
 
-WORDS = ["amount", "currency", "to", "from", "memo", "title", "start", "end", "count", "tags",
-         "owner", "email", "name", "id", "limit", "query", "path", "mode", "level", "items",
-         "price", "sku", "priority", "notes", "in", "default", "first-name", "x.y", "due_date",
-         "created_at", "meta", "labels", "enabled", "retries", "timeout_s", "region", "body"]
+WORDS = [
+    "amount",
+    "currency",
+    "to",
+    "from",
+    "memo",
+    "title",
+    "start",
+    "end",
+    "count",
+    "tags",
+    "owner",
+    "email",
+    "name",
+    "id",
+    "limit",
+    "query",
+    "path",
+    "mode",
+    "level",
+    "items",
+    "price",
+    "sku",
+    "priority",
+    "notes",
+    "in",
+    "default",
+    "first-name",
+    "x.y",
+    "due_date",
+    "created_at",
+    "meta",
+    "labels",
+    "enabled",
+    "retries",
+    "timeout_s",
+    "region",
+    "body",
+]
 PATTERNS = ["^[a-z]+$", "^[a-z0-9_-]*$"]
 N_TOOLS = 300
 PER_DOC = 30
@@ -63,7 +98,9 @@ class Gen:
         elif kind == "boolean":
             s = {"type": "boolean"}
         elif kind == "enum":
-            values = r.sample(["low", "normal", "high", "urgent", "a b", "x-y", "é"], r.randint(1, 4))
+            values = r.sample(
+                ["low", "normal", "high", "urgent", "a b", "x-y", "é"], r.randint(1, 4)
+            )
             if r.random() < 0.2:
                 values = r.sample([1, 2, 3, 5, 8], r.randint(1, 3))
             s = {"type": "string" if isinstance(values[0], str) else "integer", "enum": values}
@@ -96,15 +133,25 @@ class Gen:
         names = r.sample(WORDS, r.randint(1, 6))
         props = {n: self.schema(depth) for n in names}
         required = [n for n in names if r.random() < 0.5]
-        return {"type": "object", "properties": props, "required": required,
-                "additionalProperties": False}
+        return {
+            "type": "object",
+            "properties": props,
+            "required": required,
+            "additionalProperties": False,
+        }
 
     def tool(self, i: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
         name = f"svc{i % 7}.{self.r.choice(['get', 'create', 'update', 'delete'])}_{i}"
         params = self.object(0)
         if self.r.random() < 0.5:
-            return name, params, {"type": "function", "function": {
-                "name": name, "description": f"Tool {i}.", "parameters": params}}
+            return (
+                name,
+                params,
+                {
+                    "type": "function",
+                    "function": {"name": name, "description": f"Tool {i}.", "parameters": params},
+                },
+            )
         return name, params, {"name": name, "description": f"Tool {i}.", "inputSchema": params}
 
     # ---- instances
@@ -126,7 +173,9 @@ class Gen:
             lo, hi = max(s.get("minLength", 0), 1 if "pattern" in s else 0), s.get("maxLength", 10)
             return "".join(r.choice(string.ascii_lowercase) for _ in range(r.randint(lo, hi)))
         if t in ("integer", "number"):
-            lo = s.get("minimum", s.get("exclusiveMinimum", -5) + 1 if "exclusiveMinimum" in s else -50)
+            lo = s.get(
+                "minimum", s.get("exclusiveMinimum", -5) + 1 if "exclusiveMinimum" in s else -50
+            )
             hi = s.get("maximum", 5000)
             v = r.randint(lo, hi)
             return v + 0.5 if t == "number" and v < hi and r.random() < 0.5 else v
@@ -177,8 +226,10 @@ def fields(params: dict[str, Any], prefix: str = "") -> list[tuple[str, list[str
         out.append((path, [n], s, n in params.get("required", [])))
         b = _base(s)
         if b.get("type") == "object" and "properties" in b and not _nullable(s):
-            out.extend((p, [n, *k], ss, req and n in params.get("required", []))
-                       for p, k, ss, req in fields(b, path + "."))
+            out.extend(
+                (p, [n, *k], ss, req and n in params.get("required", []))
+                for p, k, ss, req in fields(b, path + ".")
+            )
     return out
 
 
@@ -195,7 +246,7 @@ def put(args: dict[str, Any], keys: list[str], value: Any) -> bool:
 def generated() -> list[list[tuple[str, dict[str, Any], dict[str, Any]]]]:
     g = Gen(20240515)
     tools = [g.tool(i) for i in range(N_TOOLS)]
-    return [tools[i:i + PER_DOC] for i in range(0, N_TOOLS, PER_DOC)]
+    return [tools[i : i + PER_DOC] for i in range(0, N_TOOLS, PER_DOC)]
 
 
 @pytest.mark.parametrize("doc_index", range(N_TOOLS // PER_DOC))

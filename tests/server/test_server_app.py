@@ -50,12 +50,21 @@ def decide(client: TestClient, body: object, **kw: object) -> tuple[int, dict]:
 
 
 def test_decide_allow_confirm_deny(client: TestClient) -> None:
-    assert decide(client, {"tool": "payments.send", "args": {"amount": 5, "to": "bob"}})[1][
-        "effect"] == "allow"
+    assert (
+        decide(client, {"tool": "payments.send", "args": {"amount": 5, "to": "bob"}})[1]["effect"]
+        == "allow"
+    )
     status, d = decide(client, {"tool": "payments.send", "args": {"amount": 500, "to": "bob"}})
     assert (status, d["effect"], d["code"]) == (200, "confirm", "confirm")
-    status, d = decide(client, {"tool": "payments.send", "args": {"amount": "5", "to": "bob"},
-                                "principal": None, "context": {}})
+    status, d = decide(
+        client,
+        {
+            "tool": "payments.send",
+            "args": {"amount": "5", "to": "bob"},
+            "principal": None,
+            "context": {},
+        },
+    )
     assert (status, d["effect"], d["code"]) == (200, "deny", "invalid_request")
     assert "amount" in d["reasons"][0]
     Decision.model_validate(d)  # the JSON is a Decision
@@ -74,24 +83,32 @@ def test_batch_in_order_and_bounded(engine: Engine) -> None:
     assert client.post("/v1/decide/batch", json={"requests": []}).json() == {"decisions": []}
 
 
-@pytest.mark.parametrize("body, headers, status, code", [
-    (b"{", {"content-type": "application/json"}, 400, "bad_json"),
-    (b"", {"content-type": "application/json"}, 400, "bad_json"),
-    (b'{"tool": NaN}', {"content-type": "application/json"}, 400, "bad_json"),
-    (b"\xff\xfe", {"content-type": "application/json"}, 400, "bad_json"),
-    (b"[" * 100_000, {"content-type": "application/json"}, 400, "bad_json"),
-    (b'{"tool": "x"}', {"content-type": "text/plain"}, 415, "unsupported_media_type"),
-    (b'{"tool": "x"}', {}, 415, "unsupported_media_type"),
-    (b"[]", {"content-type": "application/json"}, 422, "invalid_body"),
-    (b"{}", {"content-type": "application/json"}, 422, "invalid_body"),
-    (b'{"tool": ""}', {"content-type": "application/json"}, 422, "invalid_body"),
-    (b'{"tool": "a", "args": []}', {"content-type": "application/json"}, 422, "invalid_body"),
-    (b'{"tool": "a", "extra": 1}', {"content-type": "application/json"}, 422, "invalid_body"),
-    (b'{"tool": "a", "args": {"n": 1' + b"0" * 5000 + b"}}",
-     {"content-type": "application/json; charset=utf-8"}, 400, "bad_json"),
-])
-def test_bad_requests_get_clear_json_errors(client: TestClient, body: bytes, headers: dict,
-                                            status: int, code: str) -> None:
+@pytest.mark.parametrize(
+    "body, headers, status, code",
+    [
+        (b"{", {"content-type": "application/json"}, 400, "bad_json"),
+        (b"", {"content-type": "application/json"}, 400, "bad_json"),
+        (b'{"tool": NaN}', {"content-type": "application/json"}, 400, "bad_json"),
+        (b"\xff\xfe", {"content-type": "application/json"}, 400, "bad_json"),
+        (b"[" * 100_000, {"content-type": "application/json"}, 400, "bad_json"),
+        (b'{"tool": "x"}', {"content-type": "text/plain"}, 415, "unsupported_media_type"),
+        (b'{"tool": "x"}', {}, 415, "unsupported_media_type"),
+        (b"[]", {"content-type": "application/json"}, 422, "invalid_body"),
+        (b"{}", {"content-type": "application/json"}, 422, "invalid_body"),
+        (b'{"tool": ""}', {"content-type": "application/json"}, 422, "invalid_body"),
+        (b'{"tool": "a", "args": []}', {"content-type": "application/json"}, 422, "invalid_body"),
+        (b'{"tool": "a", "extra": 1}', {"content-type": "application/json"}, 422, "invalid_body"),
+        (
+            b'{"tool": "a", "args": {"n": 1' + b"0" * 5000 + b"}}",
+            {"content-type": "application/json; charset=utf-8"},
+            400,
+            "bad_json",
+        ),
+    ],
+)
+def test_bad_requests_get_clear_json_errors(
+    client: TestClient, body: bytes, headers: dict, status: int, code: str
+) -> None:
     r = client.post("/v1/decide", content=body, headers=headers)
     assert r.status_code == status, r.text
     err = r.json()["error"]
@@ -109,6 +126,7 @@ def test_body_limit(engine: Engine) -> None:
         for _ in range(50):
             yield b"x" * 100
         yield b'"}}'
+
     r = client.post("/v1/decide", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413
 
@@ -123,8 +141,16 @@ def test_unknown_route_and_method_are_json(client: TestClient) -> None:
 
 def test_policies_health_ready(client: TestClient, engine: Engine) -> None:
     body = client.get("/v1/policies").json()
-    assert body == {"policies": [{"name": "shop", "version": "2.0", "hash": engine.policy_hash,
-                                  "tools": ["email.send", "payments.send"]}]}
+    assert body == {
+        "policies": [
+            {
+                "name": "shop",
+                "version": "2.0",
+                "hash": engine.policy_hash,
+                "tools": ["email.send", "payments.send"],
+            }
+        ]
+    }
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     empty = TestClient(create_app(Engine.empty()))
@@ -136,9 +162,14 @@ def test_policies_health_ready(client: TestClient, engine: Engine) -> None:
 def test_token_required_everywhere_but_healthz(engine: Engine) -> None:
     client = TestClient(create_app(engine, token="s3cret"))
     assert client.get("/healthz").status_code == 200
-    for method, path in [("get", "/readyz"), ("get", "/metrics"), ("get", "/v1/policies"),
-                         ("get", "/openapi.json"), ("post", "/v1/decide"),
-                         ("post", "/v1/decide/batch")]:
+    for method, path in [
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+        ("get", "/v1/policies"),
+        ("get", "/openapi.json"),
+        ("post", "/v1/decide"),
+        ("post", "/v1/decide/batch"),
+    ]:
         r = getattr(client, method)(path)
         assert r.status_code == 401, path
         assert r.json()["error"]["code"] == "unauthorized"
@@ -147,11 +178,15 @@ def test_token_required_everywhere_but_healthz(engine: Engine) -> None:
         assert r.status_code == 401
     ok = {"Authorization": "Bearer s3cret"}
     assert client.get("/readyz", headers=ok).status_code == 200
-    assert decide(client, {"tool": "payments.send", "args": {"amount": 1, "to": "b"}},
-                  headers=ok)[0] == 200
+    assert (
+        decide(client, {"tool": "payments.send", "args": {"amount": 1, "to": "b"}}, headers=ok)[0]
+        == 200
+    )
     # auth comes before body checks: no information for an unauthenticated caller
-    assert client.post("/v1/decide", content=b"{", headers={"content-type": "text/plain"}
-                       ).status_code == 401
+    assert (
+        client.post("/v1/decide", content=b"{", headers={"content-type": "text/plain"}).status_code
+        == 401
+    )
 
 
 def test_bind_and_token_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,7 +222,7 @@ def test_metrics_exposition(client: TestClient) -> None:
     assert 'policylang_decisions_total{tool="payments.send",effect="confirm"} 1' in text
     assert 'policylang_decisions_total{tool="(undeclared)",effect="deny"} 1' in text
     assert 'policylang_limit_hits_total{tool="email.send",limit="<string>:8"} 1' in text
-    assert 'policylang_decision_duration_seconds_count 7' in text
+    assert "policylang_decision_duration_seconds_count 7" in text
     assert 'policylang_decision_duration_seconds_bucket{le="+Inf"} 7' in text
     assert "policylang_reloads_total 0" in text and "policylang_reload_errors_total 0" in text
     assert 'policylang_policy_info{name="shop",version="2.0"' in text
@@ -216,22 +251,24 @@ def test_openapi_describes_every_route_and_the_decision(client: TestClient) -> N
     assert set(doc["paths"]) == routes
     documented = set(doc["components"]["schemas"]["Decision"]["properties"])
     assert documented == set(Decision.model_fields)
-    assert doc == json.loads(json.dumps(openapi_document(max_batch=1000, max_body_bytes=1 << 20,
-                                                         auth=False)))
+    assert doc == json.loads(
+        json.dumps(openapi_document(max_batch=1000, max_body_bytes=1 << 20, auth=False))
+    )
 
 
 def test_watcher_reloads_and_keeps_old_policy_on_error(tmp_path: Path) -> None:
     f = tmp_path / "p.policy"
-    f.write_text("policy w version \"1\"\ntool t { n: int }\nallow t when args.n < 5\n")
+    f.write_text('policy w version "1"\ntool t { n: int }\nallow t when args.n < 5\n')
     engine = Engine.from_path(f)
     metrics = Metrics()
     watcher = PolicyWatcher(engine, f, metrics, interval=0.05)
     assert watcher.check() is None
-    f.write_text("policy w version \"2\"\ntool t { n: int }\nallow t when args.n < 50\n")
+    f.write_text('policy w version "2"\ntool t { n: int }\nallow t when args.n < 50\n')
     import os
+
     os.utime(f, ns=(1, 10**18))
     assert watcher.check() is True and engine.policy_version == "2"
-    f.write_text("policy w version \"3\"\nallow t when args.n <")
+    f.write_text('policy w version "3"\nallow t when args.n <')
     os.utime(f, ns=(1, 2 * 10**18))
     assert watcher.check() is False
     assert engine.policy_version == "2"  # the old policy keeps serving

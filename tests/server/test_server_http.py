@@ -23,8 +23,13 @@ allow payments.send when args.amount <= 100
 """
 
 
-def request(conn: http.client.HTTPConnection, method: str, path: str, body: object = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict | str]:
+def request(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: object = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict | str]:
     data = json.dumps(body).encode() if body is not None else None
     hdrs = {"Content-Type": "application/json"} if data is not None else {}
     hdrs.update(headers or {})
@@ -32,7 +37,8 @@ def request(conn: http.client.HTTPConnection, method: str, path: str, body: obje
     r = conn.getresponse()
     raw = r.read().decode()
     return r.status, json.loads(raw) if r.getheader("content-type", "").startswith(
-        "application/json") else raw
+        "application/json"
+    ) else raw
 
 
 def test_decides_over_real_http_with_keep_alive_and_token(live_server) -> None:
@@ -43,12 +49,21 @@ def test_decides_over_real_http_with_keep_alive_and_token(live_server) -> None:
         assert request(conn, "GET", "/healthz")[0] == 200
         assert request(conn, "GET", "/readyz")[0] == 401
         for amount, effect in [(5, "allow"), (500, "deny"), (100, "allow")]:  # one connection
-            status, d = request(conn, "POST", "/v1/decide",
-                                {"tool": "payments.send", "args": {"amount": amount, "to": "b"}},
-                                auth)
+            status, d = request(
+                conn,
+                "POST",
+                "/v1/decide",
+                {"tool": "payments.send", "args": {"amount": amount, "to": "b"}},
+                auth,
+            )
             assert status == 200 and d["effect"] == effect
-        status, body = request(conn, "POST", "/v1/decide/batch", {"requests": [
-            {"tool": "payments.send", "args": {"amount": 1, "to": "b"}}] * 5}, auth)
+        status, body = request(
+            conn,
+            "POST",
+            "/v1/decide/batch",
+            {"requests": [{"tool": "payments.send", "args": {"amount": 1, "to": "b"}}] * 5},
+            auth,
+        )
         assert status == 200 and len(body["decisions"]) == 5
         status, text = request(conn, "GET", "/metrics", headers=auth)
         assert 'policylang_decisions_total{tool="payments.send",effect="allow"} 7' in text
@@ -72,7 +87,7 @@ def test_watch_reloads_a_running_server(live_server, tmp_path: Path) -> None:
         while request(conn, "POST", "/v1/decide", call)[1]["effect"] != "allow":
             assert time.monotonic() < deadline, "the policy was not reloaded"
             time.sleep(0.05)
-        (folder / "main.policy").write_text("policy live version \"2\"\nallow payments.send when")
+        (folder / "main.policy").write_text('policy live version "2"\nallow payments.send when')
         os.utime(folder / "main.policy", ns=(1, 2 * 10**18))
         while metrics.reload_errors == 0:
             assert time.monotonic() < deadline + 5, "the broken reload was not noticed"
@@ -90,12 +105,35 @@ def test_schemathesis_finds_no_server_errors(live_server, tmp_path: Path) -> Non
     engine = Engine.from_path(rules)
     with live_server(create_app(engine, token="fuzz")) as srv:
         cli = shutil.which("schemathesis")
-        cmd = [cli] if cli else [sys.executable, "-c",
-                                  "import sys; from schemathesis.cli import schemathesis as s; s()"]
+        cmd = (
+            [cli]
+            if cli
+            else [
+                sys.executable,
+                "-c",
+                "import sys; from schemathesis.cli import schemathesis as s; s()",
+            ]
+        )
         proc = subprocess.run(
-            [*cmd, "run", f"{srv.url}/openapi.json", "--checks", "all", "--max-examples", "25",
-             "--seed", "1", "--generation-deterministic", "-H", "Authorization: Bearer fuzz",
-             "--no-color"],
-            capture_output=True, text=True, timeout=120, cwd=tmp_path)  # its cache goes there
+            [
+                *cmd,
+                "run",
+                f"{srv.url}/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                "25",
+                "--seed",
+                "1",
+                "--generation-deterministic",
+                "-H",
+                "Authorization: Bearer fuzz",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )  # its cache goes there
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
         assert "No issues found" in proc.stdout

@@ -25,8 +25,11 @@ def test_buggy_policy_is_caught(name: str) -> None:
 @pytest.mark.parametrize("name", PAIRS)
 def test_correct_twin_passes(name: str) -> None:
     report = run_path(BUGGY / name / "correct")
-    problems = [c.report() for c in report.cases if not c.ok] + \
-        [p.message for p in report.properties + report.auto if p.failed] + report.errors
+    problems = (
+        [c.report() for c in report.cases if not c.ok]
+        + [p.message for p in report.properties + report.auto if p.failed]
+        + report.errors
+    )
     assert not report.failed, "\n".join(problems)
 
 

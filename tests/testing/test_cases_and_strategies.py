@@ -85,7 +85,10 @@ def write(tmp: Path, name: str, text: str) -> Path:
 
 def test_cases_sequence_history_counters_and_coverage(tmp_path: Path) -> None:
     write(tmp_path, "t.policy", POLICY)
-    write(tmp_path, "t.cases.yaml", """
+    write(
+        tmp_path,
+        "t.cases.yaml",
+        """
         - name: allowed
           request: {tool: payments.send, args: {amount: 5, currency: USD, to: A},
                     principal: {id: u, role: finance, scopes: ["payments:write"]}}
@@ -124,11 +127,13 @@ def test_cases_sequence_history_counters_and_coverage(tmp_path: Path) -> None:
           request: {tool: payments.send, args: {amount: 5, currency: USD, to: A},
                     principal: {id: u, role: finance, scopes: ["payments:write"]}}
           want: deny
-        """)
+        """,
+    )
     report = run_path(tmp_path, auto=False, properties=False)
     by_name = {c.case.name: c for c in report.cases}
-    assert all(by_name[n].ok for n in ("allowed", "either effect", "limit via history", "counters")), \
-        [c.report() for c in report.cases if not c.ok]
+    assert all(
+        by_name[n].ok for n in ("allowed", "either effect", "limit via history", "counters")
+    ), [c.report() for c in report.cases if not c.ok]
     bad = by_name["wrong on purpose"]
     assert not bad.ok and "want: deny" in bad.report() and "got:  allow" in bad.report()
     assert "hol" in report.uncovered and "staff" in report.covered and "cap" in report.covered
@@ -138,8 +143,18 @@ def test_cases_sequence_history_counters_and_coverage(tmp_path: Path) -> None:
 def test_cli_summary_junit_and_seed(tmp_path: Path) -> None:
     write(tmp_path, "t.policy", POLICY)
     junit = tmp_path / "out.xml"
-    cmd = [sys.executable, "-m", "policylang.testing", str(tmp_path), "--max-examples", "50",
-           "--seed", "3", "--junit-xml", str(junit)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "policylang.testing",
+        str(tmp_path),
+        "--max-examples",
+        "50",
+        "--seed",
+        "3",
+        "--junit-xml",
+        str(junit),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "properties" in out.stdout and "coverage" in out.stdout and "OK" in out.stdout
@@ -158,15 +173,21 @@ def test_cli_module_add_parser() -> None:
     sub = parser.add_subparsers()
     cli_test.add_parser(sub)
     args = parser.parse_args(["test", "somewhere", "--no-auto", "--seed", "1"])
-    assert args.func is cli_test.run and args.no_auto and args.seed == 1 and args.max_examples == 200
+    assert (
+        args.func is cli_test.run and args.no_auto and args.seed == 1 and args.max_examples == 200
+    )
 
 
 def test_pytest_plugin_collects_cases_and_assertions(pytester) -> None:  # type: ignore[no-untyped-def]
     src = Path(__file__).parent / "buggy" / "off_by_one" / "buggy"
     for f in src.iterdir():
         (pytester.path / f.name).write_text(f.read_text())
-    result = pytester.runpytest("-p", "no:cacheprovider",  # the plugin loads by its entry point
-                                "--policylang-max-examples", "100")
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",  # the plugin loads by its entry point
+        "--policylang-max-examples",
+        "100",
+    )
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*amount: 10000*", "*want:*", "*- deny*"])
 
@@ -185,9 +206,11 @@ def test_automatic_checks_never_contradict_a_passing_case(tmp_path) -> None:
 
     # only n = 16935 (mod 100003) opens it: no search over the rule's constants finds that
     (tmp_path / "p.policy").write_text(
-        "policy p\ntool t { n: int }\nallow t when args.n * 7919 % 100003 == 4242\n")
+        "policy p\ntool t { n: int }\nallow t when args.n * 7919 % 100003 == 4242\n"
+    )
     (tmp_path / "p.cases.yaml").write_text(
-        "- name: the one number\n  request: {tool: t, args: {n: 16935}}\n  want: allow\n")
+        "- name: the one number\n  request: {tool: t, args: {n: 16935}}\n  want: allow\n"
+    )
     report = run_path(tmp_path, max_examples=5, seed=1)
     allowed = [r for r in report.auto if r.kind == "tool-allowed" and r.name == "t"]
     assert allowed and allowed[0].ok
