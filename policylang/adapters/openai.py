@@ -167,8 +167,8 @@ def execute_tool_calls(
                 continue
         try:
             output = (
-                fn(**call.arguments) if fn is not None else functions(call.name, call.arguments)
-            )  # type: ignore[operator]
+                fn(**call.arguments) if fn is not None else functions(call.name, call.arguments)  # type: ignore[operator]
+            )
         except Exception as exc:
             if not catch_errors:
                 raise

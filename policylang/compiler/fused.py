@@ -137,10 +137,10 @@ def _open_shape(t: Type | None, var: str, bind: object) -> list[str]:
     return shape_check_lines(
         t,
         var,
-        bind,
+        bind,  # type: ignore[arg-type]
         "return None",
         strict=False,
-        raising=True,  # type: ignore[arg-type]
+        raising=True,
         fill_defaults=True,
     )
 

@@ -391,8 +391,8 @@ _new = object.__new__
 for _model in (RuleRef, LimitState, ErrorInfo):
     _DEFAULTS[_model] = {
         name: (
-            f.default_factory()
-            if f.default_factory is not None  # type: ignore[call-arg]
+            f.default_factory()  # type: ignore[call-arg]
+            if f.default_factory is not None
             else f.default
         )
         for name, f in _model.model_fields.items()
