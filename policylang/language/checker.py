@@ -580,20 +580,43 @@ def _accepts(param: Type, arg: Type) -> bool:
 
 
 class Expander:
-    """Inlines ``def`` predicates at their call sites; reports cycles and arity errors."""
+    """Inlines ``def`` predicates at their call sites; reports cycles and arity errors.
+
+    Inlining is hygienic: every variable a predicate's body binds (a macro's
+    ``x`` in ``xs.exists(x, ...)``, a history macro's call variable) gets a
+    fresh name that occurs nowhere in the policy, so an argument that names a
+    variable of the call site (``args.to.exists(c, !is_contact(c))`` with
+    ``def is_contact(v): data.contacts.exists(c, c == v)``) is never captured
+    by the body's own ``c``. Without it the inlined rule reads ``c == c``
+    and silently never fires.
+    """
 
     def __init__(self, defs: dict[str, ast.FunctionDef], diags: list[Diagnostic]):
         self.defs = defs
         self.diags = diags
+        self._taken: set[str] = set()
+        for d in defs.values():
+            self._taken.update(p.name for p in d.params)
+            self._taken.update(_names(d.body))
+        self._fresh = 0
 
     def expand(self, expr: ast.Expr, stack: tuple[str, ...] = ()) -> ast.Expr:
-        return self._expand(expr, {}, stack)
+        self._taken.update(_names(expr))
+        return self._expand(expr, {}, stack, bool(stack))
 
-    def _expand(self, e: ast.Expr, subst: dict[str, ast.Expr], stack: tuple[str, ...]) -> ast.Expr:
+    def _rename(self, var: str) -> str:
+        while True:
+            self._fresh += 1
+            name = f"{var}_{self._fresh}"
+            if name not in self._taken:
+                self._taken.add(name)
+                return name
+
+    def _expand(
+        self, e: ast.Expr, subst: dict[str, ast.Expr], stack: tuple[str, ...], hygienic: bool
+    ) -> ast.Expr:
         if isinstance(e, ast.Ident) and e.name in subst:
             return subst[e.name]
-        if isinstance(e, ast.Comprehension) and e.var in subst:
-            subst = {k: v for k, v in subst.items() if k != e.var}
         if (
             isinstance(e, ast.Call)
             and e.target is not None
@@ -602,10 +625,27 @@ class Expander:
             and (len(e.args) == 1 or isinstance(e.args[1], ast.Ident))
         ):
             expanded = _history_macro(e.function, e.target, e.args, e.span)
-            return self._expand(expanded, subst, stack)
+            return self._expand(expanded, subst, stack, hygienic)
+        if isinstance(e, ast.Comprehension):
+            # The target is read outside the variable's scope; the body and filter inside it.
+            target = self._expand(e.target, subst, stack, hygienic)
+            inner = {k: v for k, v in subst.items() if k != e.var}
+            var = e.var
+            if hygienic:  # a body's bound variable: fresh, so no argument can be captured
+                var = self._rename(e.var)
+                inner[e.var] = ast.Ident(var, span=e.span)
+            return dataclasses.replace(
+                e,
+                target=target,
+                var=var,
+                body=self._expand(e.body, inner, stack, hygienic),
+                condition=self._expand(e.condition, inner, stack, hygienic)
+                if e.condition is not None
+                else None,
+            )
         if isinstance(e, ast.Call) and e.target is None and e.function in self.defs:
             d = self.defs[e.function]
-            args = [self._expand(a, subst, stack) for a in e.args]
+            args = [self._expand(a, subst, stack, hygienic) for a in e.args]
             if e.function in stack:
                 cycle = " → ".join([*stack[stack.index(e.function) :], e.function])
                 self.diags.append(
@@ -631,8 +671,63 @@ class Expander:
                 )
                 return ast.Literal_(False, "bool", span=e.span)
             inner = {p.name: a for p, a in zip(d.params, args, strict=True)}
-            return self._expand(d.body, inner, (*stack, e.function))
-        return _map_children(e, lambda c: self._expand(c, subst, stack))
+            return self._expand(d.body, inner, (*stack, e.function), True)
+        return _map_children(e, lambda c: self._expand(c, subst, stack, hygienic))
+
+
+def _names(expr: ast.Expr) -> set[str]:
+    """Every identifier and bound variable an expression spells (fresh names avoid them all)."""
+    out: set[str] = set()
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Ident):
+            out.add(node.name)
+        elif isinstance(node, ast.Comprehension):
+            out.add(node.var)
+        elif (
+            isinstance(node, ast.Call)
+            and node.function in ("called", "count")
+            and len(node.args) == 3
+            and isinstance(node.args[1], ast.Ident)
+        ):
+            out.add(node.args[1].name)
+        stack.extend(ast.children(node))
+    return out
+
+
+def free_names(expr: ast.Expr) -> list[tuple[str, Span]]:
+    """Identifiers an expression reads that no macro inside it binds, in source order."""
+    out: list[tuple[str, Span]] = []
+
+    def walk(node: ast.Expr, bound: frozenset[str]) -> None:
+        if isinstance(node, ast.Ident):
+            if node.name not in bound:
+                out.append((node.name, node.span))
+            return
+        if isinstance(node, ast.Comprehension):
+            walk(node.target, bound)
+            inner = bound | {node.var}
+            if node.condition is not None:
+                walk(node.condition, inner)
+            walk(node.body, inner)
+            return
+        if (
+            isinstance(node, ast.Call)
+            and node.target is not None
+            and node.function in ("called", "count")
+            and len(node.args) == 3
+            and isinstance(node.args[1], ast.Ident)
+        ):
+            walk(node.target, bound)
+            walk(node.args[0], bound)
+            walk(node.args[2], bound | {node.args[1].name})
+            return
+        for c in ast.children(node):
+            walk(c, bound)
+
+    walk(expr, frozenset())
+    return out
 
 
 def _history_macro(name: str, target: ast.Expr, args: tuple[ast.Expr, ...], span: Span) -> ast.Expr:
@@ -815,6 +910,21 @@ def _check_defs(policy: Policy, expander: Expander, diags: list[Diagnostic]) -> 
                     f"'{d.name}' is a built-in name; a predicate cannot replace it",
                     d.span,
                     "error",
+                )
+            )
+        params = {p.name for p in d.params}
+        for name, span in free_names(d.body):
+            if name in params or name in VARIABLES:
+                continue
+            diags.append(
+                Diagnostic(
+                    "PL106",
+                    f"'{name}' is not a parameter of {d.name}() nor a variable it binds",
+                    span,
+                    "error",
+                    hint=f"a predicate sees only its parameters ({', '.join(sorted(params)) or 'none'}) "
+                    "and args, principal, context, data, now, tool and session; pass the value in as "
+                    "an argument",
                 )
             )
         expander.expand(d.body, (d.name,))

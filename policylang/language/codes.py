@@ -367,6 +367,16 @@ _ALL: list[Code] = [
         'session by context.session_id keep 10\ndeny t when session.count("t") > 20',
         "raise keep, or count over a shorter history",
     ),
+    Code(
+        "PL212",
+        "regex-control-char",
+        "warning",
+        "A constant regular expression holds a control character made by a string escape.",
+        'In a non-raw string "\\b" is a backspace, not a word boundary: the pattern never matches '
+        "what it reads as, and a rule meant to catch a leak silently does nothing.",
+        'deny email.send when args.body.matches("(?i)\\bpassword\\b")',
+        'use a raw string: r"(?i)\\bpassword\\b"',
+    ),
 ]
 
 CODES: dict[str, Code] = {c.code: c for c in _ALL}

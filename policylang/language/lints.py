@@ -304,6 +304,7 @@ class _Linter:
                 )
         self.session_history()
         self.data_regexes()
+        self.regex_escapes()
         self.shadowed_allows()
         self.duplicates()
         self.tools()
@@ -566,12 +567,7 @@ class _Linter:
     def data_regexes(self) -> None:
         from policylang.runtime.celops import regex_problem
 
-        exprs: list[ast.Expr] = []
-        for r in self.policy.rules:
-            exprs.extend(x for x in (r.when, r.unless) if x is not None)
-        for lim in self.policy.limits:
-            exprs.extend(x for x in (lim.when, lim.key, lim.cost) if x is not None)
-        for root in exprs:
+        for root in self._rule_exprs():
             for call, pattern_expr, values in _matches_calls(root, self.policy.data):
                 for value in values:
                     problem = regex_problem(value)
@@ -585,6 +581,57 @@ class _Linter:
                             "or look-around",
                             severity="error",
                         )
+
+    def regex_escapes(self) -> None:
+        """A constant pattern holding a control character that only an escape can have made.
+
+        In a non-raw string ``"\\b"`` is a backspace, not RE2's word boundary, so
+        ``matches("(?i)\\bpassword\\b")`` never matches and the rule that should
+        stop a leak does nothing. Tab, newline and carriage return mean the same
+        to RE2 whether written as the character or as its escape, so they pass.
+        """
+        for root in self._rule_exprs():
+            for node in ast.walk(root):
+                if not (isinstance(node, ast.Call) and node.function == "matches"):
+                    continue
+                pat = (
+                    node.args[0]
+                    if node.target is not None and node.args
+                    else (node.args[1] if node.target is None and len(node.args) > 1 else None)
+                )
+                if not (isinstance(pat, ast.Literal_) and isinstance(pat.value, str)):
+                    continue
+                bad = sorted({ch for ch in pat.value if ch in _SUSPECT_CONTROLS})
+                if not bad:
+                    continue
+                names = ", ".join(_SUSPECT_CONTROLS[ch] for ch in bad)
+                self.warn(
+                    "PL212",
+                    f"the pattern {self.text(pat)} holds {names}: in a non-raw string "
+                    "the escape made a control character, not a regex escape",
+                    pat.span if pat.span.line else node.span,
+                    'write the pattern as a raw string, e.g. r"\\bword\\b", so RE2 sees the '
+                    "backslash",
+                )
+
+    def _rule_exprs(self) -> list[ast.Expr]:
+        exprs: list[ast.Expr] = []
+        for r in self.policy.rules:
+            exprs.extend(x for x in (r.when, r.unless) if x is not None)
+        for lim in self.policy.limits:
+            exprs.extend(x for x in (lim.when, lim.key, lim.cost) if x is not None)
+        return exprs
+
+
+# Control characters a string escape can put into a pattern where a regex escape was meant.
+_SUSPECT_CONTROLS = {
+    "\b": 'a backspace (\\b; a word boundary is r"\\b")',
+    "\a": "a bell character (\\a)",
+    "\f": "a form feed (\\f)",
+    "\v": "a vertical tab (\\v)",
+    "\x00": "a NUL character (\\0)",
+    **{chr(c): f"the control character U+{c:04X}" for c in (*range(1, 7), *range(14, 32), 127)},
+}
 
 
 def _has_empty_list(e: ast.Expr) -> bool:

@@ -650,6 +650,9 @@ def _go_g(x: float) -> str:
     return f"{neg}{ds[:point]}.{ds[point:]}"
 
 
+_EXACT = 2.0**53  # every whole double below this is exactly one int
+
+
 def to_string(v: object) -> str:
     """CEL ``string()``: canonical text for scalars, timestamps, durations and dates."""
     if type(v) is str:
@@ -659,6 +662,10 @@ def to_string(v: object) -> str:
     if type(v) is bool:
         return "true" if v else "false"
     if type(v) is float:
+        if v.is_integer() and -_EXACT < v < _EXACT:
+            # A whole number prints as one, however JSON spelled it: 1234567 and 1234567.0
+            # must give one key and one deny-list entry (cel-go prints "1.234567e+06").
+            return str(int(v))
         return _go_g(v)
     if type(v) is bytes:
         try:
