@@ -344,9 +344,9 @@ def test_special_texts(text):
             exc.column,
             str(exc)[:200],
         )
-    # against hangs, not a speed target: 50,001 statements take ~4 s of Lark parsing alone here,
-    # so a busy CI machine needs the headroom
-    assert time.perf_counter() - t0 < 10.0
+    # against hangs, not a speed target: 50,001 statements take ~4 s of Lark parsing alone on an idle
+    # machine, many times that on a loaded one
+    assert time.perf_counter() - t0 < 60.0
 
 
 # ---------------------------------------------------------------- nesting 1..10,000
