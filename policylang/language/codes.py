@@ -368,7 +368,7 @@ _ALL: list[Code] = [
         "raise keep, or count over a shorter history",
     ),
     Code(
-        "PL212",
+        "PL214",
         "regex-control-char",
         "warning",
         "A constant regular expression holds a control character made by a string escape.",

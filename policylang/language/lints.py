@@ -606,7 +606,7 @@ class _Linter:
                     continue
                 names = ", ".join(_SUSPECT_CONTROLS[ch] for ch in bad)
                 self.warn(
-                    "PL212",
+                    "PL214",
                     f"the pattern {self.text(pat)} holds {names}: in a non-raw string "
                     "the escape made a control character, not a regex escape",
                     pat.span if pat.span.line else node.span,

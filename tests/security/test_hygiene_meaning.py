@@ -163,7 +163,7 @@ default allow
 tool email.send {{ body: string }}
 deny email.send when args.body.matches("(?i){escape}password{escape}") because "leak"
 """
-    assert "PL212" in _lint_codes(text)
+    assert "PL214" in _lint_codes(text)
 
 
 @pytest.mark.parametrize(
@@ -175,9 +175,9 @@ default allow
 tool email.send {{ body: string }}
 deny email.send when args.body.matches({pattern}) because "leak"
 """
-    assert "PL212" not in _lint_codes(text)
+    assert "PL214" not in _lint_codes(text)
 
 
 def test_the_code_is_documented() -> None:
-    entry = codes.get("PL212")
+    entry = codes.get("PL214")
     assert entry is not None and "raw string" in entry.explain()
