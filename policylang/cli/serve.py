@@ -60,6 +60,58 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--max-body", type=int, default=1 << 20, help="largest body in bytes (default 1 MiB)"
     )
     p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a host name this server answers for (repeatable); on a loopback address "
+        "only 127.0.0.1, localhost and [::1] are answered by default, so a page "
+        "whose name was re-pointed at 127.0.0.1 (DNS rebinding) is refused",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=256,
+        help="open connections at once; past it requests get 503 (default 256)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="time for a request's head to arrive (default 5)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time for a request's body to arrive (default 10)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="time from a request's head to its answer (default 15)",
+    )
+    p.add_argument(
+        "--keep-alive",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="time an idle connection stays open (default 5)",
+    )
+    p.add_argument(
+        "--max-headers", type=int, default=64, help="header lines in one request (default 64)"
+    )
+    p.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=16 << 10,
+        help="size of a request's head in bytes (default 16 KiB)",
+    )
+    p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     p.set_defaults(run=run)
@@ -93,8 +145,14 @@ class _AppendSink:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from policylang.server import Metrics, PolicyWatcher, check_bind, create_app, read_token
-        from policylang.server import run as serve
+        from policylang.server import (
+            Metrics,
+            PolicyWatcher,
+            check_bind,
+            create_app,
+            read_token,
+            server_config,
+        )
     except ModuleNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -130,20 +188,42 @@ def run(args: argparse.Namespace) -> int:
         engine = Engine.empty(**options)
     metrics = Metrics()
     watcher = PolicyWatcher(engine, args.path, metrics) if args.watch else None
-    app = create_app(
-        engine,
-        token=token,
-        metrics=metrics,
-        watcher=watcher,
-        max_body_bytes=args.max_body,
-        max_batch=args.max_batch,
-    )
+    try:  # every limit is checked before the server starts
+        app = create_app(
+            engine,
+            token=token,
+            metrics=metrics,
+            watcher=watcher,
+            max_body_bytes=args.max_body,
+            max_batch=args.max_batch,
+            allowed_hosts=args.allowed_host,
+            max_headers=args.max_headers,
+            request_timeout=args.request_timeout,
+            body_timeout=args.body_timeout,
+        )
+        config = server_config(
+            app,
+            args.host,
+            args.port,
+            args.log_level,
+            max_connections=args.max_connections,
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
+            keep_alive=args.keep_alive,
+            max_header_bytes=args.max_header_bytes,
+            max_headers=args.max_headers,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(
         f"policylang: serving {engine.policy_name or '(no policy)'} on http://{args.host}:"
         f"{args.port}{' (bearer token required)' if token else ''}",
         file=sys.stderr,
     )
-    serve(app, args.host, args.port, log_level=args.log_level)
+    import uvicorn
+
+    uvicorn.Server(config).run()
     return 0
 
 

@@ -25,7 +25,7 @@ from policylang.compiler.plan import LimitPlan, RulePlan, ToolPlan
 from policylang.errors import EvalError
 from policylang.language.checker import scope_for
 from policylang.language.policy import Policy, ToolInfo, tool_matches
-from policylang.runtime import celops, library, timefuncs
+from policylang.runtime import caches, celops, library, timefuncs
 
 Evaluator = Callable[..., tuple[str | None, list[RulePlan], list[tuple[RulePlan, str]] | None]]
 
@@ -249,6 +249,10 @@ class CompiledPolicy:
             return ev
         return self._build_undeclared(tool)
 
+    def undeclared_count(self) -> int:
+        """Evaluators built for undeclared tools and kept (at most ``_UNDECLARED_CACHE``)."""
+        return len(self._undeclared)
+
     def _build_undeclared(self, tool: str) -> ToolEvaluator:
         p = planner.run_passes([planner.plan_for_tool(self.policy, None, tool)])[0]
         key = tuple(r.index for r in p.rules()) + (-1,) + tuple(lp.index for lp in p.limits)
@@ -259,6 +263,7 @@ class CompiledPolicy:
                 self._undeclared[key] = ev
                 if len(self._undeclared) > _UNDECLARED_CACHE:
                     self._undeclared.popitem(last=False)
+                    caches.dropped("undeclared")
             self._undeclared_names[tool] = ev
             if len(self._undeclared_names) > 4 * _UNDECLARED_CACHE:
                 self._undeclared_names.popitem(last=False)

@@ -43,11 +43,13 @@ from typing import Any
 import re2
 
 from policylang.errors import EvalError
+from policylang.runtime import caches as _caches
 from policylang.runtime import timefuncs as _tf
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 REGEX_CACHE_SIZE = 4096
+REGEX_CACHEABLE = 4096  # longer patterns are compiled per use, not cached
 
 # google-re2 never falls back to ``re``; other 're2' modules (pyre2) silently do: refuse them.
 if not (hasattr(re2, "Options") and hasattr(re2, "_re2")):  # pragma: no cover
@@ -566,14 +568,24 @@ def _compile(pattern: str) -> Any:
 
 
 def compile_regex(pattern: str) -> Any:
-    """A compiled RE2 pattern from a bounded LRU cache (4096 patterns).
+    """A compiled RE2 pattern from a bounded LRU cache (4096 patterns of at most 4096 characters).
+
+    The cache is keyed by request data (``args.x.matches(args.pattern)``), so
+    it is bounded in entries and in each entry's size; drops are counted (see
+    :mod:`policylang.runtime.caches`).
 
     RE2 runs in time linear in the input, so no policy regex can be turned into
     a denial of service by crafted tool arguments.
     """
     if type(pattern) is not str:
         raise EvalError(f"a regex must be a string, got {_kind(pattern)}")
+    if len(pattern) > REGEX_CACHEABLE:  # built from a large argument: compiled, never kept
+        _caches.dropped("regex.uncached")
+        return _compile.__wrapped__(pattern)
     return _compile(pattern)
+
+
+_caches.register_lru("regex", _compile)
 
 
 def regex_problem(pattern: str) -> str | None:

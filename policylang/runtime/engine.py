@@ -10,7 +10,6 @@ says why. Reloads compile off to the side and swap in atomically.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import os
 import threading
@@ -23,13 +22,13 @@ from typing import Any
 
 import orjson
 
-from policylang.compiler.build import CompiledPolicy, ToolEvaluator
+from policylang.compiler.build import _UNDECLARED_CACHE, CompiledPolicy, ToolEvaluator
 from policylang.compiler.interpreter import Err
 from policylang.compiler.plan import RulePlan
 from policylang.errors import Diagnostic, EvalError, PolicyError, RequestError, StoreUnavailable
 from policylang.language import ast
 from policylang.language.types import Type
-from policylang.runtime import celops, timefuncs
+from policylang.runtime import caches, celops, timefuncs
 from policylang.runtime.audit import _default as _audit_default
 from policylang.runtime.audit import json_safe
 from policylang.runtime.clock import Clock, SystemClock
@@ -44,6 +43,7 @@ from policylang.runtime.decision import (
 )
 from policylang.runtime.limits import LimitRequest, LimitStore, MemoryStore
 from policylang.runtime.loader import load_sources, read_path
+from policylang.runtime.names import NameIndex, UnknownToolText, shown
 from policylang.runtime.sessions import MemorySessionStore, SessionStore
 from policylang.runtime.validation import fast_object_checker, object_checker
 
@@ -78,6 +78,24 @@ def _decision(
     return Decision._raw(
         effect, tool, code, reasons, refs, limits, errors, message, prepared.origin, now
     )
+
+
+def _unknown_tool(prepared: _Prepared, tool: str) -> Decision:
+    """Deny ``unknown_tool``; the "did you mean" text is composed only if someone reads it."""
+    d = Decision._raw(
+        Effect.DENY,
+        tool,
+        "unknown_tool",
+        None,
+        None,
+        [],
+        [],
+        None,  # type: ignore[arg-type]
+        prepared.origin,
+        None,
+    )
+    d._out = UnknownToolText(tool, prepared.names)  # type: ignore[assignment]
+    return d
 
 
 def combine(
@@ -134,6 +152,9 @@ class _Prepared:
         self.context_owned = c is not None  # the checker returns a fresh dict we may fill in
         self.hash = self.policy.content_hash
         self.undeclared_open = self.policy.open_tools or self.policy.default == "allow"
+        self.names = NameIndex(
+            self.policy
+        )  # near misses and suggestions (policylang.runtime.names)
         self.now_cache: dict[str, datetime] = {}
         self.outcomes: dict[tuple[Any, ...], tuple[str, tuple[str, ...], tuple[Any, ...], str]] = {}
         self.limit_consts: dict[int, tuple[str, float, float, str]] = {}
@@ -312,6 +333,24 @@ class Engine:
     def tools(self) -> list[str]:
         return list(self._prepared.policy.tools) if self._prepared else []
 
+    def cache_stats(self) -> dict[str, dict[str, int]]:
+        """Every bounded cache: ``{name: {"entries", "bound", "evictions"}}`` (see runtime.caches)."""
+        p = self._prepared
+        if p is None:
+            return caches.stats()
+        return caches.stats(
+            {
+                "now": (len(p.now_cache), _NOW_CACHE_SIZE),
+                "outcomes": (len(p.outcomes), _OUTCOME_CACHE_SIZE),
+                "shared": (len(p.shared), _OUTCOME_CACHE_SIZE),
+                "fused": (
+                    max((len(f[2]) for f in p.fused.values()), default=0),
+                    _OUTCOME_CACHE_SIZE,
+                ),
+                "undeclared": (p.compiled.undeclared_count(), _UNDECLARED_CACHE),
+            }
+        )
+
     def source_for(self, tool: str) -> str:
         """The generated Python source of one tool's evaluator."""
         if self._prepared is None:
@@ -442,15 +481,17 @@ class Engine:
         ev = compiled.evaluators.get(tool)
         if ev is None:
             if not prepared.undeclared_open:
-                close = difflib.get_close_matches(
-                    tool, list(prepared.policy.tools), n=1, cutoff=0.6
-                )
-                hint = f"; did you mean '{close[0]}'?" if close else ""
+                return _unknown_tool(prepared, tool)
+            near = prepared.names.near_miss(tool) if prepared.names.active else None
+            if near is not None:
                 return self._failure(
                     prepared,
                     tool,
                     "unknown_tool",
-                    f"'{tool}' is not a tool this policy declares{hint}",
+                    f"'{shown(tool)}' is not a tool this "
+                    f"policy declares, but it reads like {near[1]}; a name that "
+                    "differs only in case, spacing, separators or look-alike "
+                    "characters is denied whatever the default",
                 )
             ev = compiled.evaluator_for(tool)
         try:
@@ -559,12 +600,14 @@ class Engine:
             )
             shared = prepared.shared  # equal texts are one object, however many tools share them
             if len(shared) >= _OUTCOME_CACHE_SIZE:
+                caches.dropped("shared", len(shared))
                 shared.clear()
             reasons = tuple(d.reasons)
             reasons = shared.setdefault(reasons, reasons)
             suffix = d.message[len(tool) :]
             out = (d.effect, d.code, (reasons, tuple(d.rules), shared.setdefault(suffix, suffix)))
         if len(table) >= _OUTCOME_CACHE_SIZE:
+            caches.dropped("fused", len(table))
             table.clear()
         table[m] = out
         return out
@@ -666,6 +709,7 @@ class Engine:
             raise RequestError(f"context.now: {exc.message}", "now") from None
         if type(pinned) is str:
             if len(prepared.now_cache) >= _NOW_CACHE_SIZE:
+                caches.dropped("now", len(prepared.now_cache))
                 prepared.now_cache.clear()
             prepared.now_cache[pinned] = parsed
         return parsed
@@ -881,6 +925,7 @@ class Engine:
             message += f" (note: {len(errors)} rule{'s' if len(errors) > 1 else ''} could not be evaluated)"
         if not errs and not templated:  # the texts depend only on which rules matched
             if len(prepared.outcomes) >= _OUTCOME_CACHE_SIZE:
+                caches.dropped("outcomes", len(prepared.outcomes))
                 prepared.outcomes.clear()
             prepared.outcomes[(tool, effect, from_default, *[r.index for r in hits])] = (
                 code,

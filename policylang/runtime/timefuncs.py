@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 import holidays
 
 from policylang.errors import EvalError
+from policylang.runtime import caches as _caches
 
 __all__ = [
     "UTC",
@@ -156,8 +157,11 @@ def get_zone(name: str | tzinfo) -> tzinfo:
         zone = _zone_cached(name)
     except Exception:  # ZoneInfoNotFoundError, ValueError for odd paths, OSError
         raise EvalError(f"unknown time zone {_show(name)}") from None
-    if type(name) is str and len(_ZONES) < 1024:
-        _ZONES[name] = zone
+    if type(name) is str:
+        if len(_ZONES) < 1024:
+            _ZONES[name] = zone
+        else:
+            _caches.dropped("zone.fast")  # still cached, in _zone_cached's LRU
     return zone
 
 
@@ -542,12 +546,11 @@ def is_holiday(
             days = _country_year(calendar, subdivision, day.year)
         except Exception as exc:  # holidays raises assorted errors for odd years
             raise EvalError(f"cannot compute {calendar} holidays for {day.year}: {exc}") from None
-        if (
-            type(calendar) is str
-            and (subdivision is None or type(subdivision) is str)
-            and len(_YEAR_SETS) < 4096
-        ):
-            _YEAR_SETS[(calendar, subdivision, day.year)] = days
+        if type(calendar) is str and (subdivision is None or type(subdivision) is str):
+            if len(_YEAR_SETS) < 4096:
+                _YEAR_SETS[(calendar, subdivision, day.year)] = days
+            else:
+                _caches.dropped("holiday.years")  # read through _country_year's LRU instead
         return day in days
     if isinstance(calendar, list | tuple | set | frozenset | dict):
         return day in _custom_calendar(calendar)
@@ -696,3 +699,13 @@ def timestamp_to_string(ts: datetime) -> str:
     sign = "-" if total < 0 else "+"
     hh, mm = divmod(abs(total) // 60, 60)
     return f"{base}{sign}{hh:02d}:{mm:02d}"
+
+
+# Bounded caches keyed by request data, reported by policylang.runtime.caches.stats().
+_caches.register_lru("zone", _zone_cached)
+_caches.register_lru("holiday.country", _country_year)
+_caches.register_lru("holiday.known", _country_ok)
+_caches.register_lru("holiday.custom", _custom_hashable)
+_caches.register_lru("time_window", _parse_window)
+_caches.register_sized("zone.fast", lambda: len(_ZONES), 1024)
+_caches.register_sized("holiday.years", lambda: len(_YEAR_SETS), 4096)

@@ -4,7 +4,9 @@ Hand-written exposition (no ``prometheus_client`` dependency): a handful of
 counters and two histograms behind one lock, which the watcher thread and the
 event loop both update. Tool names come from requests, so the ``tool`` label is
 the tool's name only when the loaded policy declares it, else ``(undeclared)``:
-a client cannot grow the label set without bound.
+a client cannot grow the label set without bound. The engine's bounded caches
+(:mod:`policylang.runtime.caches`) are shown with their entries, bounds and
+drops, so reaching a bound is visible.
 """
 
 from __future__ import annotations
@@ -248,6 +250,31 @@ class Metrics:
                 f"policylang_policy_info{{name={_q(engine.policy_name)},"
                 f"version={_q(engine.policy_version or '')},hash={_q(engine.policy_hash)},"
                 f'tools="{len(engine.tools)}"}} 1'
+            )
+        stats = engine.cache_stats() if hasattr(engine, "cache_stats") else {}
+        if stats:
+            family(
+                "policylang_cache_entries",
+                "gauge",
+                "Entries in each bounded cache keyed by request data.",
+            )
+            out.extend(
+                f"policylang_cache_entries{{cache={_q(n)}}} {v['entries']}"
+                for n, v in sorted(stats.items())
+            )
+            family("policylang_cache_bound", "gauge", "The most entries each cache keeps.")
+            out.extend(
+                f"policylang_cache_bound{{cache={_q(n)}}} {v['bound']}"
+                for n, v in sorted(stats.items())
+            )
+            family(
+                "policylang_cache_evictions_total",
+                "counter",
+                "Entries each cache dropped (or never kept) at its bound.",
+            )
+            out.extend(
+                f"policylang_cache_evictions_total{{cache={_q(n)}}} {v['evictions']}"
+                for n, v in sorted(stats.items())
             )
         family("policylang_start_time_seconds", "gauge", "When the server started.")
         out.append(f"policylang_start_time_seconds {_num(self.started)}")

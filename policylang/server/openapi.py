@@ -24,7 +24,20 @@ def openapi_document(
     *, max_batch: int, max_body_bytes: int, auth: bool, version: str = "0.1.0"
 ) -> dict[str, Any]:
     errors = {
-        "400": _error_response("Malformed JSON (code `bad_json`)."),
+        "400": _error_response(
+            "Malformed or ambiguous JSON: not UTF-8, a BOM, a duplicate key, "
+            "NaN/Infinity, a lone surrogate, too deep (code `bad_json`)."
+        ),
+        "403": _error_response(
+            "A Host this server does not answer for (code "
+            "`host_not_allowed`) or a cross-origin page (code `cross_origin`)."
+        ),
+        "408": _error_response("The body did not arrive in time (code `body_timeout`)."),
+        "431": _error_response("Too many or too large headers (code `headers_too_large`)."),
+        "503": _error_response(
+            "Not answered within the request deadline (code "
+            "`deadline_exceeded`), or too many connections."
+        ),
         "401": _error_response("Missing or wrong bearer token (code `unauthorized`)."),
         "413": _error_response(f"Body larger than {max_body_bytes} bytes (code `too_large`)."),
         "415": _error_response(
@@ -42,7 +55,7 @@ def openapi_document(
     def ok(ref: str, text: str) -> dict[str, Any]:
         return {"description": text, "content": {"application/json": {"schema": {"$ref": ref}}}}
 
-    get_errors = {"401": errors["401"]}
+    get_errors = {k: errors[k] for k in ("401", "403", "431", "503")}
     doc: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
