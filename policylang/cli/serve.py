@@ -47,7 +47,17 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="require 'Authorization: Bearer <token>', the token read from FILE",
     )
     p.add_argument(
-        "--audit", metavar="FILE", help="append an audit record per decision to FILE (JSON Lines)"
+        "--audit",
+        metavar="FILE",
+        help="append an audit record per decision to FILE "
+        "(JSON Lines); SIGHUP reopens it (after it was rotated away or deleted, "
+        "decisions are denied audit_unavailable until then)",
+    )
+    p.add_argument(
+        "--audit-head",
+        action="store_true",
+        help="publish the chain's last (seq, hash) to FILE.head after every record, "
+        "so 'policylang audit verify' finds records cut from the end",
     )
     p.add_argument(
         "--watch",
@@ -117,12 +127,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=run)
 
 
-def _audit_sink(path: str) -> Any:
+def _audit_sink(path: str, head: bool = False) -> Any:
     try:
-        from policylang.runtime.audit import JsonlSink
+        from policylang.runtime.audit import JsonlSink, reopen_on_signal
     except ImportError:
         return _AppendSink(path)
-    return JsonlSink(path)
+    sink = JsonlSink(path, head=head)
+    reopen_on_signal(sink)
+    return sink
 
 
 class _AppendSink:
@@ -170,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.audit:
         try:
-            options["audit"] = _audit_sink(args.audit)
+            options["audit"] = _audit_sink(args.audit, args.audit_head)
         except OSError as exc:
             print(f"error: cannot open the audit file {args.audit}: {exc}", file=sys.stderr)
             return 2

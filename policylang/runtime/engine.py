@@ -11,11 +11,12 @@ says why. Reloads compile off to the side and swap in atomically.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,15 @@ import orjson
 from policylang.compiler.build import _UNDECLARED_CACHE, CompiledPolicy, ToolEvaluator
 from policylang.compiler.interpreter import Err
 from policylang.compiler.plan import RulePlan
-from policylang.errors import Diagnostic, EvalError, PolicyError, RequestError, StoreUnavailable
+from policylang.errors import (
+    Diagnostic,
+    EvalError,
+    PolicyError,
+    PolicyLoadError,
+    RequestError,
+    Span,
+    StoreUnavailable,
+)
 from policylang.language import ast
 from policylang.language.types import Type
 from policylang.runtime import caches, celops, timefuncs
@@ -46,6 +55,13 @@ from policylang.runtime.loader import load_sources, read_path
 from policylang.runtime.names import NameIndex, UnknownToolText, shown
 from policylang.runtime.sessions import MemorySessionStore, SessionStore
 from policylang.runtime.validation import fast_object_checker, object_checker
+from policylang.runtime.watch import (
+    DEFAULT_SETTLE,
+    PolicyWatcher,
+    ReloadReport,
+    dropped_rules,
+    read_stable,
+)
 
 AuditSink = Callable[[dict[str, Any]], None] | Any
 
@@ -60,6 +76,7 @@ _EFFECTS = {"allow": Effect.ALLOW, "deny": Effect.DENY, "confirm": Effect.CONFIR
 _NOW_CACHE_SIZE = 4096
 _OUTCOME_CACHE_SIZE = 65_536
 _PENDING_CONFIRMS = 10_000
+_reload_log = logging.getLogger("policylang.reload")
 
 
 def _decision(
@@ -273,15 +290,62 @@ class Engine:
 
     # ---- reload (atomic swap; a broken policy never replaces a working one)
 
-    def reload(self, path: str | Path | None = None, *, data: dict[str, Any] | None = None) -> None:
+    def reload(
+        self,
+        path: str | Path | None = None,
+        *,
+        data: dict[str, Any] | None = None,
+        settle: float = DEFAULT_SETTLE,
+        require_files: Collection[str] = (),
+        allow_drops: bool = True,
+    ) -> ReloadReport:
+        """Load the policy at ``path`` (default: where it came from) and swap it in whole.
+
+        The files are read as a stable snapshot (:func:`~policylang.runtime.watch.read_stable`:
+        read twice ``settle`` seconds apart, unchanged in between), so a file caught
+        mid-write is never compiled. Any error raises and the old policy keeps serving.
+        ``require_files``: files that must still exist (the watcher passes the set that is
+        serving, so a vanished file never yields a partial policy). A new version that no
+        longer has some rule of the old one is logged as a warning naming each rule
+        (``allow_drops=False`` refuses it instead). Returns what was swapped in.
+        """
         target = path if path is not None else self.source_path
         if target is None:
             raise PolicyError("this engine was not loaded from a path; pass one to reload()")
         with self._reload_lock:
-            sources, loaded = read_path(target, data)
-            compiled, warnings = load_sources(sources, loaded)  # raises: old policy stays
+            snap = read_stable(target, data, settle=settle, require=require_files)
+            compiled, warnings = load_sources(snap.sources, snap.data)  # raises: old policy stays
+            old = self._prepared
+            dropped = dropped_rules(old.policy, compiled.policy) if old is not None else ()
+            if dropped and not allow_drops:
+                raise PolicyLoadError(
+                    [
+                        Diagnostic(
+                            "PL002",
+                            f"the new version removes {len(dropped)} rule(s) the serving policy "
+                            f"has: {'; '.join(dropped)}",
+                            Span(str(target), 1, 1, 1, 2),
+                            "error",
+                            "reload with allow_drops=True if the removal is meant",
+                        )
+                    ]
+                )
             self._prepared = _Prepared(compiled, warnings, self._id_prefix)
             self.source_path = Path(target)
+        if dropped:
+            _reload_log.warning(
+                "reloaded %s: %d rule(s) of the previous version are gone (removed or changed): %s",
+                target,
+                len(dropped),
+                "; ".join(dropped),
+            )
+        return ReloadReport(
+            str(target),
+            compiled.policy.content_hash,
+            tuple(snap.files),
+            dropped,
+            tuple((f, st) for f, (st, _) in snap.files.items()),
+        )
 
     def watch(
         self,
@@ -289,16 +353,17 @@ class Engine:
         *,
         on_reload: Callable[[Engine], Any] | None = None,
         on_error: Callable[[Any], Any] | None = None,
-    ) -> Any:
+        **options: Any,
+    ) -> PolicyWatcher:
         """Reload automatically when the policy's files change (see :mod:`policylang.runtime.watch`).
 
-        Returns the watcher; call ``stop()`` on it (or use it in a ``with``) to end watching.
+        Returns the running watcher; call ``stop()`` on it (or use it in a ``with``) to end
+        watching. ``options`` go to :class:`~policylang.runtime.watch.PolicyWatcher`
+        (``on_warning``, ``debounce``, ``settle``, ``max_wait``, ``allow_drops``, ``metrics``).
         """
-        from policylang.runtime.watch import PolicyWatcher
-
         if self.source_path is None:
             raise PolicyError("only an engine loaded with Engine.from_path() can watch its files")
-        return PolicyWatcher(self, self.source_path, interval, on_reload, on_error)
+        return PolicyWatcher(self, self.source_path, interval, on_reload, on_error, **options)
 
     def reload_string(
         self, text: str, *, data: dict[str, Any] | None = None, path: str = "<string>"

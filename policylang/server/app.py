@@ -38,7 +38,6 @@ import logging
 import math
 import os
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -52,8 +51,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from policylang.errors import PolicyLoadError
 from policylang.runtime.decision import Decision, Effect
+from policylang.runtime.watch import Outcome
+from policylang.runtime.watch import PolicyWatcher as _Watcher
 from policylang.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from policylang.server.metrics import Metrics
 from policylang.server.openapi import openapi_document
@@ -137,76 +137,31 @@ def read_token(env: str | None = None, file: str | Path | None = None) -> str | 
 # ---------------------------------------------------------------- hot reload
 
 
-class PolicyWatcher:
-    """Polls the policy's files and reloads the engine when one changes.
+class PolicyWatcher(_Watcher):
+    """The one policy watcher (:mod:`policylang.runtime.watch`), as the server uses it.
 
-    A reload that fails is logged and counted; the engine keeps the policy it
-    had (``Engine.reload`` swaps atomically).
+    Built stopped (the app's lifespan starts and stops it), reports each reload to
+    ``metrics``, and ``check()`` answers True (reloaded), False (failed: the old
+    policy keeps serving) or None (nothing to do yet).
     """
 
     def __init__(
-        self, engine: Any, path: str | Path, metrics: Metrics | None = None, interval: float = 1.0
+        self,
+        engine: Any,
+        path: str | Path,
+        metrics: Metrics | None = None,
+        interval: float = 1.0,
+        **options: Any,
     ):
-        self.engine, self.path, self.metrics, self.interval = engine, Path(path), metrics, interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._seen = self.snapshot()
+        super().__init__(engine, path, interval, metrics=metrics, start=False, **options)
 
-    def snapshot(self) -> dict[str, tuple[int, int]]:
-        from policylang.runtime.watch import snapshot
-
-        return snapshot(self.path)
-
-    def check(self) -> bool | None:
-        """Reload if something changed: True reloaded, False failed, None nothing to do."""
-        now = self.snapshot()
-        if now == self._seen:
-            return None
-        self._seen = now
-        try:
-            self.engine.reload(self.path)
-        except PolicyLoadError as exc:
-            log.error(
-                "policy reload failed; still serving %s %s:\n%s",
-                self.engine.policy_name or "(no policy)",
-                self.engine.policy_hash,
-                exc.render(),
-            )
-            ok = False
-        except Exception as exc:  # noqa: BLE001 - a watcher must never die
-            log.error(
-                "policy reload failed; still serving the old policy: %s: %s",
-                type(exc).__name__,
-                exc,
-            )
-            ok = False
-        else:
-            log.info(
-                "reloaded policy %s version %s (hash %s)",
-                self.engine.policy_name,
-                self.engine.policy_version,
-                self.engine.policy_hash,
-            )
-            ok = True
-        if self.metrics is not None:
-            self.metrics.reloaded(ok)
-        return ok
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            with contextlib.suppress(Exception):
-                self.check()
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="policylang-watch", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def check(self) -> bool | None:  # type: ignore[override]
+        outcome = self.poll()
+        return (
+            None
+            if outcome in (Outcome.UNCHANGED, Outcome.UNSTABLE)
+            else outcome is Outcome.RELOADED
+        )
 
 
 # ---------------------------------------------------------------- request parsing
