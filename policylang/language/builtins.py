@@ -105,9 +105,22 @@ for _sig in [
         doc='within e.g. "09:00-17:00" on Mon-Fri in a zone',
     ),
     # domain functions: text
-    _g("urls", "urls", (STRING,), STRINGS, doc="every link in free text"),
-    _g("host", "host", (STRING,), STRING),
+    _g("urls", "urls", (STRING,), STRINGS, doc="every link in free text, unreadable ones included"),
+    _g(
+        "host",
+        "host",
+        (STRING,),
+        STRING,
+        doc="a link's host as a browser reads it (ASCII, lower case)",
+    ),
     _g("domain", "domain", (STRING,), STRING, doc="registrable domain of a URL or host"),
+    _g(
+        "normpath",
+        "normpath",
+        (STRING,),
+        STRING,
+        doc="canonical path: // . .. collapsed; NUL, backslash, %XX are errors",
+    ),
     _g("emails", "emails", (STRING,), STRINGS),
     _g("regex_escape", "regex_escape", (STRING,), STRING),
     _g(

@@ -504,6 +504,20 @@ class Typer:
                             "date": 'e.g. date("2025-06-11")',
                         }[s.impl],
                     )
+        if s.impl == "normpath":
+            path = const(0)
+            if path is not None:
+                from policylang.runtime import textfuncs
+
+                try:
+                    textfuncs.normpath(path)
+                except Exception as exc:  # noqa: BLE001 - EvalError with a readable message
+                    self.error(
+                        "PL103",
+                        str(getattr(exc, "message", exc)),
+                        e.args[0].span,
+                        "a constant path that normpath refuses would fail every decision",
+                    )
         if s.impl == "is_holiday":
             country, sub = const(1), const(2)
             if country is not None and not timefuncs.known_country(country, sub):

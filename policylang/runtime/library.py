@@ -120,6 +120,7 @@ def bind(zone: tzinfo, declared: bool = False) -> dict[str, Callable[..., Any]]:
         "domain": textfuncs.domain,
         "emails": textfuncs.emails,
         "regex_escape": textfuncs.regex_escape,
+        "normpath": textfuncs.normpath,
         "tool_matches": tool_matches,
         "today": lambda now, tz=None: timefuncs.date_of(now, default if tz is None else tz),
     }

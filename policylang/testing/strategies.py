@@ -41,7 +41,7 @@ ROOTS = ("args", "principal", "context")
 DEFAULT_NOW_LOCAL = datetime(2025, 6, 11, 10, 0, 0)  # a Wednesday morning, no holiday anywhere much
 _COMPARE = {"==", "!=", "<", "<=", ">", ">="}
 _TRANSPARENT_METHODS = {"lowerAscii", "upperAscii", "trim"}
-_TRANSPARENT_GLOBALS = {"string", "int", "double", "timestamp", "date", "dyn"}
+_TRANSPARENT_GLOBALS = {"string", "int", "double", "timestamp", "date", "dyn", "normpath"}
 _STD_OFFSETS = [
     timedelta(0),
     timedelta(seconds=1),
