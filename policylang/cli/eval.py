@@ -143,6 +143,7 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
 def explain(engine: Any, tool: str, a: Any, p: Any, c: Any) -> dict[str, Any]:
     """Every rule for ``tool``: matched or not (reference interpreter) and the values it read."""
     from policylang.compiler.interpreter import Err, run_condition
+    from policylang.language.secrets import MARKER, WITHHELD, reads_secret, secret_scope
 
     prepared = engine._prepared
     compiled = engine.compiled
@@ -168,10 +169,22 @@ def explain(engine: Any, tool: str, a: Any, p: Any, c: Any) -> dict[str, Any]:
         )
         now = engine._now(prepared, context)
     except RequestError as exc:
-        out["note"] = f"the request is invalid ({exc.message}); no rule was evaluated"
+        raw = engine.redactor(tool, a, p, c)  # a validation error may quote a secret's value
+        out["note"] = raw(f"the request is invalid ({exc.message}); no rule was evaluated")
         return out
     env = compiled.env(args, principal, context, now, tool, None)
     policy = compiled.policy
+    # values read from a @secret field (or derived from one) are shown as the marker; error texts
+    # are scrubbed of the request's secret values, raw and checked
+    scope = secret_scope(policy, tool if tool in policy.tools else None)
+    raw_scrub, checked_scrub = (
+        engine.redactor(tool, a, p, c),
+        engine.redactor(tool, args, principal, context),
+    )
+
+    def scrub(text: str) -> str:
+        return checked_scrub(raw_scrub(text))
+
     sources = policy.sources
     for rule in sorted(ev.plan.rules(), key=lambda r: r.index):
         outcome = run_condition(compiled.interpreter, rule.condition, dict(env))
@@ -180,8 +193,13 @@ def explain(engine: Any, tool: str, a: Any, p: Any, c: Any) -> dict[str, Any]:
             name = _text(ref, sources)
             if name in seen:
                 continue
+            if reads_secret(ref, scope):
+                seen[name] = MARKER
+                continue
             value = compiled.interpreter.eval(ref, dict(env))
-            seen[name] = f"<error: {value.message}>" if isinstance(value, Err) else show(value)
+            seen[name] = scrub(
+                f"<error: {value.message}>" if isinstance(value, Err) else show(value)
+            )
         source_rule = policy.rules[rule.index] if rule.index < len(policy.rules) else None
         clauses = []
         if source_rule is not None:
@@ -196,7 +214,11 @@ def explain(engine: Any, tool: str, a: Any, p: Any, c: Any) -> dict[str, Any]:
                 "effect": rule.effect,
                 "location": rule.location,
                 "matched": outcome is True,
-                "error": outcome.message if isinstance(outcome, Err) else None,
+                "error": (
+                    WITHHELD if reads_secret(rule.condition, scope) else scrub(outcome.message)
+                )
+                if isinstance(outcome, Err)
+                else None,
                 "condition": " ".join(clauses) or "(no condition: always applies)",
                 "values": seen,
             }

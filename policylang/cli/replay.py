@@ -4,6 +4,13 @@ Re-decides every recorded request against a candidate policy, at the time it
 was recorded, and reports the decisions that would change, grouped by tool,
 principal and rule, with examples. Exit 1 when anything flips from deny (or
 confirm) to allow, so CI can stop a policy change that opens a door.
+
+Nothing it prints holds a ``@secret`` value: examples show the recorded
+inputs with the candidate policy's secret fields redacted too, and messages
+come from the engine's redaction funnel. An audit record holds its secrets
+as the marker, so a record that the candidate refuses only because a secret
+is redacted (``invalid_request`` on a marker) is counted as ``unreplayable``,
+not as a flip.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from policylang.cli.common import EXIT_FINDINGS, EXIT_OK, CliError, load_engine
+from policylang.language.secrets import MARKER
 
 _RANK = {"deny": 0, "confirm": 1, "allow": 2}
 
@@ -63,6 +71,19 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _holds_marker(value: Any, depth: int = 0) -> bool:
+    """Does a recorded value hold the redaction marker anywhere (a secret the log did not keep)?"""
+    if value == MARKER:
+        return True
+    if depth > 32:
+        return False
+    if isinstance(value, dict):
+        return any(_holds_marker(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_marker(v, depth + 1) for v in value)
+    return False
+
+
 def run(args: argparse.Namespace) -> int:
     records = _records(Path(args.audit))
     engine = load_engine(args.policy)
@@ -71,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     by_principal: Counter[str] = Counter()
     by_rule: Counter[str] = Counter()
     examples: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    opened = 0
+    opened = unreplayable = 0
     for rec in records:
         context = dict(rec.get("context") or {})
         if rec.get("at") and "now" not in context:
@@ -83,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
         old_effect, new_effect = str(rec["effect"]), new.effect.value
         if old_effect == new_effect:
             continue
+        if new.code == "invalid_request" and _holds_marker([rec.get("args"), principal, context]):
+            unreplayable += 1  # the log kept only the marker of a secret the candidate type-checks
+            continue
         flips[(rec["tool"], old_effect, new_effect)] += 1
         by_tool[rec["tool"]] += 1
         by_principal[str(rec.get("principal_id"))] += 1
@@ -92,12 +116,15 @@ def run(args: argparse.Namespace) -> int:
             opened += 1
         bucket = examples.setdefault((old_effect, new_effect), [])
         if len(bucket) < args.examples:
+            shown_args, shown_principal, shown_context = engine.redact_request(
+                rec["tool"], rec.get("args"), principal, context
+            )
             bucket.append(
                 {
                     "tool": rec["tool"],
-                    "args": rec.get("args"),
-                    "principal": principal,
-                    "context": context,
+                    "args": shown_args,
+                    "principal": shown_principal,
+                    "context": shown_context,
                     "was": old_effect,
                     "now": new_effect,
                     "message": new.message,
@@ -107,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         "records": len(records),
         "changed": sum(flips.values()),
         "opened": opened,
+        "unreplayable": unreplayable,
         "flips": [
             {"tool": t, "from": a, "to": b, "count": n} for (t, a, b), n in flips.most_common()
         ],
@@ -121,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
             f"{len(records)} recorded decisions replayed; {report['changed']} would change, "
             f"{opened} of them to allow"
         )
+        if unreplayable:
+            print(
+                f"  {unreplayable} not replayable: the log holds a redacted @secret value the "
+                "candidate policy cannot check"
+            )
         for (tool, a, b), n in flips.most_common():
             print(f"  {tool}: {a} -> {b}  x{n}")
         if by_rule:

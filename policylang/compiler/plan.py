@@ -16,6 +16,7 @@ from policylang.errors import Span
 from policylang.language import ast
 from policylang.language.checker import rule_tools
 from policylang.language.policy import TRUE, Policy, condition_of, tool_matches
+from policylang.language.secrets import reads_secret, redact_message, secret_scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,9 @@ class RulePlan:
     condition: ast.Expr
     because: ast.Message | None
     span: Span
+    secret_condition: bool = (
+        False  # the condition reads a @secret value: its error texts are withheld
+    )
 
     @property
     def location(self) -> str:
@@ -41,6 +45,10 @@ class LimitPlan:
     id: str
     limit: ast.LimitRule
     span: Span
+    key_secret: bool = False  # its `by` key reads a @secret value: shown redacted, stored hashed
+    secret_exprs: bool = (
+        False  # its when/by/sum reads a @secret value: its error texts are withheld
+    )
 
 
 @dataclass
@@ -75,7 +83,42 @@ def plan_for_tool(policy: Policy, tool: str | None, name: str | None = None) -> 
     for i, lim in enumerate(policy.limits):
         if probe is None or any(tool_matches(p.pattern, probe) for p in lim.tools):
             out.limits.append(LimitPlan(i, policy.rule_id(lim), lim, lim.span))
-    return out
+    return redact_secrets(policy, out)
+
+
+def redact_secrets(policy: Policy, plan: ToolPlan) -> ToolPlan:
+    """Per tool: a because ``{part}`` that reads a @secret value becomes the redaction marker.
+
+    Done on the plan, before any code is written, so the ordinary path, the
+    fused path and the reference interpreter all get the same redacted text
+    and never evaluate the secret part at all. Rules whose condition, and
+    limits whose ``when``/``by``/``sum``, read a secret are flagged: the text of
+    an error there could quote a value derived from the secret, so the engine
+    withholds it. A limit whose ``by`` key reads a secret is shown redacted and
+    stored hashed.
+    """
+    scope = secret_scope(policy, plan.tool)
+    if not (scope.active or scope.session):
+        return plan
+    for effect in ("deny", "confirm", "allow"):
+        rules = []
+        for r in getattr(plan, effect):
+            because = redact_message(r.because, scope) if r.because is not None else None
+            secret_condition = reads_secret(r.condition, scope)
+            if because is not r.because or secret_condition:
+                r = dataclasses.replace(r, because=because, secret_condition=secret_condition)
+            rules.append(r)
+        setattr(plan, effect, rules)
+    limits = []
+    for lp in plan.limits:
+        key_secret = lp.limit.key is not None and reads_secret(lp.limit.key, scope)
+        exprs = [x for x in (lp.limit.when, lp.limit.key, lp.limit.cost) if x is not None]
+        secret_exprs = any(reads_secret(x, scope) for x in exprs)
+        if key_secret or secret_exprs:
+            lp = dataclasses.replace(lp, key_secret=key_secret, secret_exprs=secret_exprs)
+        limits.append(lp)
+    plan.limits = limits
+    return plan
 
 
 def drop_duplicates(plans: list[ToolPlan]) -> list[ToolPlan]:
@@ -122,7 +165,7 @@ def build(policy: Policy) -> list[ToolPlan]:
         lp = LimitPlan(i, policy.rule_id(lim), lim, lim.span)
         for name in _targets(policy, lim.tools):
             plans[name].limits.append(lp)
-    return run_passes(list(plans.values()))
+    return run_passes([redact_secrets(policy, p) for p in plans.values()])
 
 
 def _targets(policy: Policy, patterns: tuple[ast.ToolPattern, ...]) -> list[str]:

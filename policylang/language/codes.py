@@ -377,6 +377,17 @@ _ALL: list[Code] = [
         'deny email.send when args.body.matches("(?i)\\bpassword\\b")',
         'use a raw string: r"(?i)\\bpassword\\b"',
     ),
+    Code(
+        "PL213",
+        "secret-in-reason",
+        "warning",
+        "A 'because' text interpolates a value read from a @secret field (or derived from one).",
+        "A secret never leaves the engine: the engine shows such a part as [redacted] in every "
+        "decision, audit record and explanation, so the reason does not say what the author meant.",
+        'tool pay { @secret card: string }\ndeny pay when args.card.startsWith("9") '
+        'because "card {args.card} is refused"',
+        'say what is wrong without the value: because "this card is refused"',
+    ),
 ]
 
 CODES: dict[str, Code] = {c.code: c for c in _ALL}

@@ -241,6 +241,16 @@ def _merge_sort(a: str, b: str) -> str:
 # ---------------------------------------------------------------- the linter
 
 
+def _expr_text(e: ast.Expr) -> str:
+    """An expression as policy text (a template part's span covers the whole string)."""
+    try:
+        from policylang.language.formatter import format_expr
+
+        return format_expr(e)
+    except Exception:  # noqa: BLE001 - the formatter is optional here
+        return type(e).__name__
+
+
 class _Linter:
     def __init__(self, policy: Policy, files: list[ast.PolicyFile], sources: dict[str, str]):
         self.policy = policy
@@ -303,6 +313,7 @@ class _Linter:
                     "write a deny rule with a reason instead, or raise the limit",
                 )
         self.session_history()
+        self.secret_reasons()
         self.data_regexes()
         self.regex_escapes()
         self.shadowed_allows()
@@ -562,6 +573,33 @@ class _Linter:
                         f"but the session keeps only {session.keep}",
                         node.span if node.span.line else rule.span,
                         f"raise it: session by ... keep {needed} calls",
+                    )
+
+    def secret_reasons(self) -> None:
+        """PL213: a because template interpolates a secret (the engine redacts it anyway)."""
+        from policylang.language.checker import rule_tools
+        from policylang.language.secrets import secret_parts, secret_scope
+
+        scopes: dict[str | None, Any] = {}
+        for rule in self.policy.rules:
+            if rule.because is None or rule.because.is_plain:
+                continue
+            reported: set[int] = set()
+            for tool in rule_tools(self.policy, rule.tools):
+                scope = scopes.get(tool)
+                if scope is None:
+                    scope = scopes[tool] = secret_scope(self.policy, tool)
+                for part in secret_parts(rule.because, scope):
+                    if id(part) in reported:
+                        continue
+                    reported.add(id(part))
+                    self.warn(
+                        "PL213",
+                        f"the reason of rule {self.policy.rule_id(rule)} shows "
+                        f"{{{_expr_text(part)}}}, which reads a @secret value; it is shown "
+                        "as [redacted]",
+                        rule.because.span,
+                        "say what is wrong without the secret value",
                     )
 
     def data_regexes(self) -> None:

@@ -10,6 +10,7 @@ says why. Reloads compile off to the side and swap in atomically.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
@@ -36,6 +37,7 @@ from policylang.errors import (
     StoreUnavailable,
 )
 from policylang.language import ast
+from policylang.language.secrets import WITHHELD, secret_scope
 from policylang.language.types import Type
 from policylang.runtime import caches, celops, timefuncs
 from policylang.runtime.audit import _default as _audit_default
@@ -53,6 +55,7 @@ from policylang.runtime.decision import (
 from policylang.runtime.limits import LimitRequest, LimitStore, MemoryStore
 from policylang.runtime.loader import load_sources, read_path
 from policylang.runtime.names import NameIndex, UnknownToolText, shown
+from policylang.runtime.redact import CLEAN_CODES, MARKER, Scrubber, SecretFields
 from policylang.runtime.sessions import MemorySessionStore, SessionStore
 from policylang.runtime.validation import fast_object_checker, object_checker
 from policylang.runtime.watch import (
@@ -178,11 +181,18 @@ class _Prepared:
         self.name = self.policy.name
         self.version = self.policy.version
         self.origin = Origin(self.name, self.version, self.hash, id_prefix, zone)
-        self.secrets = {
-            name: info.secret_fields
+        # Where each tool's @secret values live (args, principal, context; any depth): what the
+        # audit record, the session history and error texts redact (policylang.runtime.redact).
+        shape_p, shape_c = self.policy.principal, self.policy.context
+        self.secrets: dict[str, SecretFields] = {
+            name: fields
             for name, info in self.policy.tools.items()
-            if info.secret_fields
-        }  # @secret parameters, redacted in audit records
+            if (fields := SecretFields.of(info.args, shape_p, shape_c)) is not None
+        }
+        self.secrets_undeclared = SecretFields.of(None, shape_p, shape_c)
+        self._secret_sessions: dict[
+            str | None, bool
+        ] = {}  # per tool: the session key reads a secret
         self.shared: dict[Any, Any] = {}  # texts of fused outcomes, one object per distinct value
         # Fused per-tool functions (policylang.compiler.fused) and, per tool, the outcome of each
         # bitmask of matched rules they return (see _fused_outcome).
@@ -195,6 +205,21 @@ class _Prepared:
         }
         # RuleRefs of rules with a fixed reason are shared between decisions (never mutated).
         self.refs: dict[int, RuleRef] = {}
+
+    def session_secret(self, tool: str) -> bool:
+        """Does this tool's session key read a @secret value? (worked out once per tool)"""
+        name = tool if tool in self.policy.tools else None
+        known = self._secret_sessions.get(name)
+        if known is None:
+            known = self._secret_sessions[name] = secret_scope(self.policy, name).session
+        return known
+
+    def secrets_for(self, tool: str) -> SecretFields | None:
+        """Where the @secret values of a call to ``tool`` are, or None when it can hold none."""
+        fields = self.secrets.get(tool)
+        if fields is None and tool not in self.policy.tools:
+            return self.secrets_undeclared
+        return fields
 
 
 class Engine:
@@ -489,6 +514,10 @@ class Engine:
                 "internal_error",
                 f"internal error while deciding: {type(exc).__name__}: {exc}",
             )
+        if (
+            decision.code not in CLEAN_CODES or decision._errors
+        ):  # texts that may quote request values
+            decision = _scrub(prepared, tool, decision, args, principal, context)
         decision.elapsed_us = (_perf_counter() - started) * 1e6
         decision._id = did
         if self.audit is not None:
@@ -521,6 +550,8 @@ class Engine:
                 "internal_error",
                 f"internal error while deciding: {type(exc).__name__}: {exc}",
             )
+        if d.code not in CLEAN_CODES or d._errors:
+            d = _scrub(prepared, tool, d, args, principal, context)
         d._id = next(self._ids)
         d.elapsed_us = (_perf_counter() - started) * 1e6
         if self.audit is None:
@@ -581,7 +612,7 @@ class Engine:
         if isinstance(s, Decision):
             return s
         decision = self._evaluate(prepared, ev, tool, a, p, c, now, s)
-        self._remember(session, s, tool, a, decision, now, did)
+        self._remember(prepared, session, s, tool, a, decision, now, did)
         return decision
 
     def _evaluate(
@@ -693,11 +724,12 @@ class Engine:
         try:
             key = compiled.interpreter.evaluate(session.key, env)
         except EvalError as exc:
+            detail = WITHHELD if prepared.session_secret(tool) else exc.message
             return self._failure(
                 prepared,
                 tool,
                 "evaluation_error",
-                f"the session key could not be evaluated: {exc.message}",
+                f"the session key could not be evaluated: {detail}",
             )
         if type(key) not in (str, int):
             return self._failure(
@@ -707,10 +739,13 @@ class Engine:
                 f"the session key must be a string or an int, got {celops.type_name(key)}",
             )
         sid = str(key)
-        try:
-            calls = self.sessions.load(
-                f"{prepared.policy.name}\x1f{sid}", now.timestamp(), session.ttl.total_seconds()
+        store_key = f"{prepared.policy.name}\x1f{sid}"
+        if prepared.session_secret(tool):  # keyed by a @secret value: the store holds only a digest
+            store_key = f"{prepared.policy.name}\x1f" + secret_key(
+                prepared.policy.name, "session", sid
             )
+        try:
+            calls = self.sessions.load(store_key, now.timestamp(), session.ttl.total_seconds())
         except Exception as exc:  # noqa: BLE001 - no history, no decision
             return self._failure(
                 prepared,
@@ -718,10 +753,11 @@ class Engine:
                 "store_unavailable",
                 f"the session store is unavailable ({type(exc).__name__}: {exc})",
             )
-        return {"id": sid, "calls": calls, "_key": f"{prepared.policy.name}\x1f{sid}"}
+        return {"id": sid, "calls": calls, "_key": store_key}
 
     def _remember(
         self,
+        prepared: _Prepared,
         session: ast.SessionDecl,
         s: dict[str, Any],
         tool: str,
@@ -730,6 +766,11 @@ class Engine:
         now: datetime,
         did: str = "",
     ) -> None:
+        fields = prepared.secrets_for(tool)
+        if (
+            fields is not None and fields.args is not None
+        ):  # the stored history never holds a secret
+            a = fields.redact(a, None, None)[0]
         call = {"tool": tool, "args": a, "effect": decision.effect.value, "at": now}
         if decision.effect is Effect.CONFIRM and did:  # commit() records the approved call
             with self._pending_lock:
@@ -795,11 +836,9 @@ class Engine:
         try:
             values = compiled.limit_values(ev, a, p, c, now, tool, s)
         except EvalError as exc:
+            detail = WITHHELD if any(lp.secret_exprs for lp in ev.limits) else exc.message
             return self._failure(
-                prepared,
-                tool,
-                "evaluation_error",
-                f"a rate limit could not be evaluated: {exc.message}",
+                prepared, tool, "evaluation_error", f"a rate limit could not be evaluated: {detail}"
             )
         requests: list[LimitRequest] = []
         plans = []
@@ -812,14 +851,16 @@ class Engine:
                     prepared, tool, "evaluation_error", f"the 'when' of limit {lp.id} is not a bool"
                 )
             if type(cost) not in (int, float) or cost != cost or cost < 0:
+                shown = MARKER if lp.secret_exprs else celops.format_value(cost)
                 return self._failure(
                     prepared,
                     tool,
                     "evaluation_error",
-                    f"limit {lp.id} needs a non-negative number to sum, got "
-                    f"{celops.format_value(cost)}",
+                    f"limit {lp.id} needs a non-negative number to sum, got {shown}",
                 )
             key_text = "" if key is None else key if type(key) is str else celops.format_value(key)
+            if lp.key_secret:  # a key read from a @secret value: shown and stored as a digest
+                key_text = secret_key(prepared.name, lp.id, key_text)
             fixed = consts.get(lp.index)
             if fixed is None:  # per limit, once: its key prefix, numbers and location
                 fixed = consts[lp.index] = (
@@ -956,6 +997,11 @@ class Engine:
             refs.append(ref)
             if reason is not None:
                 reasons.append(reason)
+        if errs:  # an error text may quote a secret: withheld where the condition reads one,
+            scrub = _scrubber(prepared, tool, a, p, c)  # else scrubbed with the checked values
+            errs = [
+                (r, WITHHELD if r.secret_condition else scrub(m) if scrub else m) for r, m in errs
+            ]
         errors = [
             fast(ErrorInfo, rule=r.id, location=r.location, message=m) for r, m in (errs or [])
         ]
@@ -1037,6 +1083,25 @@ class Engine:
             None,
         )
 
+    # ---- the redaction funnel for texts made outside decide() (explain, replay, guards)
+
+    def redactor(
+        self, tool: str, args: Any = None, principal: Any = None, context: Any = None
+    ) -> Callable[[str], str]:
+        """A function that scrubs this request's @secret values (in any text form) from a text."""
+        return _scrubber(self._prepared, tool, args, principal, context) or _same
+
+    def redact_request(
+        self, tool: str, args: Any = None, principal: Any = None, context: Any = None
+    ) -> tuple[Any, Any, Any]:
+        """Copies of a request's inputs with every @secret value replaced by the marker."""
+        fields = _secret_fields(self._prepared, tool)
+        return (
+            fields.redact(args, principal, context)
+            if fields is not None
+            else (args, principal, context)
+        )
+
     # ---- hooks for guards (policylang.runtime.guard): audited refusals, approvals, refunds
 
     def reject(
@@ -1051,7 +1116,14 @@ class Engine:
     ) -> Decision:
         """A deny made outside the policy (a guard refusing a call), with an id, audited like any other."""
         prepared = self._prepared
-        decision = self._failure(prepared, str(tool), code, reason)
+        decision = _scrub(
+            prepared,
+            str(tool),
+            self._failure(prepared, str(tool), code, reason),
+            args,
+            principal,
+            context,
+        )
         decision._id = f"{self._id_prefix}-{next(self._ids):x}"
         if self.audit is not None:
             decision = self._record(decision, prepared, str(tool), args, principal, context)
@@ -1184,7 +1256,12 @@ class Engine:
             if decision.effect is not Effect.DENY:
                 reason = f"the audit log is unavailable ({type(exc).__name__}: {exc})"
                 _refuse(decision, "audit_unavailable", reason)
+                _scrub(prepared, tool, decision, args, principal, context)
         return decision
+
+
+def _same(text: str) -> str:
+    return text
 
 
 def _fill(
@@ -1208,6 +1285,44 @@ def _fill(
         return None
 
 
+def _scrub(
+    prepared: _Prepared | None,
+    tool: str,
+    decision: Decision,
+    args: Any,
+    principal: Any,
+    context: Any,
+) -> Decision:
+    """The second line of defence: this request's secret values, in any form, out of every text."""
+    scrub = _scrubber(prepared, tool, args, principal, context)
+    return scrub.decision(decision) if scrub else decision
+
+
+def _secret_fields(prepared: _Prepared | None, tool: Any) -> SecretFields | None:
+    return prepared.secrets_for(tool) if prepared is not None and type(tool) is str else None
+
+
+def _scrubber(
+    prepared: _Prepared | None, tool: Any, args: Any, principal: Any, context: Any
+) -> Scrubber | None:
+    """The scrubber of one request's secret values; None when it holds none."""
+    fields = _secret_fields(prepared, tool)
+    scrub = fields.scrubber(args, principal, context) if fields is not None else None
+    return scrub if scrub else None
+
+
+def secret_key(policy: str, limit_id: str, key_text: str) -> str:
+    """The text of a limit key read from a @secret value: the marker and a SHA-256 digest.
+
+    Distinct secrets keep distinct allowances, but neither the decision nor
+    the rate-limit store ever holds the secret itself.
+    """
+    digest = hashlib.sha256(
+        f"{policy}\x1f{limit_id}\x1f{key_text}".encode("utf-8", "surrogatepass")
+    )
+    return f"{MARKER}:{digest.hexdigest()[:24]}"
+
+
 def _refuse(decision: Decision, code: str, reason: str) -> None:
     """Turn a decision into a deny after the fact (a store or the audit log failed)."""
     decision.effect, decision.code, decision.reasons = Effect.DENY, code, [reason]
@@ -1222,11 +1337,11 @@ def limit_key(policy: str, limit_id: str, key_text: str) -> str:
 def audit_record(
     decision: Decision, prepared: _Prepared | None, args: Any, principal: Any, context: Any
 ) -> dict[str, Any]:
-    """One JSON-ready audit record; parameters declared @secret are redacted."""
-    secret = prepared.secrets.get(decision.tool, ()) if prepared is not None else ()
+    """One JSON-ready audit record; every value declared @secret (at any depth) is redacted."""
+    fields = prepared.secrets_for(decision.tool) if prepared is not None else None
     shown_args = args
-    if isinstance(args, dict) and secret:
-        shown_args = {k: ("[redacted]" if k in secret else v) for k, v in args.items()}
+    if fields is not None:
+        shown_args, principal, context = fields.redact(args, principal, context)
     pid = principal.get("id") if isinstance(principal, dict) else None
     shown_args, principal, context = _jsonable((shown_args, principal, context))  # one round trip
     d = decision

@@ -502,12 +502,17 @@ class Guard:
         try:
             d = self.engine.reject(tool, code, reason, args=args, principal=p, context=c)
         except Exception as exc:  # noqa: BLE001
+            try:  # the texts go through the engine's redaction funnel; if even that fails, drop them
+                scrub = self.engine.redactor(tool, args, p, c)
+                reason, detail = scrub(reason), scrub(str(exc))
+            except Exception:  # noqa: BLE001
+                reason, detail = f"the call was refused ({code})", type(exc).__name__
             d = Decision.model_construct(
                 effect=Effect.DENY,
                 tool=tool,
                 code=code,
                 reasons=[reason],
-                message=f"{tool} denied: {reason} ({exc})",
+                message=f"{tool} denied: {reason} ({detail})",
             )
         return _Plan(d, blocked=PolicyDenied(d))
 
