@@ -182,6 +182,7 @@ class Engine:
         self.audit = audit
         self.sessions: SessionStore = sessions if sessions is not None else MemorySessionStore()
         self.source_path = Path(source_path) if source_path is not None else None
+        self.follow_links = False  # reload() may read links out of the policy folder
         self._ids = itertools.count(1)
         self._reload_lock = threading.Lock()
         # confirm decisions waiting for approval: decision id -> their session record
@@ -208,12 +209,19 @@ class Engine:
         *,
         data: dict[str, Any] | None = None,
         reference: bool = False,
+        follow_links: bool = False,
         **options: Any,
     ) -> Engine:
-        """Load a ``.policy`` file, or a folder of them with their data files."""
-        sources, loaded = read_path(path, data)
-        compiled, warnings = load_sources(sources, loaded, reference)
-        return cls(compiled, warnings=warnings, source_path=path, **options)
+        """Load a ``.policy`` file, or a folder of them with their data files.
+
+        A file that is a symbolic link resolving outside the policy folder is a
+        load error unless ``follow_links=True`` (kept for :meth:`reload`).
+        """
+        sources, loaded = read_path(path, data, follow_links=follow_links)
+        compiled, warnings = load_sources(sources, loaded, reference, copy_data=False)
+        engine = cls(compiled, warnings=warnings, source_path=path, **options)
+        engine.follow_links = follow_links
+        return engine
 
     @classmethod
     def from_string(
@@ -257,8 +265,9 @@ class Engine:
         if target is None:
             raise PolicyError("this engine was not loaded from a path; pass one to reload()")
         with self._reload_lock:
-            sources, loaded = read_path(target, data)
-            compiled, warnings = load_sources(sources, loaded)  # raises: old policy stays
+            sources, loaded = read_path(target, data, follow_links=self.follow_links)
+            # raises: the old policy stays
+            compiled, warnings = load_sources(sources, loaded, copy_data=False)
             self._prepared = _Prepared(compiled, warnings, self._id_prefix)
             self.source_path = Path(target)
 
