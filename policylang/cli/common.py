@@ -7,7 +7,6 @@ code), which :func:`policylang.cli.main.main` prints to stderr.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterable
@@ -120,25 +119,24 @@ def load_engine(path: str, **options: Any) -> Any:
 
 
 def parse_structured(text: str, what: str) -> Any:
-    """JSON, or YAML when it is not JSON; a clear error when it is neither."""
-    import yaml
+    """JSON, or YAML (the 1.2 core schema, bounded) when it is not JSON; a clear error otherwise."""
+    from policylang.yamlsafe import StructuredTextError, load_json, load_yaml
 
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as json_exc:
-        stripped = text.lstrip()
-        if stripped.startswith(("{", "[")):
+        return load_json(text)
+    except StructuredTextError as json_exc:
+        if text.lstrip().startswith(("{", "[")):
             raise CliError(
-                f"{what} is not valid JSON: {json_exc.msg} (line {json_exc.lineno}, "
-                f"column {json_exc.colno})"
+                f"{what} is not valid JSON: {json_exc.message} (line {json_exc.line}, "
+                f"column {json_exc.column})"
             ) from None
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise CliError(f"{what} is neither JSON nor valid YAML: {problem}{where}") from None
+        return load_yaml(text)
+    except StructuredTextError as exc:
+        raise CliError(
+            f"{what} is neither JSON nor valid YAML: {exc.message} "
+            f"(line {exc.line}, column {exc.column})"
+        ) from None
 
 
 def read_input(name: str, what: str) -> str:
@@ -157,8 +155,15 @@ def read_input(name: str, what: str) -> str:
         raise CliError(f"{what} {name}: {d.message}") from None
 
 
-def policy_files(paths: Iterable[str]) -> list[Path]:
-    """Every ``.policy`` file named or found (recursively) under the given folders."""
+def policy_files(paths: Iterable[str], follow_links: bool = False) -> list[Path]:
+    """Every ``.policy`` file named or found (recursively) under the given folders.
+
+    A file found in a folder that is a symbolic link resolving outside it is an
+    error (``fmt --write`` would otherwise rewrite, and a diff show, a file
+    elsewhere), unless ``follow_links``.
+    """
+    from policylang.runtime.loader import boundary_of, check_inside
+
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
@@ -170,6 +175,12 @@ def policy_files(paths: Iterable[str]) -> list[Path]:
             )
             if not found:
                 raise CliError(f"{raw}: this folder has no .policy files", EXIT_FINDINGS)
+            boundary = boundary_of(p)
+            for f in found:
+                try:
+                    check_inside(f, boundary, follow_links)
+                except PolicyLoadError as exc:
+                    raise CliError(f"{f}: {exc.diagnostics[0].message}", EXIT_FINDINGS) from None
             out.extend(found)
         elif p.exists():
             out.append(p)

@@ -5,6 +5,11 @@ beside them, and each subfolder holding ``.policy`` files as a policy of its
 own); gives parse errors, checker diagnostics and lints (PL2xx), sorted by
 file and position. Exit 0 clean, 1 on errors (or warnings with ``--strict``),
 2 on a usage error.
+
+A folder is split into policies exactly as ``Engine.from_path`` reads it (one
+:func:`~policylang.runtime.loader.discover`), the text report lists the files
+of each policy, and a subfolder gets a PL007 note that loading its parent does
+not include it: a rule kept there is checked but never enforced by the parent.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +81,11 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     p.add_argument("--explain", metavar="CODE", help="print the documentation of a code and exit")
+    p.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="read files that are symbolic links out of the folder (refused by default)",
+    )
     p.set_defaults(run=run)
 
 
@@ -95,13 +106,13 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("give at least one PATH to lint (a .policy file or a folder)")
     select = _prefixes(args.select, "--select")
     ignore = _prefixes(args.ignore, "--ignore")
-    diags, sources = lint_paths(args.paths)
+    diags, sources, policies = lint_policies(args.paths, follow_links=args.follow_links)
     diags = [
         d
         for d in diags
         if _wanted(d.code, select, ignore) and not _suppressed(d, sources.get(d.span.file))
     ]
-    render(diags, sources, args.format)
+    render(diags, sources, args.format, policies)
     errors = sum(d.severity == "error" for d in diags)
     warnings = sum(d.severity == "warning" for d in diags)
     return EXIT_FINDINGS if errors or (args.strict and warnings) else EXIT_OK
@@ -110,25 +121,67 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- finding things
 
 
-def lint_paths(paths: Iterable[str]) -> tuple[list[Diagnostic], dict[str, str]]:
+@dataclass
+class LintedPolicy:
+    """One policy lint checked: its folder (None for a single file) and the files that make it up."""
+
+    folder: Path | None
+    policy_files: list[Path]
+    data_files: dict[str, Path] = field(default_factory=dict)
+    parent: Path | None = None  # the policy folder above it that does not include it
+
+
+def lint_paths(
+    paths: Iterable[str], follow_links: bool = False
+) -> tuple[list[Diagnostic], dict[str, str]]:
     """Every diagnostic for the given paths, sorted and without duplicates, plus the sources."""
+    diags, sources, _ = lint_policies(paths, follow_links=follow_links)
+    return diags, sources
+
+
+def lint_policies(
+    paths: Iterable[str], follow_links: bool = False
+) -> tuple[list[Diagnostic], dict[str, str], list[LintedPolicy]]:
+    """Like :func:`lint_paths`, plus the policies found (in the order they were checked)."""
     diags: list[Diagnostic] = []
     sources: dict[str, str] = {}
+    policies: list[LintedPolicy] = []
     for raw in paths:
-        for group in _groups(Path(raw), diags):
-            found, texts = lint_group(*group)
+        for group in _groups(Path(raw), diags, follow_links):
+            policies.append(group)
+            found, texts = lint_group(group.policy_files, group.data_files)
             diags.extend(found)
             sources.update(texts)
-    return sorted_unique(diags), sources
+            if group.parent is not None and group.folder is not None:
+                diags.append(_separate_note(group.folder, group.parent, group.policy_files[0]))
+    return sorted_unique(diags), sources, policies
 
 
-def _groups(root: Path, diags: list[Diagnostic]) -> list[tuple[list[Path], dict[str, Path]]]:
-    """One (policy files, data files) group per policy: a file, or each folder with policies."""
-    from policylang.runtime.loader import discover
+def _separate_note(folder: Path, parent: Path, first: Path) -> Diagnostic:
+    return Diagnostic(
+        "PL007",
+        f"{_dir(folder)} is linted as a policy of its own: loading {_dir(parent)} "
+        "does not include it (Engine.from_path reads only the .policy files directly in a folder)",
+        Span(str(first), 0, 0, 0, 0),
+        "info",  # about the folder, not a line: no snippet
+        f"load {_dir(folder)} separately, or move its files into {_dir(parent)} if its rules "
+        "belong to that policy",
+    )
+
+
+def _dir(p: Path) -> str:
+    return str(p).rstrip("/") + "/"
+
+
+def _groups(root: Path, diags: list[Diagnostic], follow_links: bool = False) -> list[LintedPolicy]:
+    """One group per policy, split as the loader splits: a file, or each folder with policies."""
+    from policylang.runtime.loader import boundary_of, discover
 
     try:
         if not root.is_dir():
-            return [discover(root)]
+            files, data = discover(root, follow_links=follow_links)
+            return [LintedPolicy(None, files, data)]
+        boundary = boundary_of(root)
         folders = [root] + sorted(
             d
             for d in root.rglob("*")
@@ -137,8 +190,27 @@ def _groups(root: Path, diags: list[Diagnostic]) -> list[tuple[list[Path], dict[
                 part.startswith(".") or part == "__pycache__" for part in d.relative_to(root).parts
             )
         )
-        groups = [discover(f) for f in folders if any(p.is_file() for p in f.glob("*.policy"))]
-        return groups or [discover(root)]  # discover(root) raises "no .policy files"
+        groups: list[LintedPolicy] = []
+        for folder in folders:
+            if not any(p.name.endswith(".policy") for p in folder.iterdir()):
+                continue
+            try:
+                files, data = discover(folder, follow_links=follow_links, boundary=boundary)
+            except PolicyLoadError as exc:
+                diags.extend(exc.diagnostics)
+                continue
+            parent = next(
+                (
+                    g.folder
+                    for g in reversed(groups)
+                    if g.folder is not None and folder.is_relative_to(g.folder)
+                ),
+                None,
+            )
+            groups.append(LintedPolicy(folder, files, data, parent))
+        if not groups and not diags:
+            discover(root, follow_links=follow_links)  # raises "no .policy files"
+        return groups
     except PolicyLoadError as exc:
         diags.extend(exc.diagnostics)
         return []
@@ -151,7 +223,7 @@ def lint_group(
     from policylang.language.checker import check
     from policylang.language.lints import lint
     from policylang.language.parser import parse
-    from policylang.runtime.loader import load_data_file, read_text
+    from policylang.runtime.loader import explain_data_strings, load_data_file, read_text
 
     diags: list[Diagnostic] = []
     sources: dict[str, str] = {}
@@ -177,13 +249,14 @@ def lint_group(
     if len(files) != len(policy_paths):
         return diags, sources  # checking a policy with a file missing would only add noise
     policy, found = check(files, data, sources)
+    found = explain_data_strings(found, sources)
     diags.extend(
         d
         for d in found
         if not (d.code == "PL114" and any(f"'{stem}'" in d.message for stem in failed_data))
     )
     try:
-        diags.extend(lint(policy, files, sources))
+        diags.extend(lint(policy, files, sources, {stem: str(p) for stem, p in data_paths.items()}))
     except Exception as exc:  # noqa: BLE001 - keep every other finding; say what broke
         print(
             f"warning: the lints stopped early on {policy_paths[0]}: {type(exc).__name__}: {exc} "
@@ -245,7 +318,12 @@ def _suppressed(d: Diagnostic, source: str | None) -> bool:
 # ---------------------------------------------------------------- output
 
 
-def render(diags: list[Diagnostic], sources: dict[str, str], fmt: str) -> None:
+def render(
+    diags: list[Diagnostic],
+    sources: dict[str, str],
+    fmt: str,
+    policies: list[LintedPolicy] | None = None,
+) -> None:
     if fmt == "json":
         print(json.dumps([_as_json(d) for d in diags], indent=2, ensure_ascii=False))
     elif fmt == "sarif":
@@ -254,14 +332,49 @@ def render(diags: list[Diagnostic], sources: dict[str, str], fmt: str) -> None:
         for d in diags:
             print(github_line(d))
     else:
-        print(text_report(diags, sources, Painter(use_colour())), end="")
+        print(text_report(diags, sources, Painter(use_colour()), policies), end="")
 
 
-def text_report(diags: list[Diagnostic], sources: dict[str, str], paint: Painter) -> str:
+def policies_report(policies: list[LintedPolicy], paint: Painter) -> str:
+    """Per folder policy checked, the files that make it up (what Engine.from_path loads)."""
+    folders = [p for p in policies if p.folder is not None]
+    if not folders:
+        return ""
+    lines = [paint(f"Checked {len(folders)} polic{'y' if len(folders) == 1 else 'ies'}:", "bold")]
+    for p in folders:
+        assert p.folder is not None
+        names = [f.name for f in p.policy_files]
+        data = [
+            str(f.relative_to(p.folder)) if f.is_relative_to(p.folder) else str(f)
+            for f in p.data_files.values()
+        ]
+        line = f"  {_dir(p.folder)}: {', '.join(names)}" + (
+            f"; data: {', '.join(data)}" if data else ""
+        )
+        if p.parent is not None:
+            line += f" (a policy of its own: loading {_dir(p.parent)} does not include it)"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def text_report(
+    diags: list[Diagnostic],
+    sources: dict[str, str],
+    paint: Painter,
+    policies: list[LintedPolicy] | None = None,
+) -> str:
     parts = [render_diagnostic(d, sources.get(d.span.file), paint) + "\n" for d in diags]
+    header = policies_report(policies or [], paint)
+    if header:
+        parts.insert(0, header)
     counts = {sev: sum(d.severity == sev for d in diags) for sev in ("error", "warning", "info")}
-    if not diags:
-        parts.append(paint("All checks passed.", "green") + "\n")
+    if not counts["error"] and not counts["warning"]:  # notes (info) are not findings
+        notes = counts["info"]
+        parts.append(
+            paint("All checks passed.", "green")
+            + (f" ({notes} note{'s' if notes != 1 else ''} above)" if notes else "")
+            + "\n"
+        )
     else:
         words = [f"{n} {sev}{'s' if n != 1 else ''}" for sev, n in counts.items() if n]
         summary = (

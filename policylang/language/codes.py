@@ -101,6 +101,17 @@ _ALL: list[Code] = [
         "split the policy or generate fewer rules",
     ),
     Code(
+        "PL007",
+        "separate-policy",
+        "info",
+        "A subfolder holds .policy files of its own: lint checks it as a separate policy, and "
+        "loading the parent folder does not include it.",
+        "Engine.from_path(DIR) loads only DIR/*.policy; a deny rule kept in DIR/sub/ passes lint "
+        "and CI but is never enforced by an engine loaded from DIR.",
+        "rules/main.policy, rules/extra/deny.policy   # policylang lint rules/",
+        "load the subfolder separately, or move its files into the parent folder",
+    ),
+    Code(
         "PL090",
         "format-failed",
         "error",
@@ -387,6 +398,16 @@ _ALL: list[Code] = [
         'tool pay { @secret card: string }\ndeny pay when args.card.startsWith("9") '
         'because "card {args.card} is refused"',
         'say what is wrong without the value: because "this card is refused"',
+    ),
+    Code(
+        "PL212",
+        "mixed-data-list",
+        "warning",
+        "A list in a data file holds elements of different types (e.g. strings and a bool).",
+        "'args.x in data.list' only matches an element of the request value's own type, so an "
+        "odd element never matches: a deny-list entry that silently denies nothing.",
+        "blocked.yaml:  [US, !!bool true, ~]",
+        "write every element the same way (plain values are strings)",
     ),
 ]
 

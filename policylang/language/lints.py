@@ -252,10 +252,17 @@ def _expr_text(e: ast.Expr) -> str:
 
 
 class _Linter:
-    def __init__(self, policy: Policy, files: list[ast.PolicyFile], sources: dict[str, str]):
+    def __init__(
+        self,
+        policy: Policy,
+        files: list[ast.PolicyFile],
+        sources: dict[str, str],
+        data_paths: dict[str, str] | None = None,
+    ):
         self.policy = policy
         self.files = files
         self.sources = sources
+        self.data_paths = data_paths or {}
         self.out: list[Diagnostic] = []
 
     def warn(
@@ -316,6 +323,7 @@ class _Linter:
         self.secret_reasons()
         self.data_regexes()
         self.regex_escapes()
+        self.mixed_data_lists()
         self.shadowed_allows()
         self.duplicates()
         self.tools()
@@ -660,6 +668,26 @@ class _Linter:
             exprs.extend(x for x in (lim.when, lim.key, lim.cost) if x is not None)
         return exprs
 
+    # ---- PL212
+
+    def mixed_data_lists(self) -> None:
+        """A data list whose elements are of several kinds: ``in`` never matches the odd ones."""
+        for name, value in self.policy.data.items():
+            path = self.data_paths.get(name)
+            if path is None:
+                continue
+            for where, kinds, index, odd in _mixed_lists(value, f"data.{name}"):
+                shown = ", ".join(kinds)
+                self.warn(
+                    "PL212",
+                    f"{where} mixes element types ({shown}); item {index + 1} is a "
+                    f"{_kind(odd)}, and 'in' only matches an "
+                    "element of the request value's own type",
+                    Span(path, 1, 1, 1, 2),
+                    "write every element the same way: plain values in a data file are "
+                    "strings; a tag such as !!int or an empty entry (null) makes it another type",
+                )
+
 
 # Control characters a string escape can put into a pattern where a regex escape was meant.
 _SUSPECT_CONTROLS = {
@@ -670,6 +698,43 @@ _SUSPECT_CONTROLS = {
     "\x00": "a NUL character (\\0)",
     **{chr(c): f"the control character U+{c:04X}" for c in (*range(1, 7), *range(14, 32), 127)},
 }
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int | float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list | tuple):
+        return "list"
+    if isinstance(v, dict):
+        return "map"
+    return type(v).__name__
+
+
+def _mixed_lists(
+    value: Any, where: str, depth: int = 0
+) -> Iterator[tuple[str, list[str], int, Any]]:
+    """(path, kinds, index and value of the first element of a minority kind) per mixed list."""
+    if depth > 6:
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str):
+                yield from _mixed_lists(v, f"{where}.{k}", depth + 1)
+    elif isinstance(value, list | tuple):
+        kinds = [_kind(v) for v in value]
+        counts = {k: kinds.count(k) for k in dict.fromkeys(kinds)}
+        if len(counts) > 1:
+            main = max(counts, key=lambda k: counts[k])
+            index = next(i for i, k in enumerate(kinds) if k != main)
+            yield where, list(counts), index, value[index]
+        for i, v in enumerate(value[:1000]):
+            yield from _mixed_lists(v, f"{where}[{i}]", depth + 1)
 
 
 def _has_empty_list(e: ast.Expr) -> bool:
@@ -822,6 +887,14 @@ def session_needs(expr: ast.Expr) -> Iterator[tuple[int, ast.Expr]]:
                 yield (n + 1 if op in (">", "<=") else n), node
 
 
-def lint(policy: Policy, files: list[ast.PolicyFile], sources: dict[str, str]) -> list[Diagnostic]:
-    """Every lint finding (PL2xx) for one checked policy, sorted by position."""
-    return _Linter(policy, files, sources).run()
+def lint(
+    policy: Policy,
+    files: list[ast.PolicyFile],
+    sources: dict[str, str],
+    data_paths: dict[str, str] | None = None,
+) -> list[Diagnostic]:
+    """Every lint finding (PL2xx) for one checked policy, sorted by position.
+
+    ``data_paths`` (data name -> file) lets the data lints point at the file.
+    """
+    return _Linter(policy, files, sources, data_paths).run()

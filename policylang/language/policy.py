@@ -11,7 +11,10 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import hashlib
+import json
+import math
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from policylang.errors import NO_SPAN, Diagnostic, Span
@@ -75,10 +78,19 @@ class Policy:
 
     @property
     def content_hash(self) -> str:
+        """What decisions, audit records, ``/v1/policies`` and metrics call the policy's hash.
+
+        It covers the sources and the data (files and ``data=`` alike, as
+        canonical JSON): an edited allow-list is a different policy. A policy
+        without data hashes as it always did.
+        """
         h = hashlib.sha256()
         for path in sorted(self.sources):
             h.update(path.encode("utf-8", "surrogatepass") + b"\0")
             h.update(self.sources[path].encode("utf-8", "surrogatepass") + b"\0")
+        if self.data:
+            encoded = self.__dict__.get("_data_json")  # set by the loader, which checked it
+            h.update(b"\0data\0" + (encoded if encoded is not None else canonical_data(self.data)))
         return h.hexdigest()[:16]
 
     def tools_matching(self, pattern: str) -> list[str]:
@@ -90,6 +102,48 @@ class Policy:
         if rule.name:
             return rule.name
         return f"{short_path(rule.span.file)}:{rule.span.line}"
+
+
+MAX_DATA_DEPTH = 100  # nesting of data values (YAML files are held to the same bound)
+_TAGGED = "\0"  # starts the key of a tagged non-JSON value, e.g. {"\0timestamp": "..."}
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON values, each non-JSON value tagged with its type, so none collide."""
+    if depth > MAX_DATA_DEPTH:
+        raise ValueError(f"data nests more than {MAX_DATA_DEPTH} levels deep (or contains itself)")
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {_TAGGED + "float": repr(value)}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        if all(type(k) is str for k in value):
+            return {k: _jsonable(v, depth + 1) for k, v in value.items()}
+        pairs = [[_jsonable(k, depth + 1), _jsonable(v, depth + 1)] for k, v in value.items()]
+        pairs.sort(key=lambda kv: json.dumps(kv[0], sort_keys=True))
+        return {_TAGGED + "map": pairs}
+    if isinstance(value, datetime | date | time | timedelta):
+        return {_TAGGED + type(value).__name__: str(value)}
+    if isinstance(value, bytes):
+        return {_TAGGED + "bytes": value.hex()}
+    if isinstance(value, set | frozenset):
+        items = [_jsonable(v, depth + 1) for v in value]
+        return {_TAGGED + "set": sorted(items, key=lambda v: json.dumps(v, sort_keys=True))}
+    return {_TAGGED + type(value).__qualname__: repr(value)}
+
+
+def canonical_data(data: dict[str, Any]) -> bytes:
+    """The canonical JSON of a policy's data: sorted keys, no spaces, types kept apart.
+
+    ``1``, ``1.0``, ``true`` and ``"1"`` differ; so do a date and its text.
+    Raises ValueError for data nested deeper than :data:`MAX_DATA_DEPTH`.
+    """
+    text = json.dumps(
+        _jsonable(data), sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
+    return text.encode("utf-8", "surrogatepass")
 
 
 TRUE = ast.Literal_(True, "bool")
@@ -380,4 +434,15 @@ def policy_data_type(policy: Policy) -> Type:
     return cached
 
 
-__all__ = ["Policy", "ToolInfo", "Assembler", "tool_matches", "suggest", "data_type", "DYN", "NULL"]
+__all__ = [
+    "Policy",
+    "ToolInfo",
+    "Assembler",
+    "tool_matches",
+    "suggest",
+    "data_type",
+    "DYN",
+    "NULL",
+    "canonical_data",
+    "MAX_DATA_DEPTH",
+]

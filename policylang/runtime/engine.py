@@ -106,8 +106,8 @@ def _unknown_tool(prepared: _Prepared, tool: str) -> Decision:
         Effect.DENY,
         tool,
         "unknown_tool",
-        None,
-        None,
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
         [],
         [],
         None,  # type: ignore[arg-type]
@@ -245,6 +245,7 @@ class Engine:
         self.audit = audit
         self.sessions: SessionStore = sessions if sessions is not None else MemorySessionStore()
         self.source_path = Path(source_path) if source_path is not None else None
+        self.follow_links = False  # reload() may read links out of the policy folder
         self._ids = itertools.count(1)
         self._reload_lock = threading.Lock()
         # confirm decisions waiting for approval: decision id -> their session record
@@ -271,12 +272,19 @@ class Engine:
         *,
         data: dict[str, Any] | None = None,
         reference: bool = False,
+        follow_links: bool = False,
         **options: Any,
     ) -> Engine:
-        """Load a ``.policy`` file, or a folder of them with their data files."""
-        sources, loaded = read_path(path, data)
-        compiled, warnings = load_sources(sources, loaded, reference)
-        return cls(compiled, warnings=warnings, source_path=path, **options)
+        """Load a ``.policy`` file, or a folder of them with their data files.
+
+        A file that is a symbolic link resolving outside the policy folder is a
+        load error unless ``follow_links=True`` (kept for :meth:`reload`).
+        """
+        sources, loaded = read_path(path, data, follow_links=follow_links)
+        compiled, warnings = load_sources(sources, loaded, reference, copy_data=False)
+        engine = cls(compiled, warnings=warnings, source_path=path, **options)
+        engine.follow_links = follow_links
+        return engine
 
     @classmethod
     def from_string(
@@ -338,8 +346,11 @@ class Engine:
         if target is None:
             raise PolicyError("this engine was not loaded from a path; pass one to reload()")
         with self._reload_lock:
-            snap = read_stable(target, data, settle=settle, require=require_files)
-            compiled, warnings = load_sources(snap.sources, snap.data)  # raises: old policy stays
+            snap = read_stable(
+                target, data, settle=settle, require=require_files, follow_links=self.follow_links
+            )
+            # raises: the old policy stays
+            compiled, warnings = load_sources(snap.sources, snap.data, copy_data=False)
             old = self._prepared
             dropped = dropped_rules(old.policy, compiled.policy) if old is not None else ()
             if dropped and not allow_drops:

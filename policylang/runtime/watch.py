@@ -136,6 +136,7 @@ def read_stable(
     settle: float = DEFAULT_SETTLE,
     require: Collection[str] = (),
     attempts: int = READ_ATTEMPTS,
+    follow_links: bool = False,
 ) -> StableRead:
     """Read the policy at ``path`` only once its files hold still.
 
@@ -154,7 +155,7 @@ def read_stable(
             _sleep(settle)
         error: PolicyLoadError | None = None
         try:
-            sources, loaded = read_path(root, data)
+            sources, loaded = read_path(root, data, follow_links=follow_links)
         except PolicyLoadError as exc:
             error = exc
         after = fingerprint(root)

@@ -141,14 +141,15 @@ def load_document(source: str | Path) -> Any:
 
 
 def parse_document(text: str, where: str = "<input>") -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as json_error:
-        try:
-            import yaml
+    """JSON, or else YAML read with :mod:`policylang.yamlsafe` (bounded, YAML 1.2 core)."""
+    from policylang.yamlsafe import StructuredTextError, load_json, load_yaml
 
-            value = yaml.safe_load(text)
-        except Exception:  # noqa: BLE001 - report the JSON error, which is the usual format
+    try:
+        return load_json(text)
+    except StructuredTextError as json_error:
+        try:
+            value = load_yaml(text)
+        except StructuredTextError:  # report the JSON error, which is the usual format
             raise SchemaImportError(f"{where}: not valid JSON ({json_error}) nor YAML") from None
         if not isinstance(value, dict | list):
             raise SchemaImportError(f"{where}: not valid JSON ({json_error})") from None

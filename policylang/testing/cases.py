@@ -37,14 +37,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from policylang.errors import EvalError
+from policylang.errors import EvalError, PolicyLoadError
 from policylang.runtime import timefuncs
 from policylang.runtime.clock import FixedClock
 from policylang.runtime.decision import Decision
 from policylang.runtime.engine import Engine
 from policylang.runtime.limits import LimitRequest, MemoryStore
+from policylang.runtime.loader import boundary_of, check_inside, read_text
+from policylang.yamlsafe import (
+    CoreLoader,
+    StructuredTextError,
+    add_constructor,
+    load_json,
+    load_yaml,
+)
 
 CASE_SUFFIXES = (".cases.yaml", ".cases.yml", ".cases.json")
 DEFAULT_NOW = "2025-06-11T10:00:00"  # read in the policy's zone when a case names no time
@@ -127,6 +133,7 @@ def _show_want(want: Any) -> str:
 
 
 def find_case_files(path: str | Path) -> list[Path]:
+    """The case files for PATH: a cases file, the cases of a ``.policy`` file, or a folder's."""
     p = Path(path)
     if p.is_file():
         if p.name.endswith(CASE_SUFFIXES):
@@ -140,17 +147,17 @@ def find_case_files(path: str | Path) -> list[Path]:
     return []
 
 
-class _LineLoader(yaml.SafeLoader):
-    pass
+class _LineLoader(CoreLoader):
+    """The YAML 1.2 core schema, each map remembering the line it starts on."""
 
 
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+def _construct_mapping(loader: CoreLoader, node: Any) -> dict[Any, Any]:
     mapping: dict[Any, Any] = loader.construct_mapping(node, deep=True)
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
 
 
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+add_constructor(_LineLoader, "tag:yaml.org,2002:map", _construct_mapping)
 
 
 def _strip_lines(v: Any) -> Any:
@@ -161,12 +168,22 @@ def _strip_lines(v: Any) -> Any:
     return v
 
 
-def load_cases(path: str | Path) -> list[Case]:
+def load_cases(path: str | Path, *, follow_links: bool = False) -> list[Case]:
+    """The cases of one file; a :class:`CaseFileError` for anything unreadable.
+
+    A cases file that is a link out of its folder is refused unless
+    ``follow_links``; errors give a line and column, never the file's text.
+    """
     p = Path(path)
-    text = p.read_text(encoding="utf-8")
     try:
-        raw = json.loads(text) if p.suffix == ".json" else yaml.load(text, Loader=_LineLoader)  # noqa: S506
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        check_inside(p, boundary_of(p), follow_links)
+        text = read_text(p)
+    except PolicyLoadError as exc:
+        d = exc.diagnostics[0]
+        raise CaseFileError(str(p), d.message + (f" ({d.hint})" if d.hint else "")) from None
+    try:
+        raw = load_json(text) if p.suffix == ".json" else load_yaml(text, loader=_LineLoader)
+    except StructuredTextError as exc:
         raise CaseFileError(str(p), f"cannot read the file: {exc}") from None
     if raw is None:
         return []

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hseed
 from hypothesis import strategies as st
@@ -38,6 +37,7 @@ from policylang.runtime.limits import MemoryStore
 from policylang.runtime.sessions import MemorySessionStore
 from policylang.runtime.validation import object_checker
 from policylang.testing.strategies import RequestSpace, expr_paths, format_ts, space_for, tools_of
+from policylang.yamlsafe import dump_yaml
 
 EFFECTS = ("allow", "deny", "confirm")
 POOL_MAX = 40
@@ -490,7 +490,8 @@ def case_yaml(
         },
     }
     case["want"] = want
-    text = yaml.safe_dump(
+    # quoted wherever YAML 1.1 or 1.2 would read a string as another type: pastes back as written
+    text = dump_yaml(
         [case], sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
     )
     return text

@@ -8,7 +8,9 @@
 Enable it with the ``pytest11`` entry point (``policylang =
 "policylang.testing.pytest_plugin"``) or ``-p policylang.testing.pytest_plugin``.
 Options: ``--policylang-max-examples N`` (default 200), ``--policylang-seed S``,
-``--no-policylang`` to switch collection off; ini ``policylang_max_examples``.
+``--no-policylang`` to switch collection off, ``--policylang-follow-links`` to
+read policy, data and cases files that are links out of their folder (refused
+by default); ini ``policylang_max_examples``.
 Keep deliberately broken fixtures out with pytest's own ``collect_ignore``.
 """
 
@@ -35,6 +37,11 @@ def pytest_addoption(parser: Any) -> None:
     group.addoption("--policylang-seed", type=int, default=None, help="seed for assertion searches")
     group.addoption(
         "--no-policylang", action="store_true", help="do not collect policy cases/assertions"
+    )
+    group.addoption(
+        "--policylang-follow-links",
+        action="store_true",
+        help="read policy files that are symbolic links out of their folder",
     )
     parser.addini(
         "policylang_max_examples",
@@ -74,12 +81,16 @@ def _has_assertions(path: Path) -> bool:
 _ENGINES: dict[str, Any] = {}
 
 
-def _engine(folder: Path) -> Any:
+def _follow_links(config: Any) -> bool:
+    return bool(config.getoption("--policylang-follow-links", default=False))
+
+
+def _engine(folder: Path, follow_links: bool = False) -> Any:
     from policylang.runtime.engine import Engine
 
-    key = str(folder.resolve())
+    key = f"{folder.resolve()}\0{follow_links}"
     if key not in _ENGINES:
-        _ENGINES[key] = Engine.from_path(folder)
+        _ENGINES[key] = Engine.from_path(folder, follow_links=follow_links)
     return _ENGINES[key]
 
 
@@ -90,7 +101,7 @@ class PolicyTestFailure(Exception):
 class CasesFile(pytest.File):
     def collect(self) -> Any:
         try:
-            cases = load_cases(self.path)
+            cases = load_cases(self.path, follow_links=_follow_links(self.config))
         except CaseFileError as exc:
             raise self.CollectError(str(exc)) from None
         for case in cases:
@@ -103,7 +114,7 @@ class CaseItem(pytest.Item):
         self.case = case
 
     def runtest(self) -> None:
-        engine = _engine(policy_path(self.path))
+        engine = _engine(policy_path(self.path), _follow_links(self.config))
         result = run_case(engine, self.case)
         if not result.ok:
             raise PolicyTestFailure(result.report())
@@ -124,7 +135,7 @@ class PolicyFolder(pytest.File):
         from policylang.errors import PolicyError
 
         try:
-            engine = _engine(self.path.parent)
+            engine = _engine(self.path.parent, _follow_links(self.config))
         except PolicyError as exc:
             raise self.CollectError(str(exc)) from None
         policy = engine.compiled.policy
@@ -136,7 +147,7 @@ class PolicyFolder(pytest.File):
         if self._exploration is None:
             from policylang.testing.properties import Harness, explore
 
-            h = Harness(_engine(self.path.parent))
+            h = Harness(_engine(self.path.parent, _follow_links(self.config)))
             self._exploration = (h, explore(h, _max_examples(self.config), _seed(self.config)))
         return self._exploration
 

@@ -78,17 +78,22 @@ def run_path(
     properties: bool = True,
     sweep: bool = True,
     progress: Callable[[str], None] | None = None,
+    follow_links: bool = False,
 ) -> Report:
-    """Run every case file, every assertion and (unless ``auto=False``) the automatic checks."""
+    """Run every case file, every assertion and (unless ``auto=False``) the automatic checks.
+
+    ``follow_links=False`` refuses policy, data and cases files that are links
+    out of the policy folder (their text is never read, so never printed).
+    """
     started = time.perf_counter()
     report = Report(str(path))
     try:
-        engine = Engine.from_path(policy_path(path))
+        engine = Engine.from_path(policy_path(path), follow_links=follow_links)
     except (PolicyError, OSError) as exc:
         report.errors.append(str(exc))
         report.seconds = time.perf_counter() - started
         return report
-    report.cases, errors = run_cases(engine, path, progress)
+    report.cases, errors = run_cases(engine, path, progress, follow_links)
     report.errors += errors
     report.covered, report.uncovered = coverage(engine, report.cases)
     assert engine.compiled is not None
@@ -133,13 +138,16 @@ def _learn_from_cases(ex: Any, cases: list[CaseResult]) -> None:
 
 
 def run_cases(
-    engine: Engine, path: str | Path, progress: Callable[[str], None] | None = None
+    engine: Engine,
+    path: str | Path,
+    progress: Callable[[str], None] | None = None,
+    follow_links: bool = False,
 ) -> tuple[list[CaseResult], list[str]]:
     results: list[CaseResult] = []
     errors: list[str] = []
     for f in find_case_files(path):
         try:
-            cases = load_cases(f)
+            cases = load_cases(f, follow_links=follow_links)
         except CaseFileError as exc:
             errors.append(str(exc))
             continue
@@ -289,6 +297,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-v", "--verbose", action="store_true", help="list passing cases and properties too"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="read files that are symbolic links out of the policy folder (refused by default)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -306,6 +319,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         auto=not args.no_auto,
         progress=progress,
+        follow_links=args.follow_links,
     )
     render(report, sys.stdout, args.verbose)
     if args.junit_xml:
