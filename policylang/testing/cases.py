@@ -32,6 +32,7 @@ a :class:`FixedClock` and an empty :class:`MemoryStore`.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,7 @@ from policylang.runtime.clock import FixedClock
 from policylang.runtime.decision import Decision
 from policylang.runtime.engine import Engine
 from policylang.runtime.limits import LimitRequest, MemoryStore
+from policylang.runtime.validation import show_nonfinite
 
 CASE_SUFFIXES = (".cases.yaml", ".cases.yml", ".cases.json")
 DEFAULT_NOW = "2025-06-11T10:00:00"  # read in the policy's zone when a case names no time
@@ -253,6 +255,11 @@ def _fill_counters(engine: Engine, counters: Any, now: datetime) -> None:
         raise ValueError("given.counters must be a list of {limit, key, used} or a map")
     by_id = {policy.rule_id(lim): lim for lim in policy.limits}
     for lid, key, used in items:
+        if not math.isfinite(used):  # a NaN would poison the store's totals: say so, here
+            raise ValueError(
+                f"given.counters: the count used by limit '{lid}' must be a finite number, "
+                f"got {show_nonfinite(used)}"
+            )
         lim = by_id.get(lid)
         if lim is None:
             raise ValueError(
