@@ -12,6 +12,7 @@ the rule they came from.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -49,6 +50,9 @@ class Module:
     messages: dict[tuple[str, int], str] = field(default_factory=dict)  # (fname, rule) -> function
     function_names: dict[str | None, str] = field(default_factory=dict)
     fused_bodies: dict[tuple[str, ...], str] = field(default_factory=dict)  # body lines -> function
+    data_clean: bool | None = (
+        None  # the policy's data holds no NaN/inf (worked out once, on first use)
+    )
     _const_ids: dict[tuple[str, str, Any], str] = field(default_factory=dict)
     _indent: int = 0
 
@@ -121,6 +125,7 @@ class ExprEmitter:
         self.data = data
         self.functions = functions or {}
         self.locals: dict[str, str] = {}
+        self.clean_locals: set[str] = set()  # macro variables ranging over NaN-free values
         self.counter = 0
 
     def t(self, e: ast.Expr) -> Type:
@@ -204,6 +209,13 @@ class ExprEmitter:
                 other = e.right if _is_null(e.left) else e.left
                 return f"({self.emit(other)} {'is' if op == '==' else 'is not'} None)"
             native = same_family(lt, rt) and (op in ("==", "!=") or lt.base.kind != "bool")
+            if (
+                native
+                and op not in ("==", "!=")
+                and is_numeric(lt)
+                and not (self._clean(e.left) and self._clean(e.right))
+            ):
+                native = False  # a NaN may turn up here: the helper makes ordering it an error
             if native:
                 return f"({self.emit(e.left)} {_NATIVE_CMP[op]} {self.emit(e.right)})"
             return f"{_HELPER_CMP[op]}({self.emit(e.left)}, {self.emit(e.right)})"
@@ -220,6 +232,52 @@ class ExprEmitter:
         if native:
             return f"({self.emit(e.left)} {op} {self.emit(e.right)})"
         return f"{_HELPER_ARITH[op]}({self.emit(e.left)}, {self.emit(e.right)})"
+
+    def _clean(self, e: ast.Expr) -> bool:
+        """Whether ``e``'s value is sure to hold no NaN (or infinity), worked out at load time.
+
+        Python's native ``<`` answers ``False`` for NaN, where policylang errs
+        (so that a NaN fails a ``> limit`` deny closed); a native comparison is
+        only emitted when neither side can be NaN. Request values are checked
+        for NaN and infinity on entry, ints never are, so reads of inputs,
+        literals and int or text results are clean; double arithmetic and
+        ``double()`` are not.
+        """
+        if _float_free(self.t(e)):
+            return True
+        match e:
+            case ast.Literal_(value=value):
+                return not (type(value) is float and value - value != 0.0)
+            case ast.Ident(name=name):
+                if name in self.locals:
+                    return self.locals[name] in self.clean_locals
+                if name == "data":
+                    return self._data_clean()
+                return name in ("args", "principal", "context", "now", "tool", "session")
+            case ast.Select(operand=operand) | ast.Index(operand=operand):
+                return self._clean(operand)
+            case ast.Unary(op="-", operand=operand):
+                return self._clean(operand)
+            case ast.Binary(op="+", left=left, right=right) if self.t(e).base.kind == "list":
+                return self._clean(left) and self._clean(right)
+            case ast.Conditional(then=then, otherwise=otherwise):
+                return self._clean(then) and self._clean(otherwise)
+            case ast.ListExpr(items=items):
+                return all(self._clean(i) for i in items)
+            case ast.MapExpr(entries=entries):
+                return all(self._clean(k) and self._clean(v) for k, v in entries)
+            case ast.Call(function="dyn", target=None, args=(arg,)):
+                return self._clean(arg)
+            case ast.Comprehension(kind="filter", target=target):
+                return self._clean(target)
+        return False
+
+    def _data_clean(self) -> bool:
+        if self.m.data_clean is None:
+            from policylang.runtime.validation import nonfinite_path
+
+            self.m.data_clean = nonfinite_path(self.data) is None
+        return self.m.data_clean
 
     def _in(self, e: ast.Binary, lt: Type, rt: Type) -> str:
         left = self.emit(e.left)
@@ -402,6 +460,8 @@ class ExprEmitter:
         self.counter += 1
         var = f"v{self.counter}"
         saved = self.locals.get(e.var)
+        if self._clean(e.target):
+            self.clean_locals.add(var)
         self.locals[e.var] = var
         try:
             body = self.emit(e.body) if e.kind == "map" else self.bool_expr(e.body)
@@ -432,6 +492,40 @@ def _mentions(e: Any, name: str) -> bool:
         return any(_mentions(x, name) for x in e)
     if dataclasses.is_dataclass(e):
         return any(_mentions(getattr(e, f.name), name) for f in dataclasses.fields(e))
+    return False
+
+
+_BRACKETS = re.compile(r"[^()\[\]]+")
+_BRACKET_STEP = {"(": 1, "[": 1, ")": -1, "]": -1}
+
+
+def _bracket_depth(code: str) -> int:
+    """How deeply brackets nest in generated code (no policy text is in it: constants are names).
+
+    A long balanced chain has thousands of brackets but nests a dozen deep;
+    only real nesting needs the trial compile that finds Python's own limit.
+    """
+    return max(
+        itertools.accumulate(map(_BRACKET_STEP.__getitem__, _BRACKETS.sub("", code))), default=0
+    )
+
+
+_FLOAT_FREE_KINDS = frozenset(
+    {"int", "string", "bytes", "bool", "null", "timestamp", "duration", "date"}
+)
+
+
+def _float_free(t: Type) -> bool:
+    """Values of this static type never are or hold a double (so never a NaN)."""
+    k = t.kind
+    if k in _FLOAT_FREE_KINDS:
+        return True
+    if k == "enum":
+        return all(type(v) is not float for v in t.values)
+    if k in ("nullable", "list", "map"):
+        return all(_float_free(p) for p in t.params)
+    if k == "object":
+        return all(_float_free(f.type) for _, f in t.fields)
     return False
 
 
@@ -466,8 +560,10 @@ class ToolWriter:
         emitter = ExprEmitter(self.m, typer, self.data, self.functions)
         try:
             code = emitter.bool_expr(e) if want_bool else emitter.emit(e)
-            if code.count("(") + code.count("[") > 150:  # near Python's own nesting limit
-                compile(code, "<policy expression>", "eval")
+            if code.count("(") + code.count("[") > 150 and _bracket_depth(code) > 150:
+                compile(
+                    code, "<policy expression>", "eval"
+                )  # near Python's own nesting limit (200)
         except (SyntaxError, RecursionError, MemoryError, ValueError):
             return None
         return code

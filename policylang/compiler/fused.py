@@ -7,7 +7,8 @@ calls and allocations too many. The fused function does it all in one frame:
 
 - it checks the request's shape inline (the same tests as the generated
   validators in :mod:`policylang.runtime.validation`), parsing timestamp,
-  duration and date text on the way;
+  duration and date text on the way, and that no NaN or infinity hides in an
+  untyped position (a ``dyn`` field, an undeclared principal or context key);
 - it evaluates the tool's rules stage by stage (deny, confirm, allow) with the
   same Python expressions as the ordinary evaluator, setting one bit per
   matching rule, and returns that bitmask: the engine maps it to a prebuilt
@@ -39,12 +40,15 @@ from policylang.compiler.plan import RulePlan, ToolPlan
 from policylang.language import ast
 from policylang.language.policy import Policy
 from policylang.language.types import Type
-from policylang.runtime.validation import MISSING, shape_check_lines
+from policylang.runtime.validation import MISSING, all_finite, shape_check_lines
 
 _NOW = re.compile(r"\bnow\b")
 _SESSION = re.compile(r"\bs\b")
 _CONVERTERS = {"timestamp": "_conv_timestamp", "duration": "_conv_duration", "date": "_conv_date"}
-FUSED_HELPERS = {"MISSING": MISSING}  # plus the converters, bound per policy zone by the builder
+FUSED_HELPERS = {
+    "MISSING": MISSING,
+    "_finite": all_finite,
+}  # plus the converters, bound per policy zone by the builder
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) 
         converters=_CONVERTERS,
         raising=True,
         fill_defaults=True,
+        finite=True,
     )
     shapes += _open_shape(policy.principal, "p", bind)
     context = policy.context
@@ -132,8 +137,8 @@ def write_fused(writer: ToolWriter, plan: ToolPlan, fname: str, policy: Policy) 
 
 def _open_shape(t: Type | None, var: str, bind: object) -> list[str]:
     """Principal and context: declared fields checked, extra keys allowed; undeclared: any map."""
-    if t is None:
-        return [f"if type({var}) is not dict:", "    return None"]
+    if t is None:  # any map, but never a NaN in it (the ordinary path says where)
+        return [f"if type({var}) is not dict or not _finite({var}):", "    return None"]
     return shape_check_lines(
         t,
         var,
@@ -142,6 +147,7 @@ def _open_shape(t: Type | None, var: str, bind: object) -> list[str]:
         strict=False,
         raising=True,
         fill_defaults=True,
+        finite=True,
     )
 
 

@@ -128,6 +128,10 @@ class Interpreter:
             return Err(exc.message)
         except RecursionError:
             return Err("expression too deep to evaluate")
+        except (
+            _VALUE_ERRORS
+        ) as exc:  # a builtin's bad value must stay a CEL error, absorbable by ||/&&
+            return Err(_value_error(e, exc))
         return Err(f"cannot evaluate {type(e).__name__}")  # pragma: no cover
 
     def _logic(self, left: ast.Expr, right: ast.Expr, env: dict[str, Any], stop: bool) -> Any:
@@ -227,6 +231,17 @@ class Interpreter:
 
 
 _MISSING = object()
+# What Python raises on a bad value (an impossible date, a huge number, odd text). The runtime
+# raises EvalError itself wherever it knows of one; this is the net under every builtin, so
+# that no such value escapes as an internal error and CEL's error absorption still holds.
+_VALUE_ERRORS = (ValueError, ArithmeticError, TypeError, LookupError, AttributeError)
+
+
+def _value_error(e: ast.Expr, exc: Exception) -> str:
+    """An evaluation error's message for a raw Python exception: what failed, and where."""
+    what = f"{e.function}()" if isinstance(e, ast.Call) else type(e).__name__.lower().rstrip("_")
+    where = f" at {e.span.line}:{e.span.column}" if e.span.line else ""
+    return f"{what} failed{where}: {exc or type(exc).__name__}"
 
 
 def _first_err(*values: Any) -> Err | None:

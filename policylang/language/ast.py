@@ -7,10 +7,11 @@ The Lark tree never leaves the parser; everything after it works on these nodes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from policylang.errors import NO_SPAN, Span
 
@@ -405,3 +406,179 @@ def children(node: Expr) -> list[Expr]:
         case Comprehension(target=t, body=b, condition=c):
             return [t] + ([c] if c is not None else []) + [b]
     return []
+
+
+def map_children(e: Expr, fn: Callable[[Expr], Expr]) -> Expr:
+    """``e`` with ``fn`` applied to each direct sub-expression (``e`` itself when it has none)."""
+    match e:
+        case Select() | Has() | Unary():
+            return dataclasses.replace(e, operand=fn(e.operand))
+        case Index():
+            return dataclasses.replace(e, operand=fn(e.operand), index=fn(e.index))
+        case Call():
+            return dataclasses.replace(
+                e,
+                args=tuple(fn(a) for a in e.args),
+                target=fn(e.target) if e.target is not None else None,
+            )
+        case Binary():
+            return dataclasses.replace(e, left=fn(e.left), right=fn(e.right))
+        case Conditional():
+            return dataclasses.replace(
+                e, cond=fn(e.cond), then=fn(e.then), otherwise=fn(e.otherwise)
+            )
+        case ListExpr():
+            return dataclasses.replace(e, items=tuple(fn(i) for i in e.items))
+        case MapExpr():
+            return dataclasses.replace(e, entries=tuple((fn(k), fn(v)) for k, v in e.entries))
+        case Comprehension():
+            return dataclasses.replace(
+                e,
+                target=fn(e.target),
+                body=fn(e.body),
+                condition=fn(e.condition) if e.condition is not None else None,
+            )
+    return e
+
+
+LOGIC = ("&&", "||")  # associative: a chain of one of them may be grouped any way (see balance)
+
+
+def chain_operands(e: Expr) -> list[Expr]:
+    """The operands of the ``&&``/``||`` chain rooted at ``e``, in order, through any grouping."""
+    if not (isinstance(e, Binary) and e.op in LOGIC):
+        return [e]
+    op = e.op
+    out: list[Expr] = []
+    stack: list[Expr] = [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Binary) and node.op == op:
+            stack.append(node.right)
+            stack.append(node.left)
+        else:
+            out.append(node)
+    return out
+
+
+def balanced(op: str, operands: list[Expr], span: Any) -> Expr:
+    """One ``&&``/``||`` chain as a balanced tree: depth log2(n), not n.
+
+    Exact: CEL's ``&&`` and ``||`` are associative, error absorption included
+    (the result is decided by whether any operand is false/true, else by any
+    error), and evaluation still runs left to right. cel-go's parser balances
+    these chains for the same reason. Splits are left-heavy, so chains of up to
+    three operands keep the left-leaning shape the grammar gives.
+    """
+    if len(operands) == 1:
+        return operands[0]
+    # iterative: a stack of (lo, hi) ranges to build, results combined bottom-up
+    built: dict[tuple[int, int], Expr] = {}
+    stack: list[tuple[int, int, bool]] = [(0, len(operands), False)]
+    while stack:
+        lo, hi, ready = stack.pop()
+        if hi - lo == 1:
+            built[(lo, hi)] = operands[lo]
+            continue
+        mid = lo + (hi - lo + 1) // 2
+        if not ready:
+            stack += [(lo, hi, True), (mid, hi, False), (lo, mid, False)]
+            continue
+        left, right = built.pop((lo, mid)), built.pop((mid, hi))
+        where = span if (lo, hi) == (0, len(operands)) else left.span.merge(right.span)
+        built[(lo, hi)] = Binary(op, left, right, span=where)
+    return built[(0, len(operands))]
+
+
+def nesting(expr: Expr) -> tuple[int, int, Expr]:
+    """(real depth, tree depth, deepest node) of ``expr``, iteratively.
+
+    Real depth is what the 100-level limit counts: every node is a level,
+    except that an ``&&``/``||`` directly under the same operator continues its
+    parent's chain, so a 10,000-term allow-list is one level. Tree depth is
+    the height of the tree itself (a balanced chain adds about log2 of its
+    length), bounded separately so recursive stages stay within Python's limits.
+    """
+    best_real, best_tree, deepest = 0, 0, expr
+    stack: list[tuple[Expr, int, int, str | None]] = [(expr, 1, 1, None)]
+    while stack:
+        node, real, tree, parent_op = stack.pop()
+        if real > best_real:
+            best_real, deepest = real, node
+        best_tree = max(best_tree, tree)
+        op = node.op if isinstance(node, Binary) and node.op in LOGIC else None
+        for child in children(node):
+            same = op is not None and isinstance(child, Binary) and child.op == op
+            stack.append((child, real if same else real + 1, tree + 1, op))
+    return best_real, best_tree, deepest
+
+
+def balance(expr: Expr) -> Expr:
+    """``expr`` with every ``&&``/``||`` chain rebuilt balanced (see :func:`balanced`), iteratively.
+
+    A chain is the maximal run of one operator, through parentheses (which
+    cannot change its meaning), so equal chains always get the same tree:
+    ``parse(fmt(x)) == parse(x)`` holds for any grouping. Nodes without
+    chains below them are returned as they are.
+    """
+    if not _unbalanced(expr):  # the common case: no chain longer than three, no grouping to undo
+        return expr
+    done: dict[int, Expr] = {}
+    stack: list[tuple[Expr, bool]] = [(expr, False)]
+    while stack:
+        node, ready = stack.pop()
+        kids = (
+            chain_operands(node)
+            if isinstance(node, Binary) and node.op in LOGIC
+            else children(node)
+        )
+        if not ready:
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids if id(k) not in done)
+            continue
+        new_kids = [done[id(k)] for k in kids]
+        if isinstance(node, Binary) and node.op in LOGIC:
+            out = balanced(node.op, new_kids, node.span)
+            if _same_tree(out, node):
+                out = node
+        elif all(a is b for a, b in zip(new_kids, kids, strict=True)):
+            out = node
+        else:
+            out = map_children(node, lambda c: done[id(c)])
+        done[id(node)] = out
+    return done[id(expr)]
+
+
+def _unbalanced(expr: Expr) -> bool:
+    """Whether :func:`balance` would change anything: a chain of four or more, or a grouped one.
+
+    The grammar leans chains left, and balancing keeps chains of two or three
+    as they are; so a same-operator right operand, or a left operand that is
+    itself a chain of three, is the sign of work to do.
+    """
+    for node in walk(expr):
+        if isinstance(node, Binary) and node.op in LOGIC:
+            left, right = node.left, node.right
+            if isinstance(right, Binary) and right.op == node.op:
+                return True
+            if (
+                isinstance(left, Binary)
+                and left.op == node.op
+                and isinstance(left.left, Binary)
+                and left.left.op == node.op
+            ):
+                return True
+    return False
+
+
+def _same_tree(a: Expr, b: Expr) -> bool:
+    """Whether two chain trees are the same objects shape for shape (no rebuild needed)."""
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        if not (isinstance(x, Binary) and isinstance(y, Binary) and x.op == y.op):
+            return False
+        stack += [(x.left, y.left), (x.right, y.right)]
+    return True

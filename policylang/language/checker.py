@@ -686,7 +686,7 @@ class Expander:
                 return ast.Literal_(False, "bool", span=e.span)
             inner = {p.name: a for p, a in zip(d.params, args, strict=True)}
             return self._expand(d.body, inner, (*stack, e.function), True)
-        return _map_children(e, lambda c: self._expand(c, subst, stack, hygienic))
+        return ast.map_children(e, lambda c: self._expand(c, subst, stack, hygienic))
 
 
 def _names(expr: ast.Expr) -> set[str]:
@@ -770,46 +770,9 @@ def _history_macro(name: str, target: ast.Expr, args: tuple[ast.Expr, ...], span
     return ast.Call("size", (ast.Comprehension("filter", calls, var, cond, span=span),), span=span)
 
 
-def _map_children(e: ast.Expr, fn: Any) -> ast.Expr:
-    match e:
-        case ast.Select() | ast.Has() | ast.Unary():
-            return dataclasses.replace(e, operand=fn(e.operand))
-        case ast.Index():
-            return dataclasses.replace(e, operand=fn(e.operand), index=fn(e.index))
-        case ast.Call():
-            return dataclasses.replace(
-                e,
-                args=tuple(fn(a) for a in e.args),
-                target=fn(e.target) if e.target is not None else None,
-            )
-        case ast.Binary():
-            return dataclasses.replace(e, left=fn(e.left), right=fn(e.right))
-        case ast.Conditional():
-            return dataclasses.replace(
-                e, cond=fn(e.cond), then=fn(e.then), otherwise=fn(e.otherwise)
-            )
-        case ast.ListExpr():
-            return dataclasses.replace(e, items=tuple(fn(i) for i in e.items))
-        case ast.MapExpr():
-            return dataclasses.replace(e, entries=tuple((fn(k), fn(v)) for k, v in e.entries))
-        case ast.Comprehension():
-            return dataclasses.replace(
-                e,
-                target=fn(e.target),
-                body=fn(e.body),
-                condition=fn(e.condition) if e.condition is not None else None,
-            )
-    return e
-
-
 def depth(expr: ast.Expr) -> int:
-    best = 0
-    stack = [(expr, 1)]
-    while stack:
-        node, d = stack.pop()
-        best = max(best, d)
-        stack.extend((c, d + 1) for c in ast.children(node))
-    return best
+    """The real nesting of ``expr``: a chain of ``&&`` or ``||`` counts as one level, however long."""
+    return ast.nesting(expr)[0]
 
 
 # ---------------------------------------------------------------- the check

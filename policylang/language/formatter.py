@@ -298,6 +298,9 @@ class _ExprPrinter:
                 return f"{self.expr(target, _PREC_MEMBER)}.{fn}({self.args(args)})", _PREC_MEMBER
             case ast.Unary(op=op, operand=operand):
                 return f"{op}{self.expr(operand, _PREC_UNARY)}", _PREC_UNARY
+            case ast.Binary(op=op) if op in ast.LOGIC:  # a chain, however the parser grouped it
+                prec = _BINARY_PREC[op]
+                return f" {op} ".join(self.expr(x, prec + 1) for x in ast.chain_operands(e)), prec
             case ast.Binary(op=op, left=left, right=right):
                 prec = _BINARY_PREC[op]
                 return (f"{self.expr(left, prec)} {op} {self.expr(right, prec + 1)}", prec)

@@ -10,6 +10,7 @@ are enforced here so later, recursive stages can rely on them.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import timedelta
 from functools import cache
@@ -294,12 +295,65 @@ def _transform(tree: Tree, text: str, path: str) -> Any:
         if isinstance(exc.orig_exc, PolicySyntaxError):
             raise exc.orig_exc from None
         raise  # pragma: no cover - a bug in the transformer itself
+    node = _balance_chains(node)
     _check_depth(node, path, text)
     return node
 
 
+def _balance_chains(node: Any) -> Any:
+    """Every ``&&``/``||`` chain as a balanced tree (:func:`ast.balance`), so no chain is deep.
+
+    The grammar builds ``a || b || ... || z`` leaning left, one level per
+    operator: a generated 10,000-name allow-list would be 10,000 levels for
+    every recursive stage after this one. Balanced, it is about 14.
+    """
+    if isinstance(node, ast.PolicyFile):
+        statements = tuple(_map_statement_exprs(s, ast.balance) for s in node.statements)
+        if all(a is b for a, b in zip(statements, node.statements, strict=True)):
+            return node
+        return dataclasses.replace(node, statements=statements)
+    return ast.balance(node)
+
+
+def _map_statement_exprs(stmt: ast.Statement, fn: Any) -> ast.Statement:
+    """``stmt`` with ``fn`` applied to its expressions (the ones :func:`_statement_exprs` lists)."""
+    changes: dict[str, Any] = {}
+    match stmt:
+        case ast.Rule(when=w, unless=u, because=b):
+            changes = {
+                "when": fn(w) if w is not None else None,
+                "unless": fn(u) if u is not None else None,
+            }
+            if b is not None and not b.is_plain:
+                changes["because"] = dataclasses.replace(
+                    b, parts=tuple(p if isinstance(p, str) else fn(p) for p in b.parts)
+                )
+        case ast.LimitRule(cost=c, key=k, when=w):
+            changes = {
+                name: fn(e) if e is not None else None
+                for name, e in (("cost", c), ("key", k), ("when", w))
+            }
+        case ast.FunctionDef(body=body):
+            changes = {"body": fn(body)}
+        case ast.Assertion(when=w) if w is not None:
+            changes = {"when": fn(w)}
+        case ast.SessionDecl(key=k):
+            changes = {"key": fn(k)}
+    if all(getattr(stmt, name) is value for name, value in changes.items()):
+        return stmt
+    return dataclasses.replace(stmt, **changes)
+
+
+MAX_TREE_DEPTH = 2 * MAX_DEPTH  # the tree itself, chains included: what recursive stages can take
+
+
 def _check_depth(node: Any, path: str, text: str) -> None:
-    """Reject expressions nested deeper than MAX_DEPTH before any recursive stage."""
+    """Reject expressions nested deeper than MAX_DEPTH before any recursive stage.
+
+    Real nesting is counted (a chain of ``&&`` or ``||`` is one level, however
+    long); the tree's own height is bounded too, which only many long chains
+    nested in each other can reach.
+    """
     roots: list[ast.Expr] = []
     if isinstance(node, ast.PolicyFile):
         for stmt in node.statements:
@@ -307,18 +361,21 @@ def _check_depth(node: Any, path: str, text: str) -> None:
     else:
         roots.append(node)
     for root in roots:
-        stack: list[tuple[ast.Expr, int]] = [(root, 1)]
-        while stack:
-            expr, depth = stack.pop()
-            if depth > MAX_DEPTH:
-                raise _fail(
-                    f"expression too deep: it nests more than {MAX_DEPTH} levels",
-                    expr.span if expr.span.line else root.span,
-                    "split it into named predicates (def) or simpler rules",
-                    code="PL005",
-                    source=text,
-                )
-            stack.extend((c, depth + 1) for c in ast.children(expr))
+        real, tree, deepest = ast.nesting(root)
+        if real > MAX_DEPTH or tree > MAX_TREE_DEPTH:
+            what = (
+                f"it nests more than {MAX_DEPTH} levels"
+                if real > MAX_DEPTH
+                else f"its chains of && and || nested in each other make it more than "
+                f"{MAX_TREE_DEPTH} levels deep"
+            )
+            raise _fail(
+                f"expression too deep: {what}",
+                deepest.span if deepest.span.line else root.span,
+                "split it into named predicates (def) or simpler rules",
+                code="PL005",
+                source=text,
+            )
 
 
 def _statement_exprs(stmt: ast.Statement) -> list[ast.Expr]:

@@ -20,6 +20,9 @@ following the current CEL specification or cel-go instead:
   int mixed with a double in ``+ - * /`` gives a double.
 * NaN is never equal to anything (cel-python says ``NaN == NaN``); ``x / 0.0``
   is IEEE (``-1.0 / 0.0`` is ``-inf``, ``0.0 / 0.0`` NaN; cel-python gives +inf).
+* ordering NaN (``<``, ``<=``, ``>``, ``>=``) is an error, where CEL answers
+  ``false``: a ``false`` would let a NaN pass both ``amount > 100.0`` and
+  ``amount <= 0.0`` denies, an error fails them closed.
 * bools have no arithmetic (cel-python computes ``false * true`` as ``0``).
 * ``string(double)`` prints like cel-go's ``%g`` (``12000.0`` -> ``"12000"``,
   ``1e6`` -> ``"1e+06"``); cel-python prints Python's repr (``"12000.0"``).
@@ -81,9 +84,10 @@ _WHITESPACE = (
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 _INT_RE = re.compile(r"[+-]?[0-9]+")
+# Go's ParseFloat: a sign may precede digits and "inf"/"infinity", never "nan" (so no "-nan").
 _FLOAT_RE = re.compile(
     r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?"
-    r"|inf|infinity|nan)",
+    r"|inf|infinity)|nan",
     re.IGNORECASE,
 )
 _BOOL_SPELLINGS = {
@@ -183,8 +187,14 @@ _ORDERED = {"string", "bytes", "bool", "timestamp", "duration", "date"}
 
 def _order(op: str, a: Any, b: Any, fn: Callable[[Any, Any], bool]) -> bool:
     ta, tb = type(a), type(b)
-    if (ta is tb and (ta is int or ta is float or ta is str)) or (ta in _NUM and tb in _NUM):
-        return fn(a, b)  # Python compares int with float exactly; NaN gives False
+    if ta is tb and (ta is int or ta is str):
+        return fn(a, b)
+    if ta in _NUM and tb in _NUM:
+        if fn(a, b):  # Python compares int with float exactly
+            return True
+        if a != a or b != b:  # NaN: true is never an answer, false would pass a `> limit` deny
+            raise EvalError(f"NaN cannot be ordered: {format_value(a)} {op} {format_value(b)}")
+        return False
     ka = _kind(a)
     if ka != _kind(b) or ka not in _ORDERED:
         raise _overload(op, a, b)

@@ -40,6 +40,7 @@ from policylang.language import ast
 from policylang.language.secrets import WITHHELD, secret_scope
 from policylang.language.types import Type
 from policylang.runtime import caches, celops, timefuncs
+from policylang.runtime import options as _options
 from policylang.runtime.audit import _default as _audit_default
 from policylang.runtime.audit import json_safe
 from policylang.runtime.clock import Clock, SystemClock
@@ -57,7 +58,7 @@ from policylang.runtime.loader import load_sources, read_path
 from policylang.runtime.names import NameIndex, UnknownToolText, shown
 from policylang.runtime.redact import CLEAN_CODES, MARKER, Scrubber, SecretFields
 from policylang.runtime.sessions import MemorySessionStore, SessionStore
-from policylang.runtime.validation import fast_object_checker, object_checker
+from policylang.runtime.validation import check_finite, fast_object_checker, object_checker
 from policylang.runtime.watch import (
     DEFAULT_SETTLE,
     PolicyWatcher,
@@ -236,9 +237,33 @@ class Engine:
         source_path: str | Path | None = None,
         sessions: SessionStore | None = None,
     ):
+        """Every option is checked here: a wrong one raises TypeError now, not a deny per decision.
+
+        ``audit`` is a sink (an object with ``write(record)``, or a function of
+        one record) or a file path (``str`` or ``Path``), which opens a
+        hash-chained :class:`~policylang.runtime.audit.JsonlSink` there.
+        """
+        if compiled is not None and not isinstance(compiled, CompiledPolicy):
+            raise _options.fail(
+                "Engine",
+                "compiled",
+                "a CompiledPolicy (use Engine.from_path or Engine.from_string to load a policy)",
+                compiled,
+            )
+        if warnings is not None and not (
+            isinstance(warnings, list | tuple) and all(isinstance(w, Diagnostic) for w in warnings)
+        ):
+            raise _options.fail("Engine", "warnings", "a list of Diagnostic", warnings)
+        _options.methods("Engine", "store", store, ("acquire", "refund"), "a rate-limit store")
+        _options.methods("Engine", "sessions", sessions, ("load", "append"), "a session store")
+        if source_path is not None and not isinstance(source_path, str | os.PathLike):
+            raise _options.fail("Engine", "source_path", "a path (str or Path)", source_path)
+        audit = _audit_sink(audit)
         self._id_prefix = os.urandom(4).hex()
         self._prepared = (
-            _Prepared(compiled, warnings or [], self._id_prefix) if compiled is not None else None
+            _Prepared(compiled, list(warnings or []), self._id_prefix)
+            if compiled is not None
+            else None
         )
         self.clock = clock or SystemClock()
         self.store: LimitStore = store if store is not None else MemoryStore()
@@ -259,6 +284,11 @@ class Engine:
 
     @clock.setter
     def clock(self, clock: Clock) -> None:
+        if isinstance(clock, datetime):  # has a now() too, but means "decide at this time"
+            raise _options.fail(
+                "Engine", "clock", "a clock (FixedClock(at) for a fixed time)", clock
+            )
+        _options.methods("Engine", "clock", clock, ("now",), "a clock")
         self._clock = clock
         # the system clock's reading can become a datetime later, only if someone reads decision.at
         self._lazy_clock = type(clock) is SystemClock
@@ -280,6 +310,7 @@ class Engine:
         A file that is a symbolic link resolving outside the policy folder is a
         load error unless ``follow_links=True`` (kept for :meth:`reload`).
         """
+        _load_options("from_path", data, reference)
         sources, loaded = read_path(path, data, follow_links=follow_links)
         compiled, warnings = load_sources(sources, loaded, reference, copy_data=False)
         engine = cls(compiled, warnings=warnings, source_path=path, **options)
@@ -301,6 +332,7 @@ class Engine:
         ``reference=True`` evaluates every condition with the reference interpreter
         instead of generated code: slower, and the oracle for differential tests.
         """
+        _load_options("from_string", data, reference)
         compiled, warnings = load_sources({path: text}, data or {}, reference)
         return cls(compiled, warnings=warnings, **options)
 
@@ -313,6 +345,13 @@ class Engine:
         reference: bool = False,
         **options: Any,
     ) -> Engine:
+        _load_options("from_sources", data, reference)
+        if not isinstance(sources, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in sources.items()
+        ):
+            raise _options.fail(
+                "Engine.from_sources", "sources", "a dict of file name to policy text", sources
+            )
         compiled, warnings = load_sources(dict(sources), data or {}, reference)
         return cls(compiled, warnings=warnings, **options)
 
@@ -342,6 +381,7 @@ class Engine:
         longer has some rule of the old one is logged as a warning naming each rule
         (``allow_drops=False`` refuses it instead). Returns what was swapped in.
         """
+        _load_options("reload", data, False)
         target = path if path is not None else self.source_path
         if target is None:
             raise PolicyError("this engine was not loaded from a path; pass one to reload()")
@@ -404,6 +444,7 @@ class Engine:
     def reload_string(
         self, text: str, *, data: dict[str, Any] | None = None, path: str = "<string>"
     ) -> None:
+        _load_options("reload_string", data, False)
         with self._reload_lock:
             compiled, warnings = load_sources({path: text}, data or {})
             self._prepared = _Prepared(compiled, warnings, self._id_prefix)
@@ -602,6 +643,7 @@ class Engine:
                 )
             ev = compiled.evaluator_for(tool)
         try:
+            _check_finite(args, principal, context)
             a = self._args(prepared, ev, tool, args)
             p = (
                 prepared.principal_check(principal if principal is not None else {}, "")
@@ -1423,6 +1465,60 @@ def _jsonable(v: Any) -> Any:
 
 
 _JSONABLE = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _load_options(how: str, data: Any, reference: Any) -> None:
+    """The loading options of ``Engine.<how>``: data files as a dict, ``reference`` a bool."""
+    if data is not None and not isinstance(data, dict):
+        raise _options.fail(f"Engine.{how}", "data", "a dict of data-file name to value", data)
+    _options.flag(f"Engine.{how}", "reference", reference)
+
+
+def _audit_sink(audit: Any) -> Any:
+    """The audit option as a sink: a path opens a JSON Lines file, anything else must write."""
+    if audit is None or callable(getattr(audit, "write", None)):
+        return audit
+    if isinstance(audit, str | os.PathLike) and not isinstance(audit, bytes):
+        if not os.fspath(audit):
+            raise ValueError(
+                "Engine(audit=...) is an empty path; give a file name such as 'audit.jsonl'"
+            )
+        from policylang.runtime.audit import AuditError, JsonlSink
+
+        try:
+            return JsonlSink(audit)  # opened now: an unwritable place fails here, not per decision
+        except AuditError:
+            raise
+        except OSError as exc:
+            raise AuditError(
+                f"Engine(audit=...): cannot open the audit file {os.fspath(audit)!r}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+    if callable(audit) and not isinstance(audit, type):
+        return audit
+    raise _options.fail(
+        "Engine",
+        "audit",
+        "a file path (str or Path), an object with write(record) or a function of one record",
+        audit,
+    )
+
+
+def _check_finite(args: Any, principal: Any, context: Any) -> None:
+    """No NaN or ±inf anywhere in the request (RequestError naming the place).
+
+    Checked once, on the caller's values, before any validator or rule: a NaN
+    compares false with everything, so one in an untyped position (a ``dyn``
+    argument, an undeclared principal or context key) would pass every
+    ``> limit`` deny. Values that are not maps are left to the shape checks.
+    """
+    for value, what in (
+        (args, "argument"),
+        (principal, "principal field"),
+        (context, "context field"),
+    ):
+        if isinstance(value, dict):
+            check_finite(value, what)
 
 
 def _as_map(v: Any, what: str) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from policylang.errors import PolicyError
+from policylang.runtime import options as _options
 from policylang.runtime.decision import Decision, Effect
 from policylang.runtime.limits import MemoryStore
 
@@ -126,6 +127,12 @@ class ApprovalTokens:
         ttl: float = 300.0,
         clock: Callable[[], float] = time.time,
     ):
+        if secret is not None and not isinstance(secret, bytes):
+            raise _options.fail(
+                "ApprovalTokens", "secret", "bytes (or None for a random secret)", secret
+            )
+        ttl = _options.positive_number("ApprovalTokens", "ttl", ttl)
+        _options.function("ApprovalTokens", "clock", clock, optional=False)
         self.secret = secret if secret is not None else os.urandom(32)
         self.ttl = ttl
         self.clock = clock
@@ -195,6 +202,21 @@ class Breaker:
     window: float = 60.0
     cooldown: float = 300.0
     errors: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        """Refuse a breaker that could never work (``failures="5"``, a negative window) when built."""
+        if type(self.failures) is not int or self.failures < 1:
+            raise _options.fail(
+                "Breaker", "failures", "a whole number of at least 1", self.failures
+            )
+        _options.positive_number("Breaker", "window", self.window)
+        _options.positive_number("Breaker", "cooldown", self.cooldown)
+        if not (
+            isinstance(self.errors, tuple)
+            and self.errors
+            and all(isinstance(e, type) and issubclass(e, BaseException) for e in self.errors)
+        ):
+            raise _options.fail("Breaker", "errors", "a tuple of exception classes", self.errors)
 
 
 class _BreakerState:
@@ -310,6 +332,21 @@ class Guard:
         decide_in_thread: bool | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ):
+        _check_options(
+            engine,
+            tools,
+            approver,
+            principal,
+            context,
+            shadow,
+            breakers,
+            token_ttl,
+            secret,
+            tokens,
+            refund_on_error,
+            decide_in_thread,
+            monotonic,
+        )
         self.engine = engine
         self.tools = dict(tools or {})
         self.approver = approver
@@ -817,6 +854,62 @@ class Guard:
             log.warning(
                 "could not write the outcome of %s to the audit log", d.decision_id, exc_info=True
             )
+
+
+def _check_options(
+    engine: Any,
+    tools: Any,
+    approver: Any,
+    principal: Any,
+    context: Any,
+    shadow: Any,
+    breakers: Any,
+    token_ttl: Any,
+    secret: Any,
+    tokens: Any,
+    refund_on_error: Any,
+    decide_in_thread: Any,
+    monotonic: Any,
+) -> None:
+    """Guard's options, checked at construction (a wrong one raises TypeError or ValueError here).
+
+    Why here: a Guard is built once and wraps every call of an agent; a
+    mistake such as ``principal="alice"`` or ``shadow="no"`` would otherwise
+    show up as a deny (or, for ``shadow``, as every call running) far from it.
+    """
+    from policylang.runtime.engine import Engine
+
+    if not isinstance(engine, Engine):
+        raise _options.fail("Guard", "engine", "an Engine", engine)
+    _options.mapping(
+        "Guard",
+        "tools",
+        tools,
+        lambda k, v: isinstance(k, str) and callable(v),
+        "a dict of tool name to function",
+    )
+    _options.function("Guard", "approver", approver)
+    for name, provider in (("principal", principal), ("context", context)):
+        if provider is not None and not isinstance(provider, Mapping) and not callable(provider):
+            raise _options.fail(
+                "Guard", name, "a dict, a function returning one, or None", provider
+            )
+    _options.flag("Guard", "shadow", shadow)
+    _options.mapping(
+        "Guard",
+        "breakers",
+        breakers,
+        lambda k, v: isinstance(k, str) and isinstance(v, Breaker),
+        "a dict of tool name (or glob) to Breaker",
+    )
+    _options.positive_number("Guard", "token_ttl", token_ttl)
+    if secret is not None and not isinstance(secret, bytes):
+        raise _options.fail("Guard", "secret", "bytes (or None for a random secret)", secret)
+    if tokens is not None and not isinstance(tokens, ApprovalTokens):
+        raise _options.fail("Guard", "tokens", "an ApprovalTokens", tokens)
+    _options.flag("Guard", "refund_on_error", refund_on_error)
+    _options.flag("Guard", "decide_in_thread", decide_in_thread, optional=True)
+    _options.function("Guard", "monotonic", monotonic, optional=False)
 
 
 def _pid(principal: Any) -> Any:

@@ -194,7 +194,10 @@ def _parse_ts_string(text: str, default_tz: tzinfo) -> datetime:
     if _TS_FAST_RE.fullmatch(
         text
     ):  # same fields as the general reader below (tests hold them equal)
-        return datetime.fromisoformat(text)
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:  # an impossible date: the general reader says which part
+            pass
     return _parse_ts_general(text, default_tz)
 
 
@@ -205,9 +208,23 @@ def _parse_ts_general(text: str, default_tz: tzinfo) -> datetime:
     year, month, day, hh, mm, ss, frac, off = m.groups()
     micro = int((frac or "0")[:6].ljust(6, "0"))
     tz = _parse_offset(off) if off else default_tz
-    return datetime(
-        int(year), int(month), int(day), int(hh or 0), int(mm or 0), int(ss or 0), micro, tzinfo=tz
-    )
+    try:
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hh or 0),
+            int(mm or 0),
+            int(ss or 0),
+            micro,
+            tzinfo=tz,
+        )
+    except ValueError as exc:  # the right shape, an impossible value: say which
+        raise _ImpossibleTime(str(exc)) from None
+
+
+class _ImpossibleTime(ValueError):
+    """A timestamp of the right shape naming a day or time that does not exist (Feb 30, 25:00)."""
 
 
 def timestamp_reader(default_tz: tzinfo) -> Callable[[object], datetime]:
@@ -216,7 +233,12 @@ def timestamp_reader(default_tz: tzinfo) -> Callable[[object], datetime]:
 
     def reader(v: object) -> datetime:
         if type(v) is str and match(v):
-            return read(v)
+            try:
+                return read(v)
+            except (
+                ValueError
+            ):  # the right shape, an impossible day (Feb 30): the checked reader says so
+                pass
         return parse_timestamp(v, default_tz)
 
     return reader
@@ -230,8 +252,12 @@ def parse_timestamp(v: object, default_tz: tzinfo | str = UTC) -> datetime:
     than normalised to UTC so that "local" functions like :func:`hour` see the
     wall-clock time the sender meant. ``default_tz`` may also be a zone name.
     """
+    detail = ""
     if type(v) is str and _TS_FAST_RE.fullmatch(v):  # the common case first
-        return datetime.fromisoformat(v)
+        try:
+            return datetime.fromisoformat(v)
+        except ValueError:  # an impossible date or time (Feb 30, month 13, year 0): said below
+            pass
     if not isinstance(default_tz, tzinfo):
         default_tz = get_zone(default_tz)
     if isinstance(v, datetime):
@@ -249,9 +275,11 @@ def parse_timestamp(v: object, default_tz: tzinfo | str = UTC) -> datetime:
             if not math.isfinite(v):
                 raise ValueError(v)
             return _EPOCH + timedelta(seconds=v)
+    except _ImpossibleTime as exc:
+        detail = f": {exc}"
     except (ValueError, OverflowError):
         pass
-    raise EvalError(f"cannot read {_show(v)} as a timestamp ({_TS_EXAMPLE})")
+    raise EvalError(f"cannot read {_show(v)} as a timestamp ({_TS_EXAMPLE}){detail}")
 
 
 def parse_duration(v: object) -> timedelta:

@@ -24,6 +24,105 @@ MISSING = object()
 MAX_DEPTH = 64
 
 
+_CONTAINERS = (list, tuple, set, frozenset)
+_SCALARS = frozenset({str, int, bool, type(None), bytes})
+
+
+def all_finite(v: Any) -> bool:
+    """True when no float anywhere in ``v`` (at any depth, map keys included) is NaN or ±inf.
+
+    The fused path's quick test (see :func:`shape_check_lines`): the common
+    request holds only strings, ints and bools and costs one type test per
+    value. Deep or odd input (nesting past the recursion limit, values outside
+    the model) raises, which the fused function turns into "take the ordinary
+    path", where :func:`nonfinite_path` gives the exact answer.
+    """
+    t = type(v)
+    if t in _SCALARS:
+        return True
+    if t is dict:
+        for k, x in v.items():
+            tx = type(x)
+            if tx is str or tx is int or tx is bool or x is None:
+                if type(k) is str:
+                    continue
+            elif tx is float:
+                if x - x != 0.0:
+                    return False
+                if type(k) is str:
+                    continue
+            elif not all_finite(x):
+                return False
+            if type(k) is not str and not all_finite(k):
+                return False
+        return True
+    if t is list or t is tuple:
+        for x in v:
+            tx = type(x)
+            if tx is str or tx is int or tx is bool:
+                continue
+            if tx is float:
+                if x - x != 0.0:
+                    return False
+            elif not all_finite(x):
+                return False
+        return True
+    if isinstance(v, float):  # float subclasses (numpy.float64) are floats too
+        return math.isfinite(v)
+    if isinstance(v, dict | _CONTAINERS):
+        return nonfinite_path(v, "") is None
+    return True
+
+
+def nonfinite_path(v: Any, root: str = "") -> tuple[str, float] | None:
+    """Where (``root.a[2].b``) the first NaN or ±inf inside ``v`` is, and what it is; or None.
+
+    Iterative, so input nested deeper than Python's recursion limit is walked
+    too; every value is visited once. A non-finite map key is reported at the
+    map's path. Why: a NaN compares false with everything, so one that slips
+    into an untyped position (a ``dyn`` argument, an undeclared ``principal``
+    map) passes every ``> limit`` deny. Every value that enters a decision is
+    checked here once, before any rule runs.
+    """
+    stack: list[tuple[Any, str]] = [(v, root)]
+    while stack:
+        x, path = stack.pop()
+        if isinstance(x, float):
+            if not math.isfinite(x):
+                return path, x
+        elif isinstance(x, dict):
+            items = list(x.items())
+            for k, _ in items:
+                if isinstance(k, float) and not math.isfinite(k):
+                    return path, k
+            prefix = f"{path}." if path else ""
+            stack.extend((val, f"{prefix}{key}") for key, val in reversed(items))
+        elif isinstance(x, _CONTAINERS):
+            stack.extend((val, f"{path}[{i}]") for i, val in reversed(list(enumerate(x))))
+    return None
+
+
+def show_nonfinite(x: float) -> str:
+    """``NaN``, ``+inf`` or ``-inf``, as a request error names it."""
+    return "NaN" if math.isnan(x) else ("+inf" if x > 0 else "-inf")
+
+
+def check_finite(v: Any, what: str) -> None:
+    """Raise RequestError naming the place when ``v`` holds a NaN or ±inf anywhere.
+
+    ``what`` is "argument", "principal field" or "context field", as in the
+    other request errors. No declared type admits NaN or infinity, so this is
+    the one check for every position, declared or not.
+    """
+    found = nonfinite_path(v)
+    if found is None:
+        return
+    path, x = found
+    if not path:
+        raise RequestError(f"a {what.split()[0]} must be a finite number, got {show_nonfinite(x)}")
+    raise RequestError(f"{what} '{path}' must be a finite number, got {show_nonfinite(x)}", path)
+
+
 def _kind(v: Any) -> str:
     return celops.type_name(v) if not isinstance(v, set | frozenset) else "set"
 
@@ -102,6 +201,15 @@ def checker_for(t: Type, zone: tzinfo, strict_objects: bool = True, depth: int =
                 return parse(v)
             except EvalError as exc:
                 raise RequestError(f"argument '{path}': {exc.message}", path) from None
+            except (
+                ValueError,
+                ArithmeticError,
+                TypeError,
+            ) as exc:  # a bad value is the caller's error
+                raise RequestError(
+                    f"argument '{path}': cannot read {celops.format_value(v)!r} as a {k} ({exc})",
+                    path,
+                ) from None
 
         return check_time
     if k == "bytes":
@@ -293,6 +401,14 @@ def _fast_test(t: Type, var: str, bind: Bind) -> str | None:
     return None
 
 
+def _may_hold_float(t: Type) -> bool:
+    """Whether a value passing ``t``'s fast test could still be or hold a non-finite float."""
+    k = t.base.kind if t.kind != "nullable" else t.params[0].base.kind
+    if k == "dyn":
+        return True
+    return k == "list" and t.base.params[0].kind == "dyn"
+
+
 Bind = Callable[[Any, str], str]  # (value, hint) -> the name it is bound to in generated code
 
 
@@ -305,6 +421,7 @@ def shape_check_lines(
     converters: dict[str, str] | None = None,
     raising: bool = False,
     fill_defaults: bool = False,
+    finite: bool = False,
 ) -> list[str]:
     """Python lines that run ``fail`` unless ``var`` is a well-formed object of type ``t``.
 
@@ -317,7 +434,11 @@ def shape_check_lines(
     the check) instead of the slower ``.get``. ``fill_defaults``: an absent
     field with a default gets it in the copy (as the full checker does). Used
     by the validators below and by the compiler's fused per-tool functions;
-    when a copy was made it is in ``<var>_conv`` (None otherwise).
+    when a copy was made it is in ``<var>_conv`` (None otherwise). ``finite``:
+    no NaN or ±inf anywhere, also in ``dyn`` fields and (not ``strict``) in
+    undeclared keys, tested with ``_finite`` (:func:`all_finite`); declared
+    numbers are finite by their own type test. Only keys the declaration does
+    not list are scanned, and only when the counts show there are some.
     """
     lines = [f"if type({var}) is not dict:", f"    {fail}"]
     copy = f"{var}_conv"
@@ -329,6 +450,8 @@ def shape_check_lines(
         key = bind(name, name)
         convert = converters.get(f.type.kind) if not f.nullable else None
         test = "type(x) is str" if convert is not None else _fast_test(f.type, "x", bind)
+        if finite and test is not None and _may_hold_float(f.type):
+            test = "_finite(x)" if test == "True" else f"({test} and _finite(x))"
         if test is None:
             check = [fail]
         elif f.type.kind == "list" and f.type.params[0].kind == "string" and not f.nullable:
@@ -351,7 +474,13 @@ def shape_check_lines(
                 f"    {copy} = dict({var})",
                 f"{copy}[{key}] = {convert}(x)",
             ]
-        if not f.optional and not f.has_default and not f.nullable and test not in (None, "True"):
+        if (
+            not f.optional
+            and not f.has_default
+            and not f.nullable
+            and test is not None
+            and not test.startswith(("True", "_finite"))
+        ):
             required += 1  # a missing key reads as MISSING (or raises), which fails every type test
             lines += [f"x = {var}[{key}]" if raising else f"x = {var}.get({key}, MISSING)", *check]
             continue
@@ -364,8 +493,9 @@ def shape_check_lines(
                 f"    {copy} = dict({var})",
                 f"{copy}[{key}] = {bind(f.default, name)}",
             ]
-        present = ["n += 1", *check] if strict else check
-        if strict:
+        counted = strict or finite  # finite: the count shows whether there are undeclared keys
+        present = ["n += 1", *check] if counted else check
+        if counted:
             counting.append(name)
         lines += [
             "if x is MISSING:",
@@ -377,9 +507,11 @@ def shape_check_lines(
         lines.insert(2, f"{copy} = None")
     if counting:
         lines.insert(2, "n = 0")
+    total = f"{required} + n" if counting else str(required)
     if strict:
-        total = f"{required} + n" if counting else str(required)
         lines += [f"if len({var}) != {total}:", f"    {fail}"]
+    elif finite:  # undeclared keys pass through unchecked: but never a NaN
+        lines += [f"if len({var}) != {total} and not _finite({var}):", f"    {fail}"]
     if converting:
         lines += [f"if {copy} is not None:", f"    {var} = {copy}"]
     return lines

@@ -32,6 +32,7 @@ a :class:`FixedClock` and an empty :class:`MemoryStore`.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,7 @@ from policylang.runtime.decision import Decision
 from policylang.runtime.engine import Engine
 from policylang.runtime.limits import LimitRequest, MemoryStore
 from policylang.runtime.loader import boundary_of, check_inside, read_text
+from policylang.runtime.validation import show_nonfinite
 from policylang.yamlsafe import (
     CoreLoader,
     StructuredTextError,
@@ -270,6 +272,11 @@ def _fill_counters(engine: Engine, counters: Any, now: datetime) -> None:
         raise ValueError("given.counters must be a list of {limit, key, used} or a map")
     by_id = {policy.rule_id(lim): lim for lim in policy.limits}
     for lid, key, used in items:
+        if not math.isfinite(used):  # a NaN would poison the store's totals: say so, here
+            raise ValueError(
+                f"given.counters: the count used by limit '{lid}' must be a finite number, "
+                f"got {show_nonfinite(used)}"
+            )
         lim = by_id.get(lid)
         if lim is None:
             raise ValueError(

@@ -358,10 +358,12 @@ def _nest(kind: str, n: int) -> tuple[str, int, dict]:
         return "(" * n + "args.a == 1" + ")" * n, 2, {"a": 1}
     if kind == "not":
         return "!" * n + "(args.a == 1)", n + 3, ({"a": 1} if n % 2 == 0 else {"a": 2})
-    if kind == "and":
-        return " && ".join(["args.a == 1"] * n), n + 2, {"a": 1}
-    if kind == "or":
-        return " || ".join(["args.a == 1"] * n), n + 2, {"a": 1}
+    if kind in ("and", "or"):  # a chain is one level however long (the parser balances it)
+        return (
+            f" {'&&' if kind == 'and' else '||'} ".join(["args.a == 1"] * n),
+            3 if n == 1 else 4,
+            {"a": 1},
+        )
     if kind == "field":
         v: object = 1
         for _ in range(n):

@@ -96,7 +96,16 @@ def test_int_equals_double_iff_exact(i: int) -> None:
 def test_ordering_examples() -> None:
     assert c.lt(50, 10000.0) and c.gt(10000.0, 50) and c.le(1, 1.0) and c.ge(1.0, 1)
     assert c.lt(2**53, float(2**53 + 2)) and c.gt(2**53 + 1, float(2**53))  # exact, no rounding
-    assert not c.lt(math.nan, 1) and not c.ge(math.nan, math.nan)
+    for op in (
+        c.lt,
+        c.le,
+        c.gt,
+        c.ge,
+    ):  # ordering NaN is an error (CEL says false): it fails closed
+        with pytest.raises(EvalError, match="NaN cannot be ordered"):
+            op(math.nan, 1)
+        with pytest.raises(EvalError, match="NaN cannot be ordered"):
+            op(2.5, math.nan)
     assert c.lt(False, True) and c.lt("a", "b") and c.lt("Z", "a") and c.lt(b"a", b"b")
     assert c.lt(timedelta(seconds=1), timedelta(minutes=1))
     assert c.lt(date(2024, 1, 1), date(2024, 1, 2))
