@@ -18,11 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from policylang.cli.common import EXIT_FINDINGS, EXIT_OK, CliError, load_engine
+from policylang.errors import EvalError
 from policylang.language.secrets import MARKER
+from policylang.runtime import timefuncs
+from policylang.runtime.clock import FixedClock
 
 _RANK = {"deny": 0, "confirm": 1, "allow": 2}
 
@@ -84,9 +88,23 @@ def _holds_marker(value: Any, depth: int = 0) -> bool:
     return False
 
 
+def _set_clock(clock: FixedClock, at: Any) -> None:
+    """Move the replay's clock to a record's time (kept as is if the record has none or a bad one)."""
+    if at is None:
+        return
+    try:
+        clock.set(timefuncs.parse_timestamp(at, UTC))
+    except (EvalError, TypeError, ValueError):
+        return
+
+
 def run(args: argparse.Namespace) -> int:
     records = _records(Path(args.audit))
     engine = load_engine(args.policy)
+    # Limit windows and session expiry run on the engine's clock, never on context.now: the
+    # replay's clock is set to each record's time, so limits see the traffic as it happened.
+    clock = FixedClock(datetime.now(UTC))
+    engine.clock = clock
     flips: Counter[tuple[str, str, str]] = Counter()
     by_tool: Counter[str] = Counter()
     by_principal: Counter[str] = Counter()
@@ -97,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         context = dict(rec.get("context") or {})
         if rec.get("at") and "now" not in context:
             context["now"] = rec["at"]
+        _set_clock(clock, rec.get("at") or context.get("now"))
         principal = rec.get("principal")
         if principal is None and rec.get("principal_id") is not None:
             principal = {"id": rec["principal_id"]}

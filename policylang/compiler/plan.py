@@ -9,8 +9,12 @@ can be tested and printed alone (``policylang compile --emit ir``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 from policylang.errors import Span
 from policylang.language import ast
@@ -41,14 +45,106 @@ class RulePlan:
 
 @dataclass(frozen=True, slots=True)
 class LimitPlan:
+    """One limit as the engine books it.
+
+    ``id`` is what people see (its name, or ``file:line``); ``store_id`` is
+    what its counters are kept under: its name, or a hash of its content (see
+    :func:`limit_identities`), so moving it in the file keeps its counters.
+    ``limit`` is the statement with a ``by`` that adds several strings
+    (``principal.id + "/" + args.to``) split into a list of the added parts;
+    ``by_parts`` then holds the positions of the non-constant parts and
+    ``by_whole`` the original expression, which the engine evaluates instead
+    when some part is not a string (so numbers still add up exactly as CEL does).
+    """
+
     index: int
     id: str
     limit: ast.LimitRule
     span: Span
+    store_id: str = ""
+    by_parts: tuple[int, ...] | None = None
+    by_whole: ast.Expr | None = None
     key_secret: bool = False  # its `by` key reads a @secret value: shown redacted, stored hashed
     secret_exprs: bool = (
         False  # its when/by/sum reads a @secret value: its error texts are withheld
     )
+
+
+def _added(e: ast.Expr) -> list[ast.Expr]:
+    """The operands of a chain of ``+`` (``a + "/" + b`` → a, "/", b), in order."""
+    if isinstance(e, ast.Binary) and e.op == "+":
+        return _added(e.left) + _added(e.right)
+    return [e]
+
+
+def limit_plan(index: int, lim: ast.LimitRule, policy_id: str, store_id: str) -> LimitPlan:
+    """The plan of one limit; a ``by`` adding two or more non-constant parts is split."""
+    if lim.key is not None:
+        parts = _added(lim.key)
+        variable = tuple(i for i, e in enumerate(parts) if not isinstance(e, ast.Literal_))
+        if len(variable) >= 2:
+            split = dataclasses.replace(lim, key=ast.ListExpr(tuple(parts), span=lim.key.span))
+            return LimitPlan(index, policy_id, split, lim.span, store_id, variable, lim.key)
+    return LimitPlan(index, policy_id, lim, lim.span, store_id)
+
+
+def _canon(node: Any) -> Any:
+    """An AST value as plain JSON data, without source positions (layout never matters)."""
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return [type(node).__name__] + [
+            _canon(getattr(node, f.name))
+            for f in dataclasses.fields(node)
+            if f.name != "span" and f.compare
+        ]
+    if isinstance(node, tuple | list):
+        return ["()"] + [_canon(x) for x in node]
+    if isinstance(node, timedelta):
+        return ["td", repr(node.total_seconds())]
+    if isinstance(node, bytes):
+        return ["b", node.hex()]
+    if isinstance(node, bool) or node is None or isinstance(node, str):
+        return node
+    if isinstance(node, int | float):
+        return ["n", type(node).__name__, repr(node)]
+    return ["?", type(node).__name__, repr(node)]
+
+
+def limit_identity(lim: ast.LimitRule) -> str:
+    """What a limit's counters are kept under: its name, else a hash of what it says.
+
+    The hash covers the normalised statement — the tool patterns (sorted, each
+    once), the amount and the window as numbers, and the ``sum``, ``by`` and
+    ``when`` expressions as syntax trees — and nothing else: not its file or
+    line, comments, layout, parentheses, or ``fail open``. Editing any of the
+    covered parts starts fresh counters; moving the statement does not.
+    """
+    if lim.name:
+        return lim.name
+    statement = {
+        "tools": sorted({p.pattern for p in lim.tools}),
+        "amount": repr(float(lim.amount)),
+        "window": repr(lim.window.total_seconds()),
+        "sum": _canon(lim.cost),
+        "by": _canon(lim.key),
+        "when": _canon(lim.when),
+    }
+    text = json.dumps(statement, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return "#" + hashlib.sha256(text.encode("ascii")).hexdigest()[:24]
+
+
+def limit_identities(policy: Policy) -> list[str]:
+    """:func:`limit_identity` of each of the policy's limits, in order.
+
+    Identical unnamed statements (which would otherwise share, and double-book,
+    one counter) are told apart by their rank among their twins: ``#…~2``.
+    """
+    out = []
+    seen: dict[str, int] = {}
+    for lim in policy.limits:
+        ident = limit_identity(lim)
+        n = seen[ident] = seen.get(ident, 0) + 1
+        out.append(ident if n == 1 else f"{ident}~{n}")
+    return out
 
 
 @dataclass
@@ -80,9 +176,10 @@ def plan_for_tool(policy: Policy, tool: str | None, name: str | None = None) -> 
             if tool is None and probe is not None and None not in rule_tools(policy, rule.tools):
                 continue
             getattr(out, plan.effect).append(plan)
+    idents = limit_identities(policy)
     for i, lim in enumerate(policy.limits):
         if probe is None or any(tool_matches(p.pattern, probe) for p in lim.tools):
-            out.limits.append(LimitPlan(i, policy.rule_id(lim), lim, lim.span))
+            out.limits.append(limit_plan(i, lim, policy.rule_id(lim), idents[i]))
     return redact_secrets(policy, out)
 
 
@@ -161,8 +258,9 @@ def build(policy: Policy) -> list[ToolPlan]:
     for plan, rule in zip(rule_plans(policy), policy.rules, strict=True):
         for name in _targets(policy, rule.tools):
             getattr(plans[name], plan.effect).append(plan)
+    idents = limit_identities(policy)
     for i, lim in enumerate(policy.limits):
-        lp = LimitPlan(i, policy.rule_id(lim), lim, lim.span)
+        lp = limit_plan(i, lim, policy.rule_id(lim), idents[i])
         for name in _targets(policy, lim.tools):
             plans[name].limits.append(lp)
     return run_passes([redact_secrets(policy, p) for p in plans.values()])
@@ -196,4 +294,15 @@ def describe(plans: list[ToolPlan]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["RulePlan", "LimitPlan", "ToolPlan", "build", "plan_for_tool", "describe", "dataclasses"]
+__all__ = [
+    "RulePlan",
+    "LimitPlan",
+    "ToolPlan",
+    "build",
+    "plan_for_tool",
+    "describe",
+    "dataclasses",
+    "limit_identity",
+    "limit_identities",
+    "limit_plan",
+]

@@ -198,6 +198,8 @@ class Decision:
     objects per call, which keeps 1,000 tools as fast as 10.
     """
 
+    # _receipt (set only when limits were checked or booked; read with getattr): what this
+    # decision did in the rate-limit store, so commit and refund settle it at most once
     __slots__ = (
         "effect",
         "tool",
@@ -212,6 +214,7 @@ class Decision:
         "_at",
         "_origin",
         "_out",
+        "_receipt",
     )
 
     model_fields: ClassVar[dict[str, Any]] = DecisionModel.model_fields
@@ -223,6 +226,7 @@ class Decision:
     _id: str | int
     _at: datetime | float | None
     _origin: Origin
+    _receipt: Any  # a policylang.runtime.limits.Receipt
 
     def __init__(self, **values: Any) -> None:
         self._fill(DecisionModel(**values))

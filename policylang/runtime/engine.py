@@ -10,6 +10,7 @@ says why. Reloads compile off to the side and swap in atomically.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -26,7 +27,7 @@ import orjson
 
 from policylang.compiler.build import _UNDECLARED_CACHE, CompiledPolicy, ToolEvaluator
 from policylang.compiler.interpreter import Err
-from policylang.compiler.plan import RulePlan
+from policylang.compiler.plan import RulePlan, limit_identities
 from policylang.errors import (
     Diagnostic,
     EvalError,
@@ -53,7 +54,7 @@ from policylang.runtime.decision import (
     RuleRef,
     fast,
 )
-from policylang.runtime.limits import LimitRequest, LimitStore, MemoryStore
+from policylang.runtime.limits import LimitRequest, LimitStore, MemoryStore, Receipt, canonical_key
 from policylang.runtime.loader import load_sources, read_path
 from policylang.runtime.names import NameIndex, UnknownToolText, shown
 from policylang.runtime.redact import CLEAN_CODES, MARKER, Scrubber, SecretFields
@@ -78,6 +79,7 @@ _perf_counter = time.perf_counter
 _time = time.time
 _EFFECTS = {"allow": Effect.ALLOW, "deny": Effect.DENY, "confirm": Effect.CONFIRM}
 _NOW_CACHE_SIZE = 4096
+_KEY_CACHE_SIZE = 16_384
 _OUTCOME_CACHE_SIZE = 65_536
 _PENDING_CONFIRMS = 10_000
 _reload_log = logging.getLogger("policylang.reload")
@@ -179,6 +181,15 @@ class _Prepared:
         self.now_cache: dict[str, datetime] = {}
         self.outcomes: dict[tuple[Any, ...], tuple[str, tuple[str, ...], tuple[Any, ...], str]] = {}
         self.limit_consts: dict[int, tuple[str, float, float, str]] = {}
+        self.key_cache: dict[str, str] = {}  # by values (strings) -> their canonical_key
+        # what each limit's counters are kept under, by the id decisions show (see limit_identities)
+        self.limit_store_ids = dict(
+            zip(
+                (self.policy.rule_id(lim) for lim in self.policy.limits),
+                limit_identities(self.policy),
+                strict=True,
+            )
+        )
         self.name = self.policy.name
         self.version = self.policy.version
         self.origin = Origin(self.name, self.version, self.hash, id_prefix, zone)
@@ -260,6 +271,10 @@ class Engine:
             raise _options.fail("Engine", "source_path", "a path (str or Path)", source_path)
         audit = _audit_sink(audit)
         self._id_prefix = os.urandom(4).hex()
+        # receipts (what a decision booked in the store) are this plus the decision id: unique
+        # across the engines and processes that share one store
+        self._receipt_salt = os.urandom(8).hex()
+        self._settle_lock = threading.Lock()  # a receipt changes state (commit, refund) once
         self._prepared = (
             _Prepared(compiled, list(warnings or []), self._id_prefix)
             if compiled is not None
@@ -267,6 +282,7 @@ class Engine:
         )
         self.clock = clock or SystemClock()
         self.store: LimitStore = store if store is not None else MemoryStore()
+        _check_store(self.store)
         self.audit = audit
         self.sessions: SessionStore = sessions if sessions is not None else MemorySessionStore()
         self.source_path = Path(source_path) if source_path is not None else None
@@ -279,7 +295,11 @@ class Engine:
 
     @property
     def clock(self) -> Clock:
-        """Where decision time comes from when the request does not pin ``context.now``."""
+        """The engine's time: limit windows, session expiry and history, commits and refunds.
+
+        It is also the rules' ``now`` when the request does not send ``context.now``;
+        a request's ``context.now`` changes what rules see, never the engine's time.
+        """
         return self._clock
 
     @clock.setter
@@ -289,6 +309,7 @@ class Engine:
                 "Engine", "clock", "a clock (FixedClock(at) for a fixed time)", clock
             )
         _options.methods("Engine", "clock", clock, ("now",), "a clock")
+        _check_clock(clock)
         self._clock = clock
         # the system clock's reading can become a datetime later, only if someone reads decision.at
         self._lazy_clock = type(clock) is SystemClock
@@ -517,8 +538,9 @@ class Engine:
                 finish = None
                 try:
                     fn, uses_now, table, ev = fused
-                    if type(context) is dict and context.get("now") is not None:
-                        at: Any = self._pinned_now(prepared, context["now"])
+                    pinned = type(context) is dict and context.get("now") is not None
+                    if pinned:
+                        at: Any = self._pinned_now(prepared, context["now"])  # type: ignore[index]
                     elif uses_now or not self._lazy_clock:
                         at = self.clock.now().astimezone(prepared.zone)
                     else:
@@ -546,7 +568,7 @@ class Engine:
                             if self.audit is None:
                                 return d
                             return self._record(d, prepared, tool, args, principal, context)
-                        finish = (out, ev, fa, fp, fc, at)
+                        finish = (out, ev, fa, fp, fc, at, pinned)
                 except Exception:  # noqa: BLE001, S110 - nothing is booked yet: the ordinary path decides
                     pass
                 else:
@@ -591,10 +613,24 @@ class Engine:
         Outside the fused path's fall-back: once limits may have been booked, an
         unexpected error is a deny, never a second decision on the ordinary path.
         """
-        out, ev, fa, fp, fc, at = finish
+        out, ev, fa, fp, fc, at, pinned = finish
+        n = next(self._ids)
         try:
             now = at if type(at) is not float else datetime.fromtimestamp(at, prepared.zone)
-            d = self._evaluate(prepared, ev, tool, fa, fp, fc, now, None, out)
+            clock_now = self._clock_now(prepared) if pinned else now
+            d = self._evaluate(
+                prepared,
+                ev,
+                tool,
+                fa,
+                fp,
+                fc,
+                now,
+                None,
+                out,
+                clock_now,
+                f"{self._id_prefix}-{n:x}",
+            )
         except Exception as exc:  # noqa: BLE001 - fail closed on anything at all
             d = self._failure(
                 prepared,
@@ -604,7 +640,7 @@ class Engine:
             )
         if d.code not in CLEAN_CODES or d._errors:
             d = _scrub(prepared, tool, d, args, principal, context)
-        d._id = next(self._ids)
+        d._id = n
         d.elapsed_us = (_perf_counter() - started) * 1e6
         if self.audit is None:
             return d
@@ -655,17 +691,17 @@ class Engine:
                 if prepared.context_check
                 else _as_map(context, "context")
             )
-            now = self._now(prepared, c)
+            now, clock_now = self._now(prepared, c)
         except RequestError as exc:
             return self._failure(prepared, tool, "invalid_request", exc.message)
         session = prepared.policy.session
         if session is None:
-            return self._evaluate(prepared, ev, tool, a, p, c, now, None)
-        s = self._session(prepared, session, a, p, c, now, tool)
+            return self._evaluate(prepared, ev, tool, a, p, c, now, None, None, clock_now, did)
+        s = self._session(prepared, session, a, p, c, now, tool, clock_now)
         if isinstance(s, Decision):
             return s
-        decision = self._evaluate(prepared, ev, tool, a, p, c, now, s)
-        self._remember(prepared, session, s, tool, a, decision, now, did)
+        decision = self._evaluate(prepared, ev, tool, a, p, c, now, s, None, clock_now, did)
+        self._remember(prepared, session, s, tool, a, decision, clock_now, did)
         return decision
 
     def _evaluate(
@@ -679,8 +715,14 @@ class Engine:
         now: datetime,
         s: Any,
         ran: Any = None,
+        clock_now: datetime | None = None,
+        did: str = "",
     ) -> Decision:
-        """Combine the matched rules (``ran``: already matched by a fused function) with the limits."""
+        """Combine the matched rules (``ran``: already matched by a fused function) with the limits.
+
+        ``now`` is the rules' time, ``clock_now`` the engine's (limit windows); ``did``
+        names the receipt under which an allowed call's limits are booked.
+        """
         effect, hits, errs = ev.run(a, p, c, now, tool, s) if ran is None else ran
         if effect == "deny":
             return self._build(
@@ -688,14 +730,25 @@ class Engine:
             )
         candidate = _EFFECTS[effect] if effect else _EFFECTS[prepared.policy.default]
         limits: list[LimitState] = []
+        receipt = None
         if ev.limits and candidate is not Effect.DENY:
             outcome = self._limits(
-                prepared, ev, a, p, c, now, tool, consume=candidate is Effect.ALLOW, s=s
+                prepared,
+                ev,
+                a,
+                p,
+                c,
+                now,
+                tool,
+                consume=candidate is Effect.ALLOW,
+                s=s,
+                clock_now=clock_now if clock_now is not None else now,
+                receipt_id=f"{self._receipt_salt}-{did or next(self._ids)}",
             )
             if isinstance(outcome, Decision):
                 return outcome
-            limits = outcome
-        return self._build(
+            limits, receipt = outcome
+        d = self._build(
             prepared,
             tool,
             candidate,
@@ -710,6 +763,9 @@ class Engine:
             s=s,
             ev=ev,
         )
+        if receipt is not None:
+            d._receipt = receipt
+        return d
 
     def _fused_outcome(
         self, prepared: _Prepared, tool: str, ev: ToolEvaluator, m: int, table: dict[int, Any]
@@ -770,8 +826,13 @@ class Engine:
         c: Any,
         now: datetime,
         tool: str,
+        clock_now: datetime,
     ) -> dict[str, Any] | Decision:
-        """This call's session and its remembered calls; an unknown session fails closed."""
+        """This call's session and its remembered calls; an unknown session fails closed.
+
+        Its expiry runs on the engine's clock (``clock_now``): a request's ``context.now``
+        days ahead cannot make the session look untouched and start it afresh.
+        """
         compiled = prepared.compiled
         env = compiled.env(a, p, c, now, tool, None)
         try:
@@ -798,7 +859,9 @@ class Engine:
                 prepared.policy.name, "session", sid
             )
         try:
-            calls = self.sessions.load(store_key, now.timestamp(), session.ttl.total_seconds())
+            calls = self.sessions.load(
+                store_key, clock_now.timestamp(), session.ttl.total_seconds()
+            )
         except Exception as exc:  # noqa: BLE001 - no history, no decision
             return self._failure(
                 prepared,
@@ -819,6 +882,7 @@ class Engine:
         now: datetime,
         did: str = "",
     ) -> None:
+        """Record the call in its session; ``now`` is the engine's time, the call's ``at``."""
         fields = prepared.secrets_for(tool)
         if (
             fields is not None and fields.args is not None
@@ -838,6 +902,7 @@ class Engine:
             if decision.effect is not Effect.DENY:
                 reason = f"the session store is unavailable ({type(exc).__name__}: {exc})"
                 _refuse(decision, "store_unavailable", reason)
+                self._release(decision)
 
     def _args(self, prepared: _Prepared, ev: ToolEvaluator, tool: str, args: Any) -> dict[str, Any]:
         if args is None:
@@ -847,13 +912,19 @@ class Engine:
             return validator(args, "")
         return _as_map(args, "args")
 
-    def _now(self, prepared: _Prepared, c: dict[str, Any]) -> datetime:
+    def _now(self, prepared: _Prepared, c: dict[str, Any]) -> tuple[datetime, datetime]:
+        """(the rules' ``now``, the engine's time): one reading unless ``context.now`` pins the first."""
         pinned = c.get("now") if isinstance(c, dict) else None
         if pinned is not None:
             parsed = self._pinned_now(prepared, pinned)
             if prepared.context_owned:
                 c["now"] = parsed
-            return parsed
+            return parsed, self._clock_now(prepared)
+        now = self.clock.now().astimezone(prepared.zone)
+        return now, now
+
+    def _clock_now(self, prepared: _Prepared) -> datetime:
+        """The engine's time, never the request's: what windows and session expiry run on."""
         return self.clock.now().astimezone(prepared.zone)
 
     def _pinned_now(self, prepared: _Prepared, pinned: Any) -> datetime:
@@ -884,7 +955,15 @@ class Engine:
         tool: str,
         consume: bool,
         s: Any = None,
-    ) -> list[LimitState] | Decision:
+        clock_now: datetime | None = None,
+        receipt_id: str = "",
+    ) -> tuple[list[LimitState], Receipt | None] | Decision:
+        """Check (and, for an allow, book) the call's limits: their states and the receipt.
+
+        Windows run on the engine's time (``clock_now``), keys are canonical
+        (:func:`~policylang.runtime.limits.canonical_key`) and kept under each limit's
+        content identity; what was booked is booked under ``receipt_id``.
+        """
         compiled = prepared.compiled
         try:
             values = compiled.limit_values(ev, a, p, c, now, tool, s)
@@ -896,6 +975,7 @@ class Engine:
         requests: list[LimitRequest] = []
         plans = []
         consts = prepared.limit_consts
+        keys = prepared.key_cache
         for lp, (applies, key, cost) in zip(ev.limits, values, strict=True):
             if applies is not True:
                 if applies is False:
@@ -911,13 +991,39 @@ class Engine:
                     "evaluation_error",
                     f"limit {lp.id} needs a non-negative number to sum, got {shown}",
                 )
-            key_text = "" if key is None else key if type(key) is str else celops.format_value(key)
+            if key is None:
+                key_text = ""
+            elif type(key) is str:  # the common case: one id, canonicalised once per distinct text
+                cached = keys.get(key)
+                if cached is None:
+                    if len(keys) >= _KEY_CACHE_SIZE:
+                        keys.clear()
+                    cached = keys[key] = canonical_key(key)
+                key_text = cached
+            elif lp.by_parts is None:
+                key_text = canonical_key(key)
+            elif all(type(part) is str for part in key):  # a + of strings: its parts, unambiguously
+                key_text = canonical_key([key[i] for i in lp.by_parts])
+            else:  # not all strings: exactly what the + adds up to, or CEL's error
+                assert lp.by_whole is not None  # set together with by_parts
+                try:
+                    whole = compiled.interpreter.evaluate(
+                        lp.by_whole, compiled.env(a, p, c, now, tool, s)
+                    )
+                except EvalError as exc:
+                    return self._failure(
+                        prepared,
+                        tool,
+                        "evaluation_error",
+                        f"a rate limit could not be evaluated: {exc.message}",
+                    )
+                key_text = "" if whole is None else canonical_key(whole)
             if lp.key_secret:  # a key read from a @secret value: shown and stored as a digest
                 key_text = secret_key(prepared.name, lp.id, key_text)
             fixed = consts.get(lp.index)
             if fixed is None:  # per limit, once: its key prefix, numbers and location
                 fixed = consts[lp.index] = (
-                    limit_key(prepared.name, lp.id, ""),
+                    limit_key(prepared.name, lp.store_id or lp.id, ""),
                     float(lp.limit.amount),
                     lp.limit.window.total_seconds(),
                     str(lp.span),
@@ -925,12 +1031,13 @@ class Engine:
             requests.append(LimitRequest(fixed[0] + key_text, fixed[1], fixed[2], float(cost)))
             plans.append((lp, key_text, fixed))
         if not requests:
-            return []
+            return [], None
+        at = (clock_now if clock_now is not None else now).timestamp()
         try:
-            outcomes = self.store.acquire(requests, now.timestamp(), consume)
+            outcomes = self.store.acquire(requests, at, consume, receipt_id if consume else None)
         except Exception as exc:  # noqa: BLE001 - a broken store fails closed unless told otherwise
             if all(lp.limit.on_error == "allow" for lp, _, _ in plans):
-                return []
+                return [], None
             reason = (
                 str(exc) if isinstance(exc, StoreUnavailable) else f"{type(exc).__name__}: {exc}"
             )
@@ -974,7 +1081,7 @@ class Engine:
                 prepared,
                 now,
             )
-        return states
+        return states, Receipt(receipt_id, tuple(requests), "booked" if consume else "checked")
 
     def _build(
         self,
@@ -1193,10 +1300,19 @@ class Engine:
             sink(record)
 
     def limit_requests(self, decision: Decision) -> list[LimitRequest]:
-        """The store requests behind a decision's limits (what ``acquire`` checked or consumed)."""
+        """The store requests behind a decision's limits (what ``acquire`` checked or consumed).
+
+        Read from the decision's receipt; a decision without one (rebuilt from JSON)
+        gets them rebuilt from its limit states and the loaded policy's limit identities.
+        """
+        receipt: Receipt | None = getattr(decision, "_receipt", None)
+        if receipt is not None:
+            return list(receipt.requests)
+        prepared = self._prepared
+        ids = prepared.limit_store_ids if prepared is not None else {}
         return [
             LimitRequest(
-                limit_key(decision.policy, s.id, s.key or ""),
+                limit_key(decision.policy, ids.get(s.id, s.id), s.key or ""),
                 s.limit,
                 s.window_seconds,
                 float(s.cost),
@@ -1208,14 +1324,36 @@ class Engine:
         """Consume the limits of an approved ``confirm`` decision, now (a confirm only checked them).
 
         Returns the decision unchanged when everything fits (or it has no limits), else a
-        deny ``rate_limited`` / ``store_unavailable`` to use instead. Never raises.
+        deny ``rate_limited`` / ``store_unavailable`` to use instead. Never raises. A
+        decision's limits are consumed at most once: committing it again consumes nothing
+        more, and a decision that is not a confirm (an allow consumed when it was
+        decided, a deny consumes nothing) is returned as it is.
         """
-        requests = self.limit_requests(decision)
-        if not requests:
-            return self._approved(decision)
+        if (
+            decision.effect is not Effect.CONFIRM
+        ):  # an allow booked when decided; a deny books nothing
+            return decision
+        receipt: Receipt | None = getattr(decision, "_receipt", None)
+        if receipt is None:
+            requests = self.limit_requests(decision)
+            if not requests:
+                return self._approved(decision)
+            receipt = Receipt(
+                f"{self._receipt_salt}-{decision.decision_id}", tuple(requests), "checked"
+            )
+            decision._receipt = receipt
+        with self._settle_lock:  # two commits of one decision: one books, the other sees it booked
+            if receipt.state != "checked":
+                return self._approved(decision)
+            refused = self._book(decision, receipt)
+        return refused if refused is not None else self._approved(decision)
+
+    def _book(self, decision: Decision, receipt: Receipt) -> Decision | None:
+        """Consume a checked receipt's limits; a deny to use instead when they do not fit."""
+        requests = list(receipt.requests)
         tool = decision.tool
         try:
-            outcomes = self.store.acquire(requests, self.clock.now().timestamp(), True)
+            outcomes = self.store.acquire(requests, self.clock.now().timestamp(), True, receipt.id)
         except Exception as exc:  # noqa: BLE001 - fail closed unless every limit is fail open
             prepared = self._prepared
             ev = prepared.compiled.evaluators.get(tool) if prepared is not None else None
@@ -1225,7 +1363,7 @@ class Engine:
                 if lp.limit.on_error == "allow"
             }
             if all(s.id in open_ids for s in decision.limits):
-                return decision
+                return None
             return self.reject(
                 tool, "store_unavailable", f"the rate-limit store is unavailable ({exc})"
             )
@@ -1238,7 +1376,8 @@ class Engine:
                     f"rate limit {s.id} reached: {celops.format_value(s.limit)} per {window}"
                     f"{f' for {s.key}' if s.key else ''} (used {celops.format_value(o.used)})",
                 )
-        return self._approved(decision)
+        receipt.state = "booked"
+        return None
 
     def _approved(self, decision: Decision) -> Decision:
         """An approved confirm ran: the session history now counts it as allowed."""
@@ -1264,10 +1403,29 @@ class Engine:
         return decision
 
     def refund(self, decision: Decision) -> None:
-        """Give back what an allowed decision consumed (the call did not run, or failed)."""
-        requests = self.limit_requests(decision)
-        if requests:
-            self.store.refund(requests, self.clock.now().timestamp())
+        """Give back what a decision consumed (the call did not run, or failed), once.
+
+        The decision's receipt is settled at most once: a second refund, or a
+        refund of a decision that consumed nothing (a deny, an uncommitted confirm,
+        a decision rebuilt from JSON), frees nothing. The store removes only the
+        events booked under the receipt, so this holds for another engine sharing
+        the store too. Raises if the store fails (the receipt stays refundable).
+        """
+        receipt: Receipt | None = getattr(decision, "_receipt", None)
+        if receipt is None:
+            return
+        with self._settle_lock:
+            if receipt.state != "booked":
+                return
+            self.store.refund(list(receipt.requests), self.clock.now().timestamp(), receipt.id)
+            receipt.state = "refunded"
+
+    def _release(self, decision: Decision) -> None:
+        """A decision turned into a deny after booking (a store or the audit log failed): give it back."""
+        with contextlib.suppress(
+            Exception
+        ):  # it is a deny anyway; the events expire with their window
+            self.refund(decision)
 
     def guard(
         self, fn: Callable[..., Any], tool: str | None = None, **options: Any
@@ -1309,12 +1467,56 @@ class Engine:
             if decision.effect is not Effect.DENY:
                 reason = f"the audit log is unavailable ({type(exc).__name__}: {exc})"
                 _refuse(decision, "audit_unavailable", reason)
+                self._release(decision)
                 _scrub(prepared, tool, decision, args, principal, context)
         return decision
 
 
 def _same(text: str) -> str:
     return text
+
+
+def _check_clock(clock: Any) -> None:
+    """A clock that cannot tell the time is refused when it is given, not at the first decision."""
+    now = getattr(clock, "now", None)
+    if not callable(now):
+        raise TypeError(
+            f"clock must have a now() method returning a datetime, got {type(clock).__name__}"
+        )
+    reading = now()
+    if not isinstance(reading, datetime) or reading.utcoffset() is None:
+        raise TypeError(
+            f"clock.now() must return a timezone-aware datetime, got {reading!r}; "
+            "use FixedClock(datetime(..., tzinfo=UTC)) or SystemClock()"
+        )
+
+
+def _check_store(store: Any) -> None:
+    """A rate-limit store must take receipts (``acquire(requests, now, consume, receipt)``).
+
+    Checked when the engine is built: a store written for the protocol before
+    receipts would otherwise fail at the first booking, and a ``fail open``
+    limit would then skip counting altogether.
+    """
+    import inspect
+
+    for name, arity in (("acquire", 4), ("refund", 3)):
+        method = getattr(store, name, None)
+        if not callable(method):
+            raise TypeError(
+                f"store must have an {name}() method (see policylang.runtime.limits.LimitStore), "
+                f"got {type(store).__name__}"
+            )
+        try:
+            inspect.signature(method).bind(*([None] * arity))
+        except TypeError:
+            raise TypeError(
+                f"store.{name}() must accept {arity} arguments ({name}(requests, now, "
+                f"{'consume, ' if name == 'acquire' else ''}receipt)); {type(store).__name__}."
+                f"{name} does not: see policylang.runtime.limits.LimitStore"
+            ) from None
+        except ValueError:  # no signature to inspect (a builtin): trust it
+            pass
 
 
 def _fill(

@@ -9,7 +9,10 @@ arrival schedule:
 * a request fits when ``used + cost <= limit``; ``acquire`` checks every
   request and, only if all fit and ``consume`` is true, records them all, in
   one atomic step;
-* ``refund`` takes back the most recently recorded event of the same cost.
+* events recorded under a receipt id are tagged with it; ``refund`` with that
+  receipt takes back all of those events (so once at most, and nothing for a
+  receipt that recorded nothing); ``refund`` without one takes back the most
+  recently recorded event of the same cost.
 
 Any failure to reach the store (a locked, read-only or full SQLite file, a
 Redis server that is down or slow) raises
@@ -42,7 +45,8 @@ CREATE TABLE IF NOT EXISTS policylang_events (
     key     TEXT    NOT NULL,
     ts      REAL    NOT NULL,
     cost    REAL    NOT NULL,
-    expires REAL    NOT NULL
+    expires REAL    NOT NULL,
+    receipt TEXT
 );
 CREATE INDEX IF NOT EXISTS policylang_events_key_ts ON policylang_events (key, ts);
 CREATE INDEX IF NOT EXISTS policylang_events_expires ON policylang_events (expires);
@@ -118,6 +122,14 @@ class SQLiteStore:
                 "SELECT 1 FROM sqlite_master WHERE name = 'policylang_events'"
             ).fetchone():
                 conn.executescript(_SCHEMA)
+            elif not any(
+                row[1] == "receipt" for row in conn.execute("PRAGMA table_info(policylang_events)")
+            ):
+                # a file from before receipts: its events keep counting, untagged (never refunded by id)
+                with contextlib.suppress(
+                    sqlite3.OperationalError
+                ):  # another process added it first
+                    conn.execute("ALTER TABLE policylang_events ADD COLUMN receipt TEXT")
         except BaseException:
             conn.close()
             raise
@@ -162,7 +174,7 @@ class SQLiteStore:
     # ---- the protocol
 
     def acquire(
-        self, requests: list[LimitRequest], now: float, consume: bool
+        self, requests: list[LimitRequest], now: float, consume: bool, receipt: str | None = None
     ) -> list[LimitOutcome]:
         with self._ops_lock:
             self._ops += 1
@@ -185,8 +197,8 @@ class SQLiteStore:
                 outcomes.append(LimitOutcome(used, used + r.cost <= r.limit + _EPS))
             if consume and all(o.fits for o in outcomes):
                 conn.executemany(
-                    "INSERT INTO policylang_events (key, ts, cost, expires) VALUES (?, ?, ?, ?)",
-                    [(r.key, now, r.cost, now + r.window) for r in requests if r.cost],
+                    "INSERT INTO policylang_events (key, ts, cost, expires, receipt) VALUES (?, ?, ?, ?, ?)",
+                    [(r.key, now, r.cost, now + r.window, receipt) for r in requests if r.cost],
                 )
             if sweep:
                 conn.execute("DELETE FROM policylang_events WHERE expires <= ?", (now,))
@@ -194,14 +206,20 @@ class SQLiteStore:
 
         return self._run(body)
 
-    def refund(self, requests: list[LimitRequest], now: float) -> None:
+    def refund(self, requests: list[LimitRequest], now: float, receipt: str | None = None) -> None:
         def body(conn: sqlite3.Connection) -> None:
             for r in requests:
-                conn.execute(
-                    "DELETE FROM policylang_events WHERE id = (SELECT id FROM policylang_events "
-                    "WHERE key = ? AND cost = ? ORDER BY id DESC LIMIT 1)",
-                    (r.key, r.cost),
-                )
+                if receipt is not None:
+                    conn.execute(
+                        "DELETE FROM policylang_events WHERE key = ? AND receipt = ?",
+                        (r.key, receipt),
+                    )
+                else:
+                    conn.execute(
+                        "DELETE FROM policylang_events WHERE id = (SELECT id FROM policylang_events "
+                        "WHERE key = ? AND cost = ? ORDER BY id DESC LIMIT 1)",
+                        (r.key, r.cost),
+                    )
 
         self._run(body)
 
@@ -219,8 +237,9 @@ class SQLiteStore:
 # ---------------------------------------------------------------- Redis
 
 # KEYS: one sorted set per limit key, then the sequence counter.
-# ARGV: consume ("1"/"0"), use server time ("1"/"0"), now, then limit, window, cost per key.
-# Members are "<seq>:<cost>", scores are the event times. Returns
+# ARGV: consume ("1"/"0"), use server time ("1"/"0"), now, receipt ("" for none), then limit,
+# window, cost per key. Members are "<seq>:<cost>" or "<seq>:<cost>:<receipt>", scores are the
+# event times. Returns
 # {now, used_1, fits_1, used_2, fits_2, ...} with numbers as strings (exact floats).
 _ACQUIRE = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
@@ -238,15 +257,15 @@ local fits = {}
 local all_fit = true
 for i = 1, n do
   local key = KEYS[i]
-  local limit = tonumber(ARGV[1 + 3 * i])
-  local window = tonumber(ARGV[2 + 3 * i])
-  local cost = tonumber(ARGV[3 + 3 * i])
+  local limit = tonumber(ARGV[2 + 3 * i])
+  local window = tonumber(ARGV[3 + 3 * i])
+  local cost = tonumber(ARGV[4 + 3 * i])
   local cutoff = now - window
   redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.17g', cutoff))
   local total = 0
   local members = redis.call('ZRANGEBYSCORE', key, '(' .. string.format('%.17g', cutoff), '+inf')
   for _, m in ipairs(members) do
-    total = total + tonumber(string.match(m, ':(.*)$'))
+    total = total + tonumber(string.match(m, '^[^:]*:([^:]*)'))
   end
   used[i] = total
   fits[i] = total + cost <= limit + 1e-9
@@ -255,11 +274,13 @@ end
 if consume and all_fit then
   for i = 1, n do
     local key = KEYS[i]
-    local window = tonumber(ARGV[2 + 3 * i])
-    local cost = tonumber(ARGV[3 + 3 * i])
+    local window = tonumber(ARGV[3 + 3 * i])
+    local cost = tonumber(ARGV[4 + 3 * i])
     if cost ~= 0 then
       local seq = redis.call('INCR', KEYS[n + 1])
-      redis.call('ZADD', key, string.format('%.17g', now), seq .. ':' .. ARGV[3 + 3 * i])
+      local member = seq .. ':' .. ARGV[4 + 3 * i]
+      if ARGV[4] ~= '' then member = member .. ':' .. ARGV[4] end
+      redis.call('ZADD', key, string.format('%.17g', now), member)
     end
     local ttl = math.ceil(window * 1000) + 1000
     if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
@@ -273,12 +294,16 @@ end
 return out
 """
 
-# KEYS: one sorted set per request; ARGV: the cost per key. Removes the newest event of that cost.
+# KEYS: one sorted set per request; ARGV: the receipt ("" for none), then the cost per key.
+# Removes every event of that receipt (with none: the newest event of that cost).
 _REFUND = """
+local receipt = ARGV[1]
 for i = 1, #KEYS do
   local members = redis.call('ZREVRANGE', KEYS[i], 0, -1)
   for _, m in ipairs(members) do
-    if tonumber(string.match(m, ':(.*)$')) == tonumber(ARGV[i]) then
+    if receipt ~= '' then
+      if string.match(m, '^[^:]*:[^:]*:(.*)$') == receipt then redis.call('ZREM', KEYS[i], m) end
+    elseif tonumber(string.match(m, '^[^:]*:([^:]*)')) == tonumber(ARGV[i + 1]) then
       redis.call('ZREM', KEYS[i], m)
       break
     end
@@ -286,6 +311,15 @@ for i = 1, #KEYS do
 end
 return 1
 """
+
+
+def _receipt_arg(receipt: str | None) -> str:
+    """A receipt as the scripts read it: "" for none; never a ':' (the member separator)."""
+    if receipt is None:
+        return ""
+    if not receipt or ":" in receipt:
+        raise ValueError(f"a receipt id must be non-empty and free of ':', got {receipt!r}")
+    return receipt
 
 
 def _redis_module() -> Any:
@@ -366,7 +400,7 @@ class RedisStore:
             ) from exc
 
     def acquire(
-        self, requests: list[LimitRequest], now: float, consume: bool
+        self, requests: list[LimitRequest], now: float, consume: bool, receipt: str | None = None
     ) -> list[LimitOutcome]:
         if not requests:
             return []
@@ -375,6 +409,7 @@ class RedisStore:
             "1" if consume else "0",
             "1" if self.use_server_time else "0",
             repr(float(now)),
+            _receipt_arg(receipt),
         ]
         for r in requests:
             if not all(math.isfinite(v) for v in (r.limit, r.window, r.cost)):
@@ -387,12 +422,12 @@ class RedisStore:
             for i in range(len(requests))
         ]
 
-    def refund(self, requests: list[LimitRequest], now: float) -> None:
+    def refund(self, requests: list[LimitRequest], now: float, receipt: str | None = None) -> None:
         if requests:
             self._call(
                 self._refund,
                 [self._key(r.key) for r in requests],
-                [repr(float(r.cost)) for r in requests],
+                [_receipt_arg(receipt)] + [repr(float(r.cost)) for r in requests],
             )
 
     def ping(self) -> None:

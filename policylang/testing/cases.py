@@ -26,7 +26,10 @@ A sequence replays several steps on one engine (one clock, one rate-limit store)
         - {now: "2025-06-11T10:59:00Z", request: {...}, want: deny, want_code: rate_limited}
 
 Every case and sequence gets a fresh engine (sharing the compiled policy) with
-a :class:`FixedClock` and an empty :class:`MemoryStore`.
+a :class:`FixedClock` and an empty :class:`MemoryStore`. The engine's windows and
+session expiry run on that clock, never on a request's ``context.now``; so the
+clock is set from ``given.now``, a step's ``now`` / ``advance``, a history
+entry's ``at``, or else the ``context.now`` the step's (or entry's) request pins.
 """
 
 from __future__ import annotations
@@ -38,12 +41,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from policylang.compiler.plan import limit_identities
 from policylang.errors import EvalError, PolicyLoadError
 from policylang.runtime import timefuncs
 from policylang.runtime.clock import FixedClock
 from policylang.runtime.decision import Decision
-from policylang.runtime.engine import Engine
-from policylang.runtime.limits import LimitRequest, MemoryStore
+from policylang.runtime.engine import Engine, limit_key
+from policylang.runtime.limits import LimitRequest, MemoryStore, canonical_key
 from policylang.runtime.loader import boundary_of, check_inside, read_text
 from policylang.runtime.validation import show_nonfinite
 from policylang.yamlsafe import (
@@ -249,6 +253,12 @@ def _request(spec: Any) -> dict[str, Any]:
     }
 
 
+def _pinned(req: dict[str, Any]) -> Any:
+    """The ``context.now`` a case's request pins, if any."""
+    context = req["context"]
+    return context.get("now") if isinstance(context, dict) else None
+
+
 def _decide(engine: Engine, req: dict[str, Any]) -> Decision:
     return engine.decide(
         req["tool"], args=req["args"], principal=req["principal"], context=req["context"]
@@ -270,23 +280,26 @@ def _fill_counters(engine: Engine, counters: Any, now: datetime) -> None:
             items.append((c["limit"], c.get("key"), float(c.get("used", 0))))
     else:
         raise ValueError("given.counters must be a list of {limit, key, used} or a map")
-    by_id = {policy.rule_id(lim): lim for lim in policy.limits}
+    by_id = {
+        policy.rule_id(lim): (lim, ident)
+        for lim, ident in zip(policy.limits, limit_identities(policy), strict=True)
+    }
     for lid, key, used in items:
         if not math.isfinite(used):  # a NaN would poison the store's totals: say so, here
             raise ValueError(
                 f"given.counters: the count used by limit '{lid}' must be a finite number, "
                 f"got {show_nonfinite(used)}"
             )
-        lim = by_id.get(lid)
-        if lim is None:
+        found = by_id.get(lid)
+        if found is None:
             raise ValueError(
                 f"given.counters names unknown limit '{lid}' (known: {', '.join(by_id) or 'none'})"
             )
-        from policylang.runtime import celops
-
-        key_text = "" if key is None else celops.format_value(key)
+        lim, ident = found
+        # the key as the engine books it: canonical, under the limit's content identity
+        key_text = "" if key is None else canonical_key(key)
         req = LimitRequest(
-            f"{policy.name}\x1f{lid}\x1f{key_text}",
+            limit_key(policy.name, ident, key_text),
             float(lim.amount),
             lim.window.total_seconds(),
             used,
@@ -347,8 +360,9 @@ def run_case(engine: Engine, case: Case) -> CaseResult:
         start_at = clock.now()
         for h in given.get("history") or []:
             req = _request(h)
-            if h.get("at") is not None:
-                clock.set(_ts(_jsonish(h["at"]), zone))
+            at = h.get("at") if h.get("at") is not None else _pinned(req)
+            if at is not None:
+                clock.set(_ts(_jsonish(at), zone))
             _decide(eng, req)
         clock.set(start_at)
         if given.get("counters"):
@@ -357,11 +371,15 @@ def run_case(engine: Engine, case: Case) -> CaseResult:
             if not isinstance(step, dict):
                 raise ValueError(f"step {i + 1} is not a map")
             _validate_want(step)
+            req = _request(step.get("request"))
             if step.get("now") is not None:
                 clock.set(_ts(_jsonish(step["now"]), zone))
+            elif step.get("advance") is None and _pinned(req) is not None:
+                # the engine's windows never read a request's context.now; a case that pins
+                # it per step means that time, so the case's clock follows it
+                clock.set(_ts(_pinned(req), zone))
             if step.get("advance") is not None:
                 clock.advance(_duration(step["advance"]))
-            req = _request(step.get("request"))
             d = _decide(eng, req)
             problems = _check(d, step)
             result.rules_seen |= {r.id for r in d.rules}

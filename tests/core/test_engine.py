@@ -481,14 +481,18 @@ def test_confirm_and_deny_do_not_consume_capacity():
     assert _call(e, n=-1).code == "denied"
 
 
-def test_context_now_drives_the_limit_clock():
-    e = eng(LIM, clock=FixedClock(T0))
+def test_the_engine_clock_not_context_now_drives_the_limit_window():
+    # changed deliberately: a caller's context.now used to move the window (6 of 6 through "2 per hour")
+    clock = FixedClock(T0)
+    e = eng(LIM, clock=clock)
     ctx = {"now": "2030-01-01T00:00:00Z"}
     for _ in range(3):
         assert e.decide("t", args={"n": 1}, principal={"id": "u"}, context=ctx).effect is ALLOW
     assert e.decide("t", args={"n": 1}, principal={"id": "u"}, context=ctx).code == "rate_limited"
     later = {"now": "2030-01-01T00:01:01Z"}
-    assert e.decide("t", args={"n": 1}, principal={"id": "u"}, context=later).effect is ALLOW
+    assert e.decide("t", args={"n": 1}, principal={"id": "u"}, context=later).code == "rate_limited"
+    clock.advance(61)
+    assert e.decide("t", args={"n": 1}, principal={"id": "u"}, context=ctx).effect is ALLOW
 
 
 def test_exactly_n_of_m_concurrent_calls_are_admitted():
