@@ -7,6 +7,10 @@
 * :mod:`policylang.adapters.langchain` — wrap a LangChain ``BaseTool``
   (``langchain`` extra).
 
-Each module imports its framework lazily and says which extra to install when
-it is missing.
+Each is a thin shim over :class:`policylang.runtime.guard.Guard`, the one path
+from a tool call to running it (decide, approve, commit the limits, run with
+the decided arguments, refund, audit the outcome), with the guard's one
+approver protocol: ``approve(decision)``, sync or async, only ``True``
+approves. Each module imports its framework lazily and says which extra to
+install when it is missing.
 """

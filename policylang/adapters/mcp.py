@@ -2,8 +2,12 @@
 
 Wraps anything with an ``async call_tool(name, arguments, ...)`` — the official
 SDK's ``ClientSession``, ``mcp.Client``, a ``ClientSessionGroup`` or a proxy
-built on them. An allowed call is forwarded unchanged; a denied one (and a
-confirm nobody approved) comes back as an MCP tool error,
+built on them. Every call goes through one
+:class:`~policylang.runtime.guard.Guard`: limits are consumed, the session
+history, refunds, outcome records and breakers apply. An allowed call is
+forwarded with the arguments the engine decided on (validated, defaults
+filled in; timestamps, durations and dates written back as text); a denied
+one (and a confirm nobody approved) comes back as an MCP tool error,
 ``CallToolResult(isError=True, content=[TextContent(text=<reason>)])``, with
 the decision under ``_meta["policylang/decision"]``, so the model reads why.
 Every other attribute is passed through to the wrapped session. Needs the
@@ -12,14 +16,15 @@ Every other attribute is passed through to the wrapped session. Needs the
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from policylang.runtime.decision import Decision, Effect
+from policylang.runtime import celops
+from policylang.runtime.decision import Decision
+from policylang.runtime.guard import Approver, Attempt, Guard
 
 META_KEY = "policylang/decision"
-Approver = Callable[[str, dict[str, Any], Decision], bool | Awaitable[bool]]
 
 
 def _types() -> Any:
@@ -43,31 +48,57 @@ def denial_result(decision: Decision) -> Any:
     )
 
 
+def wire(value: Any) -> Any:
+    """Decided arguments as JSON for the server: converted values back to their text."""
+    if isinstance(value, dict):
+        return {k: wire(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [wire(v) for v in value]
+    if isinstance(value, datetime | date | timedelta):
+        return celops.format_value(value)
+    return value
+
+
 class GuardedSession:
-    """An MCP session whose ``call_tool`` asks the policy first.
+    """An MCP session whose ``call_tool`` asks the policy first, through a Guard.
 
     ``principal`` and ``context`` are dicts or callables returning them (asked
-    on every call, so they can follow the conversation). ``approve(name, args,
-    decision)`` — sync or async — is asked for each confirm; without it a
-    confirm is refused. ``tool_name(name)`` maps MCP tool names to policy tool
-    names (e.g. to add a server prefix).
+    on every call, so they can follow the conversation). ``approve(decision)``
+    — the guard's one protocol, sync or async, only ``True`` approves — is
+    asked for each confirm; without it a confirm is refused and
+    ``last_token`` holds its pending approval token: once a person approved it
+    (``session.guard.approve(token, approver=...)``), ``call_tool(...,
+    approval=token)`` runs it. ``tool_name(name)`` maps MCP tool names to
+    policy tool names (e.g. to add a server prefix). Or pass a configured
+    ``guard=``.
     """
 
     def __init__(
         self,
         session: Any,
-        engine: Any,
+        engine: Any = None,
         *,
         principal: Any = None,
         context: Any = None,
         approve: Approver | None = None,
         tool_name: Callable[[str], str] | None = None,
+        guard: Guard | None = None,
     ):
         _types()
-        self._session, self._engine = session, engine
-        self._principal, self._context = principal, context
-        self._approve, self._tool_name = approve, tool_name
+        if guard is None:
+            if engine is None:
+                raise TypeError("GuardedSession needs an engine or a guard")
+            guard = Guard(engine, approver=approve, principal=principal, context=context)
+        elif principal is not None or context is not None or approve is not None:
+            raise TypeError(
+                "configure the Guard itself (principal, context, approver), not GuardedSession"
+            )
+        if tool_name is not None and not callable(tool_name):
+            raise TypeError("tool_name must be a function (mcp name) -> policy tool name")
+        self._session, self.guard, self._tool_name = session, guard, tool_name
+        self._engine = guard.engine
         self.last_decision: Decision | None = None
+        self.last_token: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
@@ -82,24 +113,26 @@ class GuardedSession:
             return await self._session.__aexit__(*exc)
         return None
 
-    async def decide(self, name: str, arguments: dict[str, Any] | None = None) -> Decision:
-        principal = self._principal() if callable(self._principal) else self._principal
-        context = self._context() if callable(self._context) else self._context
-        tool = self._tool_name(name) if self._tool_name else name
-        return self._engine.decide(tool, args=arguments or {}, principal=principal, context=context)
-
     async def call_tool(
-        self, name: str, arguments: dict[str, Any] | None = None, *args: Any, **kwargs: Any
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        *args: Any,
+        approval: str | None = None,
+        **kwargs: Any,
     ) -> Any:
-        decision = await self.decide(name, arguments)
-        self.last_decision = decision
-        allowed = decision.effect is Effect.ALLOW
-        if decision.effect is Effect.CONFIRM and self._approve is not None:
-            verdict = self._approve(name, dict(arguments or {}), decision)
-            allowed = bool(await verdict) if inspect.isawaitable(verdict) else bool(verdict)
-        if not allowed:
-            return denial_result(decision)
-        return await self._session.call_tool(name, arguments, *args, **kwargs)
+        tool = self._tool_name(name) if self._tool_name else name
+
+        def forward(decided: dict[str, Any]) -> Any:
+            return self._session.call_tool(name, wire(decided), *args, **kwargs)
+
+        attempt: Attempt = await self.guard.aattempt(
+            tool, arguments or {}, approval=approval, fn=forward
+        )
+        self.last_decision, self.last_token = attempt.decision, attempt.token
+        if attempt.blocked is not None:
+            return denial_result(attempt.decision)
+        return attempt.result()
 
 
 def guard_session(session: Any, engine: Any, **options: Any) -> GuardedSession:

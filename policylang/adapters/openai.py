@@ -1,4 +1,4 @@
-"""OpenAI tool calls → decisions, and running only the allowed ones.
+"""OpenAI tool calls → decisions, and running only the allowed ones, through a Guard.
 
 Takes the tool calls a model asked for, in any of the shapes the OpenAI APIs
 and SDK produce — chat completions (``{"id", "type": "function", "function":
@@ -8,6 +8,15 @@ as dicts or SDK objects, with ``arguments`` as a JSON string or a dict. Gives
 one :class:`ToolCallResult` per call, whose output can go straight back to the
 model (:meth:`ToolCallResult.as_chat_message`, :meth:`as_response_item`).
 Needs no OpenAI package.
+
+:func:`execute_tool_calls` runs every call through a
+:class:`~policylang.runtime.guard.Guard` (pass one, or an engine and the
+functions to build one), so limits are consumed, the session history, refunds,
+outcome records and breakers apply, the function gets exactly the arguments
+that were decided on, and the approver follows the guard's one protocol:
+``approve(decision)``, sync or async, approves only by returning ``True``.
+Principal and context come from the caller (trusted code), never from the
+model's arguments.
 """
 
 from __future__ import annotations
@@ -17,9 +26,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policylang.runtime.decision import Decision, Effect
-
-Approver = Callable[["ToolCall", Decision], bool]
+from policylang.runtime.decision import Decision
+from policylang.runtime.guard import Approver, Guard
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,9 @@ class ToolCallResult:
     executed: bool = False
     output: Any = None  # the function's return value, or an error payload
     error: str | None = None  # the function raised
+    token: str | None = (
+        None  # a confirm nobody approved yet: approve it (guard.approve), then retry with it
+    )
 
     @property
     def text(self) -> str:
@@ -88,29 +99,21 @@ def parse_tool_call(raw: Any) -> ToolCall:
     return ToolCall(name, dict(arguments), call_id)
 
 
-def _invalid(call: ToolCall) -> Decision:
-    reason = call.error or "the tool call could not be read"
-    return Decision(
-        effect=Effect.DENY,
-        tool=call.name or "(none)",
-        code="invalid_request",
-        reasons=[reason],
-        message=f"{call.name or 'the tool call'} denied: {reason}; fix the arguments and try again",
-    )
-
-
 def decide_tool_calls(
     engine: Any, tool_calls: Iterable[Any], *, principal: Any = None, context: Any = None
 ) -> list[tuple[ToolCall, Decision]]:
-    """A decision for each tool call, in order; unreadable calls are denied invalid_request."""
+    """A decision for each tool call, in order, without running anything; unreadable calls are denied
+    invalid_request. Like ``engine.decide``, an allowed call books its limits: to run calls, use
+    :func:`execute_tool_calls`, which decides each exactly once."""
     out = []
     for raw in tool_calls:
         call = raw if isinstance(raw, ToolCall) else parse_tool_call(raw)
-        decision = (
-            _invalid(call)
-            if call.error
-            else engine.decide(call.name, args=call.arguments, principal=principal, context=context)
-        )
+        if call.error:
+            decision = engine.reject(call.name or "(none)", "invalid_request", call.error)
+        else:
+            decision = engine.decide(
+                call.name, args=call.arguments, principal=principal, context=context
+            )
         out.append((call, decision))
     return out
 
@@ -127,60 +130,73 @@ def refusal(decision: Decision) -> dict[str, Any]:
 def execute_tool_calls(
     engine: Any,
     tool_calls: Iterable[Any],
-    functions: Mapping[str, Callable[..., Any]] | Callable[[str, dict[str, Any]], Any],
+    functions: Mapping[str, Callable[..., Any]]
+    | Callable[[str, dict[str, Any]], Any]
+    | None = None,
     *,
     principal: Any = None,
     context: Any = None,
     approve: Approver | None = None,
+    approvals: Mapping[str, str] | None = None,
     catch_errors: bool = True,
 ) -> list[ToolCallResult]:
-    """Decide every call, then run only those allowed (or confirmed and approved).
+    """Decide every call through a Guard, and run only those allowed (or confirmed and approved).
 
-    ``functions`` maps tool names to callables taking the arguments as keywords,
-    or is one callable ``f(name, arguments)``. ``approve(call, decision)`` is
-    asked for each confirm; without it a confirm is not run. A denied or
+    ``engine`` is a :class:`~policylang.runtime.guard.Guard` (configured with
+    its tools, providers and approver: keep one for breakers to remember) or
+    an engine, with ``functions`` mapping tool names to callables taking the
+    arguments as keywords, or one callable ``f(name, arguments)``; a Guard is
+    built for it with ``principal``, ``context`` and ``approve``.
+    ``approve(decision)`` is asked for each confirm; without it a confirm is
+    not run and its result carries a pending ``token``: once a person has
+    approved it (``guard.approve(token, approver=...)``), pass
+    ``approvals={call_id: token}`` with the same call to run it. A denied or
     unapproved call gets a refusal payload as its output; a function that
     raises gets ``{"error": ...}`` unless ``catch_errors`` is false.
     """
-    results = []
-    for call, decision in decide_tool_calls(
-        engine, tool_calls, principal=principal, context=context
-    ):
-        run = decision.effect is Effect.ALLOW or (
-            decision.effect is Effect.CONFIRM and approve is not None and approve(call, decision)
-        )
-        if not run:
-            results.append(ToolCallResult(call, decision, output=refusal(decision)))
-            continue
-        fn: Callable[..., Any] | None = None
-        if isinstance(functions, Mapping):
-            fn = functions.get(call.name)
-            if fn is None:
-                results.append(
-                    ToolCallResult(
-                        call,
-                        decision,
-                        output={"error": f"no function is registered for the tool '{call.name}'"},
-                        error="unregistered",
-                    )
-                )
-                continue
-        try:
-            output = (
-                fn(**call.arguments) if fn is not None else functions(call.name, call.arguments)  # type: ignore[operator]
+    if isinstance(engine, Guard):
+        if (
+            functions is not None
+            or principal is not None
+            or context is not None
+            or approve is not None
+        ):
+            raise TypeError(
+                "configure the Guard itself (tools, principal, context, approver), "
+                "not execute_tool_calls"
             )
-        except Exception as exc:
-            if not catch_errors:
-                raise
+        guard = engine
+    else:
+        guard = Guard(
+            engine, functions or {}, approver=approve, principal=principal, context=context
+        )
+    approvals = approvals or {}
+    results = []
+    for raw in tool_calls:
+        call = raw if isinstance(raw, ToolCall) else parse_tool_call(raw)
+        attempt = guard.attempt(
+            call.name or "(none)",
+            call.arguments if not call.error else None,
+            approval=approvals.get(call.call_id or ""),
+            invalid=call.error,
+        )
+        if attempt.blocked is not None:
             results.append(
                 ToolCallResult(
-                    call,
-                    decision,
-                    executed=True,
-                    output={"error": f"{type(exc).__name__}: {exc}"},
-                    error=f"{type(exc).__name__}: {exc}",
+                    call, attempt.decision, output=refusal(attempt.decision), token=attempt.token
                 )
             )
-            continue
-        results.append(ToolCallResult(call, decision, executed=True, output=output))
+        elif attempt.error is not None:
+            if not catch_errors:
+                raise attempt.error
+            text = f"{type(attempt.error).__name__}: {attempt.error}"
+            results.append(
+                ToolCallResult(
+                    call, attempt.decision, executed=True, output={"error": text}, error=text
+                )
+            )
+        else:
+            results.append(
+                ToolCallResult(call, attempt.decision, executed=True, output=attempt.value)
+            )
     return results

@@ -200,6 +200,8 @@ class Decision:
 
     # _receipt (set only when limits were checked or booked; read with getattr): what this
     # decision did in the rate-limit store, so commit and refund settle it at most once
+    # _args / _sid: the arguments the engine decided on (validated, defaults filled in, converted)
+    # and the session id it used; never part of the dump, read by guards to run exactly that call.
     __slots__ = (
         "effect",
         "tool",
@@ -215,6 +217,8 @@ class Decision:
         "_origin",
         "_out",
         "_receipt",
+        "_args",
+        "_sid",
     )
 
     model_fields: ClassVar[dict[str, Any]] = DecisionModel.model_fields
@@ -242,6 +246,7 @@ class Decision:
         self._out = None
         self.elapsed_us, self._id, self._at = m.elapsed_us, m.decision_id, m.at
         self._origin = Origin(m.policy, m.policy_version, m.policy_hash)
+        self._args = self._sid = None
 
     @classmethod
     def _raw(
@@ -262,6 +267,7 @@ class Decision:
         d.effect, d.tool, d.code, d._message, d.elapsed_us = effect, tool, code, message, 0.0
         d._reasons, d._rules, d._limits, d._errors = reasons, rules, limits, errors
         d._id, d._at, d._origin, d._out = "", at, origin, None
+        d._args = d._sid = None
         return d
 
     _reasons: list[str] | tuple[str, ...] | None
@@ -272,6 +278,8 @@ class Decision:
     _out: (
         tuple[tuple[str, ...], tuple[RuleRef, ...], str] | None
     )  # reasons, rules, message after the tool
+    _args: dict[str, Any] | None
+    _sid: str | None
     reasons = _Shared[str]("_reasons", 0)
     rules = _Shared[RuleRef]("_rules", 1)
     message = _Message()

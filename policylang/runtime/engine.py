@@ -563,6 +563,7 @@ class Engine:
                             d.tool, d._origin, d._at = tool, prepared.origin, at
                             d._reasons = d._rules = d._message = None
                             d._limits = d._errors = ()
+                            d._args, d._sid = fa, None  # what a guard runs the tool with
                             d._id = next(self._ids)
                             d.elapsed_us = (_perf_counter() - started) * 1e6
                             if self.audit is None:
@@ -631,6 +632,7 @@ class Engine:
                 clock_now,
                 f"{self._id_prefix}-{n:x}",
             )
+            d._args = fa
         except Exception as exc:  # noqa: BLE001 - fail closed on anything at all
             d = self._failure(
                 prepared,
@@ -696,11 +698,14 @@ class Engine:
             return self._failure(prepared, tool, "invalid_request", exc.message)
         session = prepared.policy.session
         if session is None:
-            return self._evaluate(prepared, ev, tool, a, p, c, now, None, None, clock_now, did)
+            decision = self._evaluate(prepared, ev, tool, a, p, c, now, None, None, clock_now, did)
+            decision._args = a  # the arguments decided on: a guard runs the tool with exactly these
+            return decision
         s = self._session(prepared, session, a, p, c, now, tool, clock_now)
         if isinstance(s, Decision):
             return s
         decision = self._evaluate(prepared, ev, tool, a, p, c, now, s, None, clock_now, did)
+        decision._args, decision._sid = a, s["id"]
         self._remember(prepared, session, s, tool, a, decision, clock_now, did)
         return decision
 
@@ -1380,9 +1385,34 @@ class Engine:
         return None
 
     def _approved(self, decision: Decision) -> Decision:
-        """An approved confirm ran: the session history now counts it as allowed."""
+        """An approved confirm ran: the session history now counts it as allowed.
+
+        A confirm dropped from the bounded pending table (more than 10,000 waiting)
+        is rebuilt from the decision itself (its session id and decided arguments),
+        so no approved call goes unrecorded.
+        """
         with self._pending_lock:
             pending = self._pending.pop(decision.decision_id, None)
+        prepared = self._prepared
+        sid = getattr(decision, "_sid", None)
+        if (
+            pending is None
+            and sid is not None
+            and prepared is not None
+            and prepared.policy.session is not None
+            and decision.effect is Effect.CONFIRM
+            and decision.policy_hash == prepared.hash
+        ):
+            pending = (
+                prepared.policy.session,
+                f"{prepared.policy.name}\x1f{sid}",
+                {
+                    "tool": decision.tool,
+                    "args": decision._args,
+                    "effect": "confirm",
+                    "at": decision.at,
+                },
+            )
         if pending is not None:
             session, key, call = pending
             now = self.clock.now()

@@ -1,51 +1,78 @@
-"""Guards: run a tool function only when the policy allows it.
+"""Guards: the one path from a tool call to running it — decide, approve, reserve, run, commit, audit.
 
 ``engine.guard(fn, tool="crm.update")`` and ``@engine.protect("crm.update")``
 wrap one function (sync or ``async def``); :class:`Guard` ``.call(tool, args)``
-serves dispatch-style executors that hold a table of tools. For every call:
+serves dispatch-style executors that hold a table of tools (or one
+``dispatch(name, args)`` function). The OpenAI, LangChain and MCP adapters
+(:mod:`policylang.adapters`) are thin shims over a Guard, so every call
+through them takes the same path. For every call:
 
-1. the function's arguments (positional ones bound by name with
-   :func:`inspect.signature`, defaults applied) are the ``args`` of the
-   decision; ``_principal=``, ``_context=`` and ``_approval=`` keyword
-   arguments, or the ``principal``/``context`` given to the guard (a dict or a
-   function returning one), supply the rest;
+1. the call's arguments (positional ones bound by name, the function's
+   defaults applied) are the ``args`` of the decision. The principal and the
+   context come from the guard's providers (a dict or a zero-argument
+   function), never from the call: a keyword named ``_principal`` or
+   ``_context`` (or, in dispatch arguments, ``_approval``) is an unexpected
+   argument and the call is denied ``invalid_request``. Trusted code that
+   must act for someone else says so explicitly: ``guard.call(tool, args,
+   principal=..., context=...)`` or ``wrapped.call_as(principal=...)(...)``;
 2. an open circuit breaker denies ``circuit_open`` without asking the policy;
-3. allow → the function runs; deny → :class:`PolicyDenied`; confirm → the
-   ``approver`` (``(decision) -> bool``, sync or async) decides, or, without
-   one, :class:`ConfirmationRequired` carries a signed, single-use, expiring
-   token: calling again with the same arguments and ``_approval=token`` runs
-   the call (its limits are consumed then);
+3. allow → the function runs **with the arguments the engine decided on**
+   (validated, defaults filled in, text converted to timestamps and
+   durations), never with the caller's raw ones; deny → :class:`PolicyDenied`;
+   confirm → the ``approver`` (``(decision) -> bool``, sync or async: only
+   ``True`` approves; anything else, or an exception, denies) decides, or,
+   without one, :class:`ConfirmationRequired` carries a pending approval token
+   (:mod:`policylang.runtime.approvals`): once a person approves it
+   (``guard.approve(token, approver="alice")``) the same call retried with
+   ``_approval=token`` (``approval=token``) runs, once; its limits are
+   consumed then (``engine.commit``) and the session history counts it;
 4. the outcome (ok or the error's type, and the duration) is written to the
-   engine's audit sink as ``{"kind": "outcome", "decision_id": ...}`` and feeds
-   the tool's circuit breaker.
+   engine's audit sink as ``{"kind": "outcome", "decision_id": ...}``, feeds
+   the tool's circuit breaker and, with ``refund_on_error=True``, gives back
+   a failed call's limits.
 
-Anything that goes wrong before the function runs — in deciding, in the
-store, in a provider or in the approver — is a deny: nothing runs by
-accident. ``shadow=True`` decides and audits every call but always runs it
-(to try a policy on live traffic).
+A policy default that differs from the wrapped function's own default is a
+:class:`GuardError` when the guard is built (the function's default would
+otherwise run undecided). Anything that goes wrong before the function runs
+— in deciding, in a store, in a provider or in the approver — is a deny:
+nothing runs by accident. ``shadow=True`` decides and audits every call but
+always runs it (to try a policy on live traffic).
+
+Bounds: at most ``max_breakers`` (10,000) tools carry breaker state; idle
+breakers are dropped first, and when every one holds failures a call to a
+new tool is denied ``breaker_capacity``; both are counted in
+``guard.stats``. Approval token stores are bounded too (see
+:mod:`policylang.runtime.approvals`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import fnmatch
 import functools
-import hashlib
-import hmac
 import inspect
 import json
 import logging
-import os
 import threading
 import time
+import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from policylang.errors import PolicyError
 from policylang.runtime import options as _options
+from policylang.runtime.approvals import (
+    ApprovalStore,
+    ApprovalTokens,
+    MemoryApprovalStore,
+    SQLiteApprovalStore,
+    TokenError,
+    args_digest,
+    binding,
+    canonical_args,
+)
 from policylang.runtime.decision import Decision, Effect
 from policylang.runtime.limits import MemoryStore
 
@@ -54,10 +81,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("policylang.guard")
 
-_RESERVED = ("_principal", "_context", "_approval")
+# Keywords no tool argument may use: they once carried identity and approvals in the call itself.
+RESERVED = frozenset({"_principal", "_context", "_approval"})
+_IDENTITY = frozenset({"_principal", "_context"})
+
+Approver = Callable[[Decision], "bool | Awaitable[bool]"]
+"""The one approver protocol: ``approver(decision)``; ``True`` approves, anything else does not."""
 
 
 # ---------------------------------------------------------------- exceptions
+
+
+class GuardError(PolicyError, ValueError):
+    """A guard was built wrongly (caught when it is built, never at the first call)."""
+
+    code = "guard_config"
 
 
 class CallBlocked(PolicyError):
@@ -81,113 +119,47 @@ class PolicyDenied(CallBlocked):
 
 
 class ConfirmationRequired(CallBlocked):
-    """A person must approve; call again with ``_approval=token`` (or ``approval=token``) once they have."""
+    """A person must approve: ``guard.approve(token, approver=...)``, then call again with the token.
+
+    ``token`` is pending until then; ``arguments`` are the arguments the engine
+    decided on (what the person approves).
+    """
 
     code = "confirm"
 
     def __init__(self, decision: Decision, token: str):
         super().__init__(decision)
         self.token = token
+        self.arguments = decided_args(decision)
 
 
-# ---------------------------------------------------------------- confirmation tokens
+def decided_args(decision: Decision) -> dict[str, Any] | None:
+    """The arguments the engine decided on (validated, defaults filled in, converted), if it said."""
+    return getattr(decision, "_args", None)
 
 
-def canonical_args(args: Any) -> str:
-    return json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=repr)
+@dataclass
+class Attempt:
+    """What happened to one call: the decision, and the function's value or error if it ran."""
 
+    decision: Decision
+    ran: bool = False
+    value: Any = None
+    error: Exception | None = None  # the function raised (it ran)
+    blocked: CallBlocked | None = None  # it did not run, and why
 
-def args_digest(args: Any) -> str:
-    return hashlib.sha256(canonical_args(args).encode()).hexdigest()
+    @property
+    def token(self) -> str | None:
+        """The pending approval token of a confirm nobody has approved yet."""
+        return self.blocked.token if isinstance(self.blocked, ConfirmationRequired) else None
 
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-class TokenError(Exception):
-    pass
-
-
-class ApprovalTokens:
-    """HMAC-signed approval tokens bound to tool, arguments and principal; single use, expiring.
-
-    Used token ids are remembered in this process until they expire, so a
-    token works once per ``ApprovalTokens`` (share one ``secret`` and a shared
-    used-id store between processes to honour tokens across them).
-    """
-
-    def __init__(
-        self,
-        secret: bytes | None = None,
-        ttl: float = 300.0,
-        clock: Callable[[], float] = time.time,
-    ):
-        if secret is not None and not isinstance(secret, bytes):
-            raise _options.fail(
-                "ApprovalTokens", "secret", "bytes (or None for a random secret)", secret
-            )
-        ttl = _options.positive_number("ApprovalTokens", "ttl", ttl)
-        _options.function("ApprovalTokens", "clock", clock, optional=False)
-        self.secret = secret if secret is not None else os.urandom(32)
-        self.ttl = ttl
-        self.clock = clock
-        self._used: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def issue(self, tool: str, args: Any, principal_id: Any, decision_id: str = "") -> str:
-        payload = {
-            "v": 1,
-            "id": os.urandom(12).hex(),
-            "tool": tool,
-            "args": args_digest(args),
-            "pid": principal_id,
-            "exp": round(self.clock() + self.ttl, 3),
-            "d": decision_id,
-        }
-        body = _b64(canonical_args(payload).encode())
-        sig = _b64(hmac.new(self.secret, body.encode(), hashlib.sha256).digest())
-        return f"{body}.{sig}"
-
-    def check(self, token: Any, tool: str, args: Any, principal_id: Any) -> dict[str, Any]:
-        """The token's payload if it approves exactly this call; raises TokenError otherwise."""
-        if not isinstance(token, str) or token.count(".") != 1:
-            raise TokenError("the approval token is malformed")
-        body, sig = token.split(".")
-        want = _b64(hmac.new(self.secret, body.encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(sig, want):
-            raise TokenError("the approval token's signature is not valid")
-        try:
-            payload = json.loads(_unb64(body))
-        except ValueError:
-            raise TokenError("the approval token is malformed") from None
-        if payload.get("exp", 0) <= self.clock():
-            raise TokenError("the approval token has expired")
-        if payload.get("tool") != tool:
-            raise TokenError(f"the approval token is for {payload.get('tool')}, not {tool}")
-        if payload.get("args") != args_digest(args):
-            raise TokenError("the approval token was issued for different arguments")
-        if payload.get("pid") != principal_id:
-            raise TokenError("the approval token was issued to a different principal")
-        with self._lock:
-            if payload["id"] in self._used:
-                raise TokenError("the approval token has already been used")
-        return payload
-
-    def consume(self, payload: dict[str, Any]) -> None:
-        """Mark a checked token used; raises TokenError if another call used it first."""
-        now = self.clock()
-        with self._lock:
-            if payload["id"] in self._used:
-                raise TokenError("the approval token has already been used")
-            if len(self._used) > 1024:
-                for k in [k for k, exp in self._used.items() if exp <= now]:
-                    del self._used[k]
-            self._used[payload["id"]] = float(payload.get("exp", now))
+    def result(self) -> Any:
+        """The value; raises the block or the function's error."""
+        if self.blocked is not None:
+            raise self.blocked
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 # ---------------------------------------------------------------- circuit breakers
@@ -226,6 +198,11 @@ class _BreakerState:
         self.opened_at: float | None = None
         self.probing = False
         self.lock = threading.Lock()
+
+    @property
+    def idle(self) -> bool:
+        """Closed with no failures on record: forgetting it loses nothing."""
+        return self.opened_at is None and not self.fails and not self.probing
 
     @property
     def state(self) -> str:
@@ -298,17 +275,38 @@ class _Plan:
         self.blocked = blocked
 
 
+class _BreakersFull(Exception):
+    pass
+
+
 Provider = Mapping[str, Any] | Callable[[], Any] | None
+Dispatch = Callable[[str, dict[str, Any]], Any]
+_DEFAULT_TTL = 300.0
+_shared_tokens: weakref.WeakKeyDictionary[Any, ApprovalTokens] = weakref.WeakKeyDictionary()
+_shared_lock = threading.Lock()
+
+
+def engine_tokens(engine: Any) -> ApprovalTokens:
+    """The approval tokens every guard of ``engine`` shares unless given others (memory store)."""
+    with _shared_lock:
+        tokens = _shared_tokens.get(engine)
+        if tokens is None:
+            tokens = _shared_tokens[engine] = ApprovalTokens(ttl=_DEFAULT_TTL)
+        return tokens
 
 
 class Guard:
     """Decides before running: for wrapped functions and for dispatch tables of tools.
 
-    ``tools``: ``{name: fn}`` for :meth:`call`. ``approver``: ``(decision) -> bool``
-    (or awaitable) asked on confirm. ``principal`` / ``context``: a dict or a
-    zero-argument function giving one (e.g. from a ``contextvars`` variable).
-    ``shadow=True``: always run, only decide and audit. ``breakers``:
-    ``{tool or glob: Breaker(...)}``. ``token_ttl`` / ``secret``: approval tokens.
+    ``tools``: ``{name: fn}`` (called as ``fn(**args)``) or one
+    ``dispatch(name, args)`` function, for :meth:`call`. ``approver``: see
+    :data:`Approver`. ``principal`` / ``context``: a dict or a zero-argument
+    function giving one (e.g. from a ``contextvars`` variable); what the
+    policy sees as ``principal``/``context`` on every call. ``shadow=True``:
+    always run, only decide and audit. ``breakers``: ``{tool or glob:
+    Breaker(...)}``. ``tokens`` (or ``secret`` / ``token_ttl`` /
+    ``approvals``, an :class:`~policylang.runtime.approvals.ApprovalStore`):
+    approval tokens; by default every guard of one engine shares one set.
     ``refund_on_error=True`` gives back an allowed call's limit usage when the
     function raises. ``decide_in_thread`` (async calls): run the decision in
     a worker thread so a slow store does not block the event loop (default:
@@ -318,18 +316,20 @@ class Guard:
     def __init__(
         self,
         engine: Engine,
-        tools: Mapping[str, Callable[..., Any]] | None = None,
+        tools: Mapping[str, Callable[..., Any]] | Dispatch | None = None,
         *,
-        approver: Callable[[Decision], Any] | None = None,
+        approver: Approver | None = None,
         principal: Provider = None,
         context: Provider = None,
         shadow: bool = False,
         breakers: Mapping[str, Breaker] | None = None,
-        token_ttl: float = 300.0,
+        token_ttl: float = _DEFAULT_TTL,
         secret: bytes | None = None,
         tokens: ApprovalTokens | None = None,
+        approvals: ApprovalStore | None = None,
         refund_on_error: bool = False,
         decide_in_thread: bool | None = None,
+        max_breakers: int = 10_000,
         monotonic: Callable[[], float] = time.monotonic,
     ):
         _check_options(
@@ -346,19 +346,59 @@ class Guard:
             refund_on_error,
             decide_in_thread,
             monotonic,
+            approvals,
+            max_breakers,
         )
         self.engine = engine
-        self.tools = dict(tools or {})
+        self._dispatch: Dispatch | None = None
+        if tools is None or isinstance(tools, Mapping):
+            self.tools = dict(tools or {})
+            for name, fn in self.tools.items():
+                if not isinstance(name, str) or not callable(fn):
+                    raise TypeError(
+                        f"tools must map tool names to functions; {name!r} maps to {fn!r}"
+                    )
+                check_defaults(engine, name, function_defaults(fn), f"the function for '{name}'")
+        elif callable(tools):
+            self.tools, self._dispatch = {}, tools
+        else:
+            raise TypeError(
+                "tools must be a {name: function} mapping or one dispatch(name, args) function"
+            )
+        if approver is not None and not callable(approver):
+            raise TypeError("approver must be a function (decision) -> bool (or an async one)")
+        for what, provider in (("principal", principal), ("context", context)):
+            if (
+                provider is not None
+                and not isinstance(provider, Mapping)
+                and not callable(provider)
+            ):
+                raise TypeError(f"{what} must be a dict or a zero-argument function returning one")
+        if not isinstance(max_breakers, int) or max_breakers < 1:
+            raise ValueError("max_breakers must be a positive int")
         self.approver = approver
         self.principal = principal
         self.context = context
         self.shadow = shadow
         self.breaker_config = dict(breakers or {})
+        for pattern, config in self.breaker_config.items():
+            if not isinstance(config, Breaker):
+                raise TypeError(
+                    f"breakers['{pattern}'] must be a Breaker, not {type(config).__name__}"
+                )
+        self.max_breakers = max_breakers
         self._breakers: dict[str, _BreakerState] = {}
         self._breakers_lock = threading.Lock()
         # tools found to have no breaker, with the compiled policy that said so (a reload may add one)
         self._no_breaker: dict[str, Any] = {}
-        self.tokens = tokens or ApprovalTokens(secret, token_ttl)
+        if tokens is not None:
+            if secret is not None or approvals is not None:
+                raise TypeError("give either tokens= or secret=/approvals=, not both")
+            self.tokens = tokens
+        elif secret is None and approvals is None and token_ttl == _DEFAULT_TTL:
+            self.tokens = engine_tokens(engine)
+        else:
+            self.tokens = ApprovalTokens(secret, token_ttl, store=approvals)
         self.refund_on_error = refund_on_error
         self.decide_in_thread = (
             (not isinstance(engine.store, MemoryStore))
@@ -366,6 +406,8 @@ class Guard:
             else decide_in_thread
         )
         self.monotonic = monotonic
+        # bounds reached, counted (never silent): see the module docstring
+        self.stats = {"breakers_dropped": 0, "breakers_full": 0, "no_breaker_cache_cleared": 0}
 
     # ---- public entry points
 
@@ -377,19 +419,12 @@ class Guard:
         context: Any = None,
         approval: str | None = None,
     ) -> Any:
-        """Decide and run ``tools[tool](**args)``; ``args`` may be a dict or a JSON object string."""
-        fn = self.tools.get(tool)
-        parsed, bad = _parse_args(args)
-        plan = self._plan(
-            tool,
-            parsed,
-            principal,
-            context,
-            approval,
-            bad=bad,
-            missing=None if fn is not None else f"no function is registered for tool '{tool}'",
-        )
-        return self._run_sync(plan, tool, fn, (), parsed or {})
+        """Decide and run ``tools[tool](**args)``; ``args`` may be a dict or a JSON object string.
+
+        ``principal`` / ``context`` here override the guard's providers: trusted
+        code only (never values taken from a model's tool call).
+        """
+        return self.attempt(tool, args, principal, context, approval).result()
 
     async def acall(
         self,
@@ -399,21 +434,122 @@ class Guard:
         context: Any = None,
         approval: str | None = None,
     ) -> Any:
-        fn = self.tools.get(tool)
-        parsed, bad = _parse_args(args)
-        missing = None if fn is not None else f"no function is registered for tool '{tool}'"
+        return (await self.aattempt(tool, args, principal, context, approval)).result()
+
+    def attempt(
+        self,
+        tool: str,
+        args: Any = None,
+        principal: Any = None,
+        context: Any = None,
+        approval: str | None = None,
+        *,
+        fn: Callable[[dict[str, Any]], Any] | None = None,
+        invalid: str | None = None,
+    ) -> Attempt:
+        """Like :meth:`call`, but says what happened instead of raising.
+
+        ``fn(args)``: run this instead of the registered tool (adapters);
+        ``invalid``: the request could not be read (denied ``invalid_request``).
+        """
+        parsed, bad, missing, run = self._request(tool, args, fn, invalid)
+        plan = self._plan(tool, parsed, principal, context, approval, bad=bad, missing=missing)
+        if plan.blocked is not None:
+            return Attempt(plan.decision, blocked=plan.blocked)
+        try:
+            value = self._run_sync(plan, tool, run, parsed, None)
+        except Exception as exc:  # noqa: BLE001 - the function's own error, reported to the caller
+            return Attempt(plan.decision, ran=True, error=exc)
+        return Attempt(plan.decision, ran=True, value=value)
+
+    async def aattempt(
+        self,
+        tool: str,
+        args: Any = None,
+        principal: Any = None,
+        context: Any = None,
+        approval: str | None = None,
+        *,
+        fn: Callable[[dict[str, Any]], Any] | None = None,
+        invalid: str | None = None,
+    ) -> Attempt:
+        parsed, bad, missing, run = self._request(tool, args, fn, invalid)
         plan = await self._aplan(
             tool, parsed, principal, context, approval, bad=bad, missing=missing
         )
-        return await self._run_async(plan, tool, fn, (), parsed or {})
+        if plan.blocked is not None:
+            return Attempt(plan.decision, blocked=plan.blocked)
+        try:
+            value = await self._run_async(plan, tool, run, parsed, None)
+        except Exception as exc:  # noqa: BLE001
+            return Attempt(plan.decision, ran=True, error=exc)
+        return Attempt(plan.decision, ran=True, value=value)
+
+    def approve(self, token: str, approver: str) -> None:
+        """A person (``approver``: their id) approves the call behind ``token``; it may then run once."""
+        self._answer_token(token, approver, True)
+
+    def decline(self, token: str, approver: str) -> None:
+        """A person declines it: the token can never run the call."""
+        self._answer_token(token, approver, False)
+
+    def _answer_token(self, token: str, approver: str, approved: bool) -> None:
+        payload = (self.tokens.approve if approved else self.tokens.decline)(token, approver)
+        self.engine.write_audit(
+            {
+                "kind": "approval",
+                "stage": "answered",
+                "token_id": payload["id"],
+                "decision_id": payload.get("d"),
+                "tool": payload.get("t"),
+                "approved": approved,
+                "by": approver,
+                "at": time.time(),
+            }
+        )
 
     def breaker_state(self, tool: str) -> str:
-        b = self._breaker(tool)
+        try:
+            b = self._breaker(tool)
+        except _BreakersFull:
+            return "none"
         return b.state if b is not None else "none"
 
+    def _request(
+        self, tool: str, args: Any, fn: Callable[[dict[str, Any]], Any] | None, invalid: str | None
+    ) -> tuple[dict[str, Any] | None, str | None, str | None, Callable[[dict[str, Any]], Any]]:
+        """(parsed args, why they are bad, why the tool is missing, how to run it) for a dispatch call."""
+        parsed, bad = _parse_args(args)
+        if invalid is not None:
+            bad = invalid
+        elif parsed is not None and not RESERVED.isdisjoint(parsed):
+            bad = _reserved_reason(sorted(RESERVED.intersection(parsed))[0])
+        missing = None
+        if fn is None:
+            target = self.tools.get(tool) if isinstance(tool, str) else None
+            if target is not None:
+                fn = functools.partial(_call_keywords, target)
+            elif self._dispatch is not None:
+                fn = functools.partial(self._dispatch, tool)
+            else:
+                missing = f"no function is registered for tool '{tool}'"
+                fn = _unreachable
+        return parsed, bad, missing, fn
+
     def wrap(self, fn: Callable[..., Any], tool: str | None = None) -> Callable[..., Any]:
-        name = tool or fn.__name__
+        """``fn`` behind this guard; the wrapper's ``call_as(principal=, context=, approval=)`` is the
+        explicit override for trusted code."""
+        if not callable(fn):
+            raise TypeError(f"only a function can be guarded, not {type(fn).__name__}")
+        name = tool or getattr(fn, "__name__", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError("name the tool: guard(fn, tool='...')")
         sig = inspect.signature(fn)
+        taken = RESERVED.intersection(sig.parameters)
+        if taken:
+            raise GuardError(
+                f"{name}: the parameter name {sorted(taken)[0]} is reserved by the guard; rename it"
+            )
         plain = all(
             p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
             for p in sig.parameters.values()
@@ -424,19 +560,32 @@ class Guard:
             for n, p in sig.parameters.items()
             if p.default is not inspect.Parameter.empty
         }
+        check_defaults(self.engine, name, defaults, f"{name}()")
         required = names - defaults.keys()
+        run: Callable[[dict[str, Any]], Any] = (
+            _keywords_caller(fn) if plain else _signature_caller(fn, sig)
+        )
 
         def bind(
             a: tuple[Any, ...], kw: dict[str, Any]
-        ) -> tuple[dict[str, Any] | None, str | None, tuple[Any, ...], dict[str, Any]]:
+        ) -> tuple[dict[str, Any] | None, str | None]:
             if plain and not a and required <= kw.keys() <= names:
                 # keywords only, every one a parameter, every required one given: what sig.bind
                 # + apply_defaults would give, without their cost on every call
-                return {n: kw[n] if n in kw else defaults[n] for n in sig.parameters}, None, a, kw
+                return {n: kw[n] if n in kw else defaults[n] for n in sig.parameters}, None
+            if not RESERVED.isdisjoint(kw):
+                return None, _reserved_reason(sorted(RESERVED.intersection(kw))[0])
             try:
                 bound = sig.bind(*a, **kw)
             except TypeError as exc:
-                return None, f"the call does not match {name}'s parameters: {exc}", a, kw
+                # a parameter left out that the policy gives a default: the decided arguments fill it in
+                try:
+                    bound = sig.bind_partial(*a, **kw)
+                except TypeError:
+                    return None, f"the call does not match {name}'s parameters: {exc}"
+                left_out = required - bound.arguments.keys()
+                if not left_out or not left_out <= _policy_defaults(self.engine, name):
+                    return None, f"the call does not match {name}'s parameters: {exc}"
             bound.apply_defaults()
             out: dict[str, Any] = {}
             for pname, value in bound.arguments.items():
@@ -447,36 +596,61 @@ class Guard:
                     out[pname] = list(value)
                 else:
                     out[pname] = value
-            return out, None, a, kw
+            return out, None
+
+        def shadowed(a: tuple[Any, ...], kw: dict[str, Any]) -> Callable[[], Any] | None:
+            return functools.partial(fn, *a, **kw) if self.shadow else None
 
         if inspect.iscoroutinefunction(fn):
 
+            async def ainvoke(
+                p: Any, c: Any, approval: Any, a: tuple[Any, ...], kw: dict[str, Any]
+            ) -> Any:
+                args, bad = bind(a, kw)
+                plan = await self._aplan(name, args, p, c, approval, bad=bad)
+                if plan.blocked is not None:
+                    raise plan.blocked
+                return await self._run_async(plan, name, run, args, shadowed(a, kw))
+
             @functools.wraps(fn)
             async def async_wrapper(*a: Any, **kw: Any) -> Any:
-                p, c, approval = (
-                    kw.pop("_principal", None),
-                    kw.pop("_context", None),
-                    kw.pop("_approval", None),
-                )
-                args, bad, a, kw = bind(a, kw)
-                plan = await self._aplan(name, args, p, c, approval, bad=bad)
-                return await self._run_async(plan, name, fn, a, kw, direct=True)
+                return await ainvoke(None, None, _token(kw.pop("_approval", _ABSENT)), a, kw)
+
+            def acall_as(
+                principal: Any = None, context: Any = None, approval: str | None = None
+            ) -> Callable[..., Awaitable[Any]]:
+                async def bound(*a: Any, **kw: Any) -> Any:
+                    return await ainvoke(principal, context, approval, a, kw)
+
+                return bound
 
             async_wrapper.guard = self  # type: ignore[attr-defined]
+            async_wrapper.call_as = acall_as  # type: ignore[attr-defined]
             return async_wrapper
 
-        @functools.wraps(fn)
-        def wrapper(*a: Any, **kw: Any) -> Any:
-            p, c, approval = (
-                kw.pop("_principal", None),
-                kw.pop("_context", None),
-                kw.pop("_approval", None),
-            )
-            args, bad, a, kw = bind(a, kw)
+        def invoke(p: Any, c: Any, approval: Any, a: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+            args, bad = bind(a, kw)
             plan = self._plan(name, args, p, c, approval, bad=bad)
-            return self._run_sync(plan, name, fn, a, kw, direct=True)
+            if plan.blocked is not None:
+                raise plan.blocked
+            return self._run_sync(plan, name, run, args, shadowed(a, kw))
+
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **kw: Any) -> Any:  # invoke(None, None, ...), inlined: the hot path
+            approval = _token(kw.pop("_approval", _ABSENT)) if "_approval" in kw else None
+            args, bad = bind(a, kw)
+            plan = self._plan(name, args, None, None, approval, bad=bad)
+            if plan.blocked is not None:
+                raise plan.blocked
+            return self._run_sync(plan, name, run, args, shadowed(a, kw) if self.shadow else None)
+
+        def call_as(
+            principal: Any = None, context: Any = None, approval: str | None = None
+        ) -> Callable[..., Any]:
+            return lambda *a, **kw: invoke(principal, context, approval, a, kw)
 
         wrapper.guard = self  # type: ignore[attr-defined]
+        wrapper.call_as = call_as  # type: ignore[attr-defined]
         return wrapper
 
     # ---- deciding (everything here fails closed)
@@ -506,9 +680,18 @@ class Guard:
                 config = self._declared_breaker(tool)
             if config is None:
                 if len(self._no_breaker) >= 4096:
-                    self._no_breaker.clear()
+                    self._no_breaker.clear()  # a cache only: forgetting costs a lookup, nothing more
+                    self.stats["no_breaker_cache_cleared"] += 1
                 self._no_breaker[tool] = compiled
                 return None
+            if len(self._breakers) >= self.max_breakers:
+                idle = [k for k, v in self._breakers.items() if v.idle]
+                for k in idle:
+                    del self._breakers[k]
+                self.stats["breakers_dropped"] += len(idle)
+                if len(self._breakers) >= self.max_breakers:
+                    self.stats["breakers_full"] += 1
+                    raise _BreakersFull
             b = self._breakers[tool] = _BreakerState(config)
             return b
 
@@ -529,6 +712,7 @@ class Guard:
         return None
 
     def _who(self, principal: Any, context: Any) -> tuple[Any, Any]:
+        """The explicit per-call values (trusted code) if given, else the guard's providers."""
         if principal is None:
             principal = self.principal() if callable(self.principal) else self.principal
         if context is None:
@@ -546,7 +730,7 @@ class Guard:
                 reason, detail = f"the call was refused ({code})", type(exc).__name__
             d = Decision.model_construct(
                 effect=Effect.DENY,
-                tool=tool,
+                tool=str(tool),
                 code=code,
                 reasons=[reason],
                 message=f"{tool} denied: {reason} ({detail})",
@@ -572,17 +756,48 @@ class Guard:
         payload = None
         if approval is not None:
             try:
-                payload = self.tokens.check(approval, tool, args, _pid(p))
+                payload = self.tokens.read(approval)
             except TokenError as exc:
                 return self._deny(tool, "invalid_approval", str(exc), args, p, c), p, c, None, None
         probe = None
-        breaker = self._breaker(tool) if not self.shadow else None
+        try:
+            breaker = self._breaker(tool) if not self.shadow else None
+        except _BreakersFull:
+            return (
+                self._deny(
+                    tool,
+                    "breaker_capacity",
+                    f"the guard already tracks circuit breakers for "
+                    f"{self.max_breakers} tools, all with recent failures",
+                    args,
+                    p,
+                    c,
+                ),
+                p,
+                c,
+                None,
+                None,
+            )
         if breaker is not None:
             may, is_probe, why = breaker.before(self.monotonic())
             if not may:
                 return self._deny(tool, "circuit_open", why, args, p, c), p, c, None, None
             probe = (breaker, is_probe)
         return None, p, c, probe, payload
+
+    def _bound(self, tool: str, decision: Decision, p: Any, c: Any) -> dict[str, Any]:
+        """What an approval token for this confirm binds (see policylang.runtime.approvals)."""
+        session = getattr(decision, "_sid", None)
+        if session is None and isinstance(c, Mapping):
+            session = c.get("session_id")
+        return binding(
+            tool,
+            decided_args(decision),
+            p,
+            session,
+            [r.id for r in decision.rules],
+            decision.policy_hash,
+        )
 
     def _post(
         self, tool: str, decision: Decision, args: Any, p: Any, c: Any, payload: Any, probe: Any
@@ -594,19 +809,61 @@ class Guard:
             return plan, False
         if decision.effect is Effect.DENY:
             plan.blocked = PolicyDenied(decision)
+        elif decision._args is None:  # run exactly what was decided, or nothing
+            return self._deny(
+                tool,
+                "internal_error",
+                "the engine did not report the arguments it decided on; not running the call",
+                args,
+                p,
+                c,
+            ), False
         elif decision.effect is Effect.CONFIRM:
             if payload is not None:
-                return self._approved(plan, tool, decision, args, p, c, payload, "token"), False
+                return self._redeem(plan, tool, decision, args, p, c, payload), False
             if self.approver is not None:
                 return plan, True
-            token = self.tokens.issue(tool, args, _pid(p), decision.decision_id)
-            plan.blocked = ConfirmationRequired(decision, token)
-        elif payload is not None:  # allowed anyway: the token is spent all the same
             try:
-                self.tokens.consume(payload)
+                token = self.tokens.issue(self._bound(tool, decision, p, c), decision.decision_id)
             except TokenError as exc:
-                plan = self._deny(tool, "invalid_approval", str(exc), args, p, c)
+                return self._deny(tool, "approval_unavailable", str(exc), args, p, c), False
+            except Exception as exc:  # noqa: BLE001 - no pending token on record: nothing to approve
+                return self._deny(
+                    tool,
+                    "store_unavailable",
+                    f"the approval store is unavailable ({type(exc).__name__}: {exc})",
+                    args,
+                    p,
+                    c,
+                ), False
+            plan.blocked = ConfirmationRequired(decision, token)
         return plan, False
+
+    def _redeem(
+        self,
+        plan: _Plan,
+        tool: str,
+        decision: Decision,
+        args: Any,
+        p: Any,
+        c: Any,
+        payload: dict[str, Any],
+    ) -> _Plan:
+        """Spend an approved token on this confirm, if it was issued for exactly this call."""
+        try:
+            by = self.tokens.redeem(payload, self._bound(tool, decision, p, c))
+        except TokenError as exc:
+            return self._deny(tool, "invalid_approval", str(exc), args, p, c)
+        except Exception as exc:  # noqa: BLE001 - a token that cannot be marked used is not honoured
+            return self._deny(
+                tool,
+                "store_unavailable",
+                f"the approval store is unavailable ({type(exc).__name__}: {exc})",
+                args,
+                p,
+                c,
+            )
+        return self._approved(plan, tool, decision, args, p, c, by, str(payload["id"]))
 
     def _approved(
         self,
@@ -616,25 +873,22 @@ class Guard:
         args: Any,
         p: Any,
         c: Any,
-        payload: Any,
         by: str,
+        token_id: str | None,
     ) -> _Plan:
-        """A person approved a confirm decision: spend the token, record it, consume the limits."""
+        """A person approved a confirm decision: record who, then consume the limits."""
+        record = {
+            "kind": "approval",
+            "decision_id": decision.decision_id,
+            "tool": tool,
+            "approved": True,
+            "by": by,
+            "at": time.time(),
+        }
+        if token_id is not None:
+            record["token_id"] = token_id
         try:
-            if payload is not None:
-                self.tokens.consume(payload)
-            self.engine.write_audit(
-                {
-                    "kind": "approval",
-                    "decision_id": decision.decision_id,
-                    "tool": tool,
-                    "approved": True,
-                    "by": by,
-                    "at": time.time(),
-                }
-            )
-        except TokenError as exc:
-            return self._deny(tool, "invalid_approval", str(exc), args, p, c)
+            self.engine.write_audit(record)
         except Exception as exc:  # noqa: BLE001 - an approval must be on record before anything runs
             return self._deny(
                 tool,
@@ -670,7 +924,7 @@ class Guard:
                 c,
             )
         if answer is True:
-            return self._approved(plan, tool, d, args, p, c, None, "approver")
+            return self._approved(plan, tool, d, args, p, c, "approver", None)
         try:
             self.engine.write_audit(
                 {
@@ -777,22 +1031,39 @@ class Guard:
             plan.breaker = None
         return plan
 
-    # ---- running
+    # ---- running (only plans that are not blocked get here)
+
+    @staticmethod
+    def _arguments(decided: dict[str, Any] | None, given: dict[str, Any] | None) -> dict[str, Any]:
+        """The decided arguments; a ``null`` the policy read as "left out" is passed on as None."""
+        if decided is None:  # shadow mode only: the engine refused the request, run it as it came
+            return dict(given or {})
+        if given is not None and len(decided) < len(given):
+            return {
+                **{k: None for k, v in given.items() if v is None and k not in decided},
+                **decided,
+            }
+        return decided
 
     def _run_sync(
         self,
         plan: _Plan,
         tool: str,
-        fn: Any,
-        a: tuple[Any, ...],
-        kw: dict[str, Any],
-        direct: bool = False,
+        run: Callable[[dict[str, Any]], Any],
+        given: dict[str, Any] | None,
+        shadowed: Callable[[], Any] | None,
     ) -> Any:
-        if plan.blocked is not None:
-            raise plan.blocked
+        decided = plan.decision._args  # set on every Decision; checked in _post
         started = time.perf_counter()
         try:
-            result = fn(*a, **kw)
+            if decided is None:  # shadow mode only (_post denies otherwise): run it as it came
+                result = shadowed() if shadowed is not None else run(dict(given or {}))
+            elif given is not None and len(decided) < len(given):
+                result = run(self._arguments(decided, given))
+            else:
+                result = run(decided)
+            if hasattr(result, "__await__"):  # an async tool called from sync code: finish it here
+                result = _run_coroutine(result)
         except BaseException as exc:
             self._outcome(plan, tool, exc, started)
             raise
@@ -803,16 +1074,18 @@ class Guard:
         self,
         plan: _Plan,
         tool: str,
-        fn: Any,
-        a: tuple[Any, ...],
-        kw: dict[str, Any],
-        direct: bool = False,
+        run: Callable[[dict[str, Any]], Any],
+        given: dict[str, Any] | None,
+        shadowed: Callable[[], Any] | None,
     ) -> Any:
-        if plan.blocked is not None:
-            raise plan.blocked
+        decided = plan.decision._args  # set on every Decision; checked in _post
         started = time.perf_counter()
         try:
-            result = fn(*a, **kw)
+            result = (
+                shadowed()
+                if decided is None and shadowed is not None
+                else run(self._arguments(decided, given))
+            )
             if inspect.isawaitable(result):
                 result = await result
         except BaseException as exc:
@@ -829,7 +1102,7 @@ class Guard:
         )
         if plan.breaker is not None:
             plan.breaker.after(self.monotonic(), not failed, plan.probe)
-        if error is not None and self.refund_on_error and d.effect is Effect.ALLOW:
+        if error is not None and self.refund_on_error and d.effect is not Effect.DENY:
             try:
                 self.engine.refund(d)
             except Exception:  # noqa: BLE001
@@ -869,6 +1142,8 @@ def _check_options(
     tokens: Any,
     refund_on_error: Any,
     decide_in_thread: Any,
+    approvals: Any,
+    max_breakers: Any,
     monotonic: Any,
 ) -> None:
     """Guard's options, checked at construction (a wrong one raises TypeError or ValueError here).
@@ -881,13 +1156,14 @@ def _check_options(
 
     if not isinstance(engine, Engine):
         raise _options.fail("Guard", "engine", "an Engine", engine)
-    _options.mapping(
-        "Guard",
-        "tools",
-        tools,
-        lambda k, v: isinstance(k, str) and callable(v),
-        "a dict of tool name to function",
-    )
+    if not callable(tools):  # a dispatch(name, args) function, or a table of tools
+        _options.mapping(
+            "Guard",
+            "tools",
+            tools,
+            lambda k, v: isinstance(k, str) and callable(v),
+            "a dict of tool name to function, or one dispatch(name, args) function",
+        )
     _options.function("Guard", "approver", approver)
     for name, provider in (("principal", principal), ("context", context)):
         if provider is not None and not isinstance(provider, Mapping) and not callable(provider):
@@ -909,11 +1185,132 @@ def _check_options(
         raise _options.fail("Guard", "tokens", "an ApprovalTokens", tokens)
     _options.flag("Guard", "refund_on_error", refund_on_error)
     _options.flag("Guard", "decide_in_thread", decide_in_thread, optional=True)
+    if approvals is not None and not all(
+        callable(getattr(approvals, m, None)) for m in ("add", "decide", "consume", "state")
+    ):
+        raise _options.fail("Guard", "approvals", "an ApprovalStore", approvals)
+    if isinstance(max_breakers, bool) or not isinstance(max_breakers, int) or max_breakers < 1:
+        raise _options.fail("Guard", "max_breakers", "a positive whole number", max_breakers)
     _options.function("Guard", "monotonic", monotonic, optional=False)
 
 
-def _pid(principal: Any) -> Any:
-    return principal.get("id") if isinstance(principal, Mapping) else None
+# ---------------------------------------------------------------- helpers
+
+
+def _reserved_reason(key: str) -> str:
+    what = {"_principal": "the principal", "_context": "the context"}.get(key, "an approval")
+    return (
+        f"unexpected argument '{key}': the name is reserved; {what} never comes from a tool call's "
+        "arguments" + (" (pass the token to the guard as approval=)" if key == "_approval" else "")
+    )
+
+
+_ABSENT: Any = object()
+
+
+def _token(value: Any) -> Any:
+    """A wrapper's ``_approval=`` keyword: absent is no token; present, even null, must be a valid one."""
+    return None if value is _ABSENT else "" if value is None else value
+
+
+def _call_keywords(fn: Callable[..., Any], args: dict[str, Any]) -> Any:
+    return fn(**args)
+
+
+def _keywords_caller(fn: Callable[..., Any]) -> Callable[[dict[str, Any]], Any]:
+    def run(args: dict[str, Any]) -> Any:
+        return fn(**args)
+
+    return run
+
+
+def _unreachable(
+    args: dict[str, Any],
+) -> Any:  # pragma: no cover - a missing tool is always denied first
+    raise PolicyError("no function is registered for this tool")
+
+
+def _signature_caller(
+    fn: Callable[..., Any], sig: inspect.Signature
+) -> Callable[[dict[str, Any]], Any]:
+    """How to call ``fn`` with a dict of decided arguments when some must go positionally."""
+    params = list(sig.parameters.values())
+    star = next((p.name for p in params if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
+    positional = (
+        (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if star
+        else (inspect.Parameter.POSITIONAL_ONLY,)
+    )
+    before = [p.name for p in params if p.kind in positional]
+    skip = frozenset([*before, *([star] if star else [])])
+
+    def run(args: dict[str, Any]) -> Any:
+        a = [args[n] for n in before if n in args]
+        if star:
+            a.extend(args.get(star) or ())
+        return fn(*a, **{k: v for k, v in args.items() if k not in skip})
+
+    return run
+
+
+def function_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The parameters of ``fn`` that have defaults (nothing when it cannot be inspected)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return {}
+    return {
+        n: p.default for n, p in sig.parameters.items() if p.default is not inspect.Parameter.empty
+    }
+
+
+def _policy_defaults(engine: Any, tool: str) -> frozenset[str]:
+    """The arguments of ``tool`` the loaded policy gives a default."""
+    compiled = getattr(engine, "compiled", None)
+    info = compiled.policy.tools.get(tool) if compiled is not None else None
+    return (
+        frozenset(n for n, f in info.args.fields if f.has_default)
+        if info is not None
+        else frozenset()
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def check_defaults(engine: Any, tool: str, defaults: Mapping[str, Any], what: str) -> None:
+    """Raise GuardError when ``tool``'s policy defaults differ from the function's own.
+
+    The function runs with the decided arguments, so a policy default always
+    reaches it; but a function default the policy does not share means the
+    two disagree on what an absent argument is. A parameter the policy
+    declares optional without a default reads as absent, i.e. ``None``.
+    """
+    compiled = getattr(engine, "compiled", None)
+    info = compiled.policy.tools.get(tool) if compiled is not None else None
+    if info is None:
+        return
+    for name, f in info.args.fields:
+        if name not in defaults:
+            continue
+        if f.has_default:
+            theirs: Any = f.default
+        elif f.optional or f.nullable:
+            theirs = None
+        else:
+            continue  # required by the policy: the function's default never applies
+        if not _same(defaults[name], theirs):
+            raise GuardError(
+                f"{what}: the default of '{name}' is {defaults[name]!r}, but the policy's is "
+                f"{theirs!r} ({tool} {{ {name}: ... }}); make them the same so the call that "
+                "runs is the call that was decided"
+            )
 
 
 def _parse_args(args: Any) -> tuple[dict[str, Any] | None, str | None]:
@@ -953,3 +1350,26 @@ def _run_coroutine(awaitable: Any) -> Any:
     if "e" in box:
         raise box["e"]
     return box["v"]
+
+
+__all__ = [
+    "RESERVED",
+    "ApprovalTokens",
+    "Approver",
+    "Attempt",
+    "Breaker",
+    "CallBlocked",
+    "ConfirmationRequired",
+    "Guard",
+    "GuardError",
+    "MemoryApprovalStore",
+    "PolicyDenied",
+    "SQLiteApprovalStore",
+    "TokenError",
+    "args_digest",
+    "canonical_args",
+    "check_defaults",
+    "decided_args",
+    "engine_tokens",
+    "function_defaults",
+]

@@ -39,7 +39,7 @@ def test_guarded_tool_runs_only_when_allowed() -> None:
     assert "approval" in g.invoke({"amount": 500, "to": "bob"})
     assert ran == [5.0]
     assert asyncio.run(g.ainvoke({"amount": 7, "to": "x"})) == "sent 7.0 to x"
-    approving = guard_tool(send, engine, approve=lambda name, args, d: True)
+    approving = guard_tool(send, engine, approve=lambda d: True)
     assert approving.invoke({"amount": 500, "to": "bob"}) == "sent 500.0 to bob"
     raising = guard_tools([send], engine, on_deny="raise")[0]
     # handle_tool_error turns the ToolException into the text the agent sees

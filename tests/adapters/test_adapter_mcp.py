@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("mcp")
 from policylang import Engine  # noqa: E402
 from policylang.adapters.mcp import META_KEY, GuardedSession, denial_result  # noqa: E402
+from policylang.runtime.guard import decided_args  # noqa: E402
 
 POLICY = """
 tool send { amount: number, to: string }
@@ -57,8 +58,8 @@ def test_guard_with_a_fake_session() -> None:
         assert confirm["isError"] and "approval" in confirm["content"][0]["text"]
         assert await guard.list_tools() == ["send"]  # everything else passes through
 
-        async def approve(name: str, args: dict, decision: Any) -> bool:
-            return args["amount"] < 600
+        async def approve(decision: Any) -> bool:  # the guard's one approver protocol
+            return decided_args(decision)["amount"] < 600
 
         approving = GuardedSession(inner, engine, approve=approve)
         assert await approving.call_tool("send", {"amount": 500, "to": "b"}) == "forwarded"

@@ -79,7 +79,7 @@ def test_decide_and_execute_only_allowed() -> None:
     refused = json.loads(results[3].as_response_item()["output"])
     assert refused["effect"] == "deny" and refused["code"] == "default_deny"
     assert "payments.send denied" in refused["error"]
-    approved = execute_tool_calls(engine, calls[2:3], functions, approve=lambda c, d: True)
+    approved = execute_tool_calls(engine, calls[2:3], functions, approve=lambda d: True)
     assert approved[0].executed and ran[-1] == ("pay", {"amount": 500, "to": "bob"})
 
 

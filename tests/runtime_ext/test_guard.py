@@ -51,7 +51,7 @@ def test_sync_guard_runs_on_allow_and_raises_on_deny(engine, records):
     calls = []
 
     @engine.protect("crm.update", principal=AGENT)
-    def update(id, field, value="x"):
+    def update(id, field, value=None):
         calls.append((id, field, value))
         return "done"
 
@@ -60,12 +60,15 @@ def test_sync_guard_runs_on_allow_and_raises_on_deny(engine, records):
     with pytest.raises(PolicyDenied) as info:
         update(9, "owner")
     assert info.value.decision.code == "denied" and "owner cannot be changed" in info.value.reason
-    with pytest.raises(PolicyDenied):
-        update(10, "name", _principal={"id": "x", "role": "visitor"})  # explicit principal wins
-    assert calls == [(7, "name", "x"), (8, "name", "y")]
+    with pytest.raises(PolicyDenied) as info:  # identity never comes from the call's arguments
+        update(10, "name", _principal={"id": "x", "role": "visitor"})
+    assert info.value.decision.code == "invalid_request" and "_principal" in info.value.reason
+    with pytest.raises(PolicyDenied):  # the explicit override is a separate API
+        update.call_as(principal={"id": "x", "role": "visitor"})(10, "name")
+    assert calls == [(7, "name", None), (8, "name", "y")]
     decisions = [r for r in records if "kind" not in r]
     outcomes = [r for r in records if r.get("kind") == "outcome"]
-    assert decisions[0]["args"] == {"id": 7, "field": "name", "value": "x"}
+    assert decisions[0]["args"] == {"id": 7, "field": "name", "value": None}
     assert [o["decision_id"] for o in outcomes] == [d["decision_id"] for d in decisions[:2]]
     assert outcomes[0]["ok"] is True and outcomes[0]["duration_ms"] >= 0
 
@@ -110,6 +113,11 @@ def test_confirmation_token_flow(engine, records):
         guard.call("pay", args, principal=AGENT)
     token = info.value.token
     assert sent == [] and info.value.decision.code == "confirm"
+    with pytest.raises(
+        PolicyDenied, match="not been approved"
+    ):  # worthless until a person approves
+        guard.call("pay", args, principal=AGENT, approval=token)
+    guard.approve(token, approver="alice")
     with pytest.raises(PolicyDenied, match="different arguments"):
         guard.call("pay", {"amount": 501, "to": "bob"}, principal=AGENT, approval=token)
     with pytest.raises(PolicyDenied, match="different principal"):
@@ -124,10 +132,14 @@ def test_confirmation_token_flow(engine, records):
     # expiry
     with pytest.raises(ConfirmationRequired) as info:
         guard.call("pay", args, principal=AGENT)
+    guard.approve(info.value.token, approver="alice")
     clock["t"] += 301
     with pytest.raises(PolicyDenied, match="expired"):
         guard.call("pay", args, principal=AGENT, approval=info.value.token)
-    assert any(r.get("kind") == "approval" and r["approved"] for r in records)
+    used = [
+        r for r in records if r.get("kind") == "approval" and r.get("token_id") and "stage" not in r
+    ]
+    assert len(used) == 1 and used[0]["by"] == "alice" and used[0]["approved"] is True
 
 
 def test_approved_confirmations_consume_limits(engine):
