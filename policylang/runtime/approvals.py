@@ -48,6 +48,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from policylang.errors import PolicyError, StoreUnavailable
+from policylang.runtime import options as _options
 
 PENDING, APPROVED, DECLINED, USED = "pending", "approved", "declined", "used"
 _VERSION = 2
@@ -428,10 +429,16 @@ class ApprovalTokens:
         clock: Callable[[], float] = time.time,
         store: ApprovalStore | None = None,
     ):
-        if secret is not None and (not isinstance(secret, bytes) or len(secret) < 16):
-            raise ValueError("the approval secret must be at least 16 bytes")
-        if not ttl > 0:
-            raise ValueError("the approval token ttl must be a positive number of seconds")
+        if secret is not None and not isinstance(secret, bytes):
+            raise _options.fail(
+                "ApprovalTokens", "secret", "bytes (or None for a random secret)", secret
+            )
+        if secret is not None and len(secret) < 16:
+            raise ValueError(
+                "ApprovalTokens(secret=...): the approval secret must be at least 16 bytes"
+            )
+        ttl = _options.positive_number("ApprovalTokens", "ttl", ttl)
+        _options.function("ApprovalTokens", "clock", clock, optional=False)
         self.secret = secret if secret is not None else os.urandom(32)
         self.ttl = float(ttl)
         self.clock = clock

@@ -345,9 +345,9 @@ class Guard:
             tokens,
             refund_on_error,
             decide_in_thread,
-            monotonic,
             approvals,
             max_breakers,
+            monotonic,
         )
         self.engine = engine
         self._dispatch: Dispatch | None = None
@@ -1189,8 +1189,12 @@ def _check_options(
         callable(getattr(approvals, m, None)) for m in ("add", "decide", "consume", "state")
     ):
         raise _options.fail("Guard", "approvals", "an ApprovalStore", approvals)
-    if isinstance(max_breakers, bool) or not isinstance(max_breakers, int) or max_breakers < 1:
-        raise _options.fail("Guard", "max_breakers", "a positive whole number", max_breakers)
+    if isinstance(max_breakers, bool) or not isinstance(max_breakers, int):
+        raise _options.fail("Guard", "max_breakers", "a whole number", max_breakers)
+    if max_breakers < 1:
+        raise ValueError(f"Guard(max_breakers=...) must be at least 1, got {max_breakers}")
+    if secret is not None and len(secret) < 16:
+        raise ValueError("Guard(secret=...) must be at least 16 bytes (or None for a random one)")
     _options.function("Guard", "monotonic", monotonic, optional=False)
 
 

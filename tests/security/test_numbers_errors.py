@@ -389,7 +389,7 @@ def test_guard_breaker_and_tokens_check_their_own_fields() -> None:
         tools={"t": lambda x: x},
         breakers={"t": Breaker(failures=2)},
         token_ttl=30,
-        secret=b"k",
+        secret=b"k" * 16,
         shadow=False,
     )
     assert guard.call("t", {"x": 1}) == 1  # and good options still work
