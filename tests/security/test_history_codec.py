@@ -10,7 +10,6 @@ session.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,14 +49,6 @@ VALUES = st.recursive(
     ),
     max_leaves=12,
 )
-
-
-@pytest.fixture(scope="module")
-def redis_or_none(request: pytest.FixtureRequest) -> Callable[..., Any] | None:
-    try:
-        return request.getfixturevalue("redis_store")  # type: ignore[no-any-return]
-    except pytest.skip.Exception:
-        return None
 
 
 @settings(max_examples=60, deadline=None)

@@ -53,14 +53,6 @@ def _stores(tmp: Path, redis_store: Callable[..., Any] | None) -> dict[str, Any]
     return stores
 
 
-@pytest.fixture(scope="module")
-def redis_or_none(request: pytest.FixtureRequest) -> Callable[..., Any] | None:
-    try:
-        return request.getfixturevalue("redis_store")  # type: ignore[no-any-return]
-    except pytest.skip.Exception:
-        return None
-
-
 EFFECTS = st.sampled_from(["allow", "deny", "confirm"])
 
 
