@@ -19,9 +19,25 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from policylang.errors import StoreUnavailable
+from policylang.runtime.sessions import is_kept_apart
+
+_ESCAPE = "$esc"
 
 
 def _encode(value: Any) -> Any:
+    """A JSON-ready copy: typed values tagged, caller maps that look like a tag escaped.
+
+    Any one-key map whose key starts with ``$`` (a tag, ``$esc`` itself, or any
+    future tag) is wrapped as ``{"$esc": {...}}``, so caller data such as
+    ``{"$ts": "garbage"}`` comes back as that map and never as a value to decode.
+    """
+    if isinstance(value, dict):
+        encoded = {k: _encode(v) for k, v in value.items()}
+        if len(encoded) == 1 and str(next(iter(encoded))).startswith("$"):
+            return {_ESCAPE: encoded}
+        return encoded
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
     if isinstance(value, datetime):
         return {"$ts": value.isoformat()}
     if isinstance(value, date):
@@ -30,12 +46,21 @@ def _encode(value: Any) -> Any:
         return {"$dur": value.total_seconds()}
     if isinstance(value, bytes):
         return {"$b64": base64.b64encode(value).decode("ascii")}
+    if value is None or isinstance(value, (str, int, float)):
+        return value
     raise TypeError(f"cannot store a {type(value).__name__} in session history")
 
 
-def _decode(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1:
-        ((tag, v),) = obj.items()
+def _decode(value: Any) -> Any:
+    """The inverse of :func:`_encode`: tags become values, ``$esc`` unwraps to the caller's map."""
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((tag, v),) = value.items()
+        if tag == _ESCAPE and isinstance(v, dict):
+            return {k: _decode(x) for k, x in v.items()}
         if tag == "$ts":
             return datetime.fromisoformat(v)
         if tag == "$date":
@@ -44,15 +69,18 @@ def _decode(obj: dict[str, Any]) -> Any:
             return timedelta(seconds=v)
         if tag == "$b64":
             return base64.b64decode(v)
-    return obj
+    return {k: _decode(v) for k, v in value.items()}
 
 
 def dumps(call: dict[str, Any]) -> str:
-    return json.dumps(call, default=_encode, separators=(",", ":"), allow_nan=True)
+    return json.dumps(_encode(call), separators=(",", ":"), allow_nan=True)
 
 
 def loads(text: str | bytes) -> dict[str, Any]:
-    return json.loads(text, object_hook=_decode)
+    decoded = _decode(json.loads(text))
+    if not isinstance(decoded, dict):
+        raise ValueError("a stored session call is not a map")
+    return decoded
 
 
 class SQLiteSessionStore:
@@ -72,6 +100,16 @@ class SQLiteSessionStore:
                 "CREATE INDEX IF NOT EXISTS policylang_session_key "
                 "ON policylang_session_calls (key, id)"
             )
+            columns = [row[1] for row in db.execute("PRAGMA table_info(policylang_session_calls)")]
+            if "allowed" not in columns:  # a file from before allowed calls had their own window
+                db.execute(
+                    "ALTER TABLE policylang_session_calls "
+                    "ADD COLUMN allowed INTEGER NOT NULL DEFAULT 0"
+                )
+                db.execute(
+                    "UPDATE policylang_session_calls SET allowed = 1 "
+                    "WHERE json_extract(call, '$.effect') = 'allow'"
+                )
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -128,19 +166,47 @@ class SQLiteSessionStore:
             ).fetchone()[0]
             if last is not None and now - last > ttl:
                 db.execute("DELETE FROM policylang_session_calls WHERE key = ?", (key,))
+            allowed = int(is_kept_apart(call))
             db.execute(
-                "INSERT INTO policylang_session_calls (key, at, call) VALUES (?, ?, ?)",
-                (key, now, dumps(call)),
+                "INSERT INTO policylang_session_calls (key, at, call, allowed) VALUES (?, ?, ?, ?)",
+                (key, now, dumps(call), allowed),
             )
+            # trim only the window the new call went into: a denied call never evicts an allowed one
             db.execute(
-                "DELETE FROM policylang_session_calls WHERE key = ? AND id NOT IN "
-                "(SELECT id FROM policylang_session_calls WHERE key = ? ORDER BY id DESC LIMIT ?)",
-                (key, key, keep),
+                "DELETE FROM policylang_session_calls WHERE key = ? AND allowed = ? AND id NOT IN "
+                "(SELECT id FROM policylang_session_calls WHERE key = ? AND allowed = ? "
+                "ORDER BY id DESC LIMIT ?)",
+                (key, allowed, key, allowed, keep),
             )
+
+
+# One session's append, atomically: number the call, push it onto its window (allowed
+# calls or the rest), trim only that window, and keep all three keys alive for the ttl.
+_APPEND = """
+local n = redis.call('INCR', KEYS[3])
+redis.call('RPUSH', KEYS[1], n .. '|' .. ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[3])) end
+return n
+"""
+
+
+def _numbered(item: bytes | str) -> tuple[int, str]:
+    """(sequence number, JSON) of a stored Redis item ``n|json`` (a bare JSON item sorts first)."""
+    text = item.decode("utf-8") if isinstance(item, bytes) else item
+    head, sep, rest = text.partition("|")
+    if sep and head.isdigit():
+        return int(head), rest
+    return 0, text
 
 
 class RedisSessionStore:
-    """Session history in Redis: one list per session, trimmed to ``keep``, expiring after ``ttl``."""
+    """Session history in Redis: per session, a list of allowed calls and a list of the rest.
+
+    Each list is trimmed to ``keep`` on its own (so denied calls never push an
+    allowed one out) and every item carries a per-session sequence number, by
+    which :meth:`load` merges the two back into call order. All keys expire after ``ttl``.
+    """
 
     def __init__(
         self,
@@ -157,24 +223,34 @@ class RedisSessionStore:
         self.client = self._limits.client
         self.prefix = prefix
         self._errors = self._limits._errors
+        self._append = self.client.register_script(_APPEND)
 
     def _key(self, key: str) -> str:
         return self.prefix + "s:" + key
 
-    def load(self, key: str, now: float, ttl: float) -> list[dict[str, Any]]:
-        try:
-            items = self.client.lrange(self._key(key), 0, -1)
-        except self._errors as exc:
-            raise StoreUnavailable(f"redis session store: {exc}") from None
-        return [loads(item) for item in items]
+    def _keys(self, key: str) -> list[str]:
+        """(allowed calls, other calls, sequence counter) of one session."""
+        return [self._key(key), self.prefix + "sd:" + key, self.prefix + "sn:" + key]
 
-    def append(self, key: str, call: dict[str, Any], now: float, keep: int, ttl: float) -> None:
-        k = self._key(key)
+    def load(self, key: str, now: float, ttl: float) -> list[dict[str, Any]]:
+        allowed, other, _ = self._keys(key)
         try:
             pipe = self.client.pipeline(transaction=True)
-            pipe.rpush(k, dumps(call))
-            pipe.ltrim(k, -keep, -1)
-            pipe.expire(k, max(int(ttl), 1))
-            pipe.execute()
+            pipe.lrange(allowed, 0, -1)
+            pipe.lrange(other, 0, -1)
+            items = [_numbered(item) for part in pipe.execute() for item in part]
+        except self._errors as exc:
+            raise StoreUnavailable(f"redis session store: {exc}") from None
+        items.sort(key=lambda item: item[0])
+        return [loads(text) for _, text in items]
+
+    def append(self, key: str, call: dict[str, Any], now: float, keep: int, ttl: float) -> None:
+        allowed, other, counter = self._keys(key)
+        window = allowed if is_kept_apart(call) else other
+        try:
+            self._append(
+                keys=[window, allowed if window == other else other, counter],
+                args=[dumps(call), keep, max(int(ttl), 1)],
+            )
         except self._errors as exc:
             raise StoreUnavailable(f"redis session store: {exc}") from None

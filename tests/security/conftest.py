@@ -29,3 +29,12 @@ def redis_store() -> Iterator[Callable[..., RedisStore]]:
             return RedisStore(server.url, prefix=f"sec{next(prefixes)}:", **settings)
 
         yield make
+
+
+@pytest.fixture(scope="module")
+def redis_or_none(request: pytest.FixtureRequest) -> Callable[..., RedisStore] | None:
+    """The ``redis_store`` factory, or None where no server can run (memory and SQLite still run)."""
+    try:
+        return request.getfixturevalue("redis_store")  # type: ignore[no-any-return]
+    except pytest.skip.Exception:
+        return None
