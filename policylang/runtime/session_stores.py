@@ -139,8 +139,29 @@ class SQLiteSessionStore:
             )
 
 
+# Scripts run behind the lost-state check of policylang.runtime.stores (_EPOCH), so a session's
+# history is read and written in the same atomic step that checks the data was not lost.
+# KEYS[1]: the session's list. Load returns its items; append takes ARGV: call, keep, ttl (s).
+_LOAD = """
+return reply(redis.call('LRANGE', KEYS[1], 0, -1))
+"""
+_APPEND = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('INCR', SEQ_KEY)
+return reply({})
+"""
+
+
 class RedisSessionStore:
-    """Session history in Redis: one list per session, trimmed to ``keep``, expiring after ``ttl``."""
+    """Session history in Redis: one list per session, trimmed to ``keep``, expiring after ``ttl``.
+
+    Shares the lost-state guard of :class:`~policylang.runtime.stores.RedisStore`: when the
+    server lost its data (restart without persistence, FLUSHALL, eviction, stale replica),
+    loading or appending raises ``StoreUnavailable`` (the engine denies) for ``lost_grace``
+    seconds, by default the longest session ttl seen, unless ``on_lost="reset"``.
+    """
 
     def __init__(
         self,
@@ -149,32 +170,42 @@ class RedisSessionStore:
         client: Any = None,
         timeout: float = 0.25,
         prefix: str = "policylang:",
+        on_lost: str = "deny",
+        lost_grace: float | None = None,
     ):
-        from policylang.runtime.stores import RedisStore
+        from policylang.runtime.stores import _EPOCH, RedisStore
 
-        # One client setup (bounded timeouts, no retries) for limits and sessions alike.
-        self._limits = RedisStore(url, client=client, timeout=timeout, prefix=prefix)
+        # One client setup (bounded timeouts, no retries) and one lost-state guard for limits
+        # and sessions alike.
+        self._limits = RedisStore(
+            url,
+            client=client,
+            timeout=timeout,
+            prefix=prefix,
+            on_lost=on_lost,
+            lost_grace=lost_grace,
+        )
         self.client = self._limits.client
         self.prefix = prefix
         self._errors = self._limits._errors
+        self._load = self.client.register_script(_EPOCH + _LOAD)
+        self._append = self.client.register_script(_EPOCH + _APPEND)
 
     def _key(self, key: str) -> str:
         return self.prefix + "s:" + key
 
+    def reset_lost(self) -> None:
+        """End the fail-closed period after a loss (an operator's decision)."""
+        self._limits.reset_lost()
+
     def load(self, key: str, now: float, ttl: float) -> list[dict[str, Any]]:
-        try:
-            items = self.client.lrange(self._key(key), 0, -1)
-        except self._errors as exc:
-            raise StoreUnavailable(f"redis session store: {exc}") from None
+        items = self._limits._call(self._load, [self._key(key)], [], float(ttl))
         return [loads(item) for item in items]
 
     def append(self, key: str, call: dict[str, Any], now: float, keep: int, ttl: float) -> None:
-        k = self._key(key)
-        try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.rpush(k, dumps(call))
-            pipe.ltrim(k, -keep, -1)
-            pipe.expire(k, max(int(ttl), 1))
-            pipe.execute()
-        except self._errors as exc:
-            raise StoreUnavailable(f"redis session store: {exc}") from None
+        self._limits._call(
+            self._append,
+            [self._key(key)],
+            [dumps(call), str(int(keep)), str(max(int(ttl), 1))],
+            float(ttl),
+        )
