@@ -120,6 +120,8 @@ def _set_clock(clock: FixedClock, at: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A Namespace built by a caller (not by the parser) may predate --fail-on: keep its meaning.
+    fail_on = getattr(args, "fail_on", "open")
     records = _records(Path(args.audit))
     engine = load_engine(args.policy)
     # Limit windows and session expiry run on the engine's clock, never on context.now: the
@@ -183,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         "opened": opened,
         "loosened": loosened,
         "tightened": tightened,
-        "fail_on": args.fail_on,
+        "fail_on": fail_on,
         "unreplayable": unreplayable,
         "flips": [
             {"tool": t, "from": a, "to": b, "count": n} for (t, a, b), n in flips.most_common()
@@ -215,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"examples {a} -> {b}:")
             for e in ex:
                 print(f"  {e['tool']} {json.dumps(e['args'], default=str)[:100]}: {e['message']}")
-    failed = fails(args.fail_on, opened, loosened, report["changed"])
+    failed = fails(fail_on, opened, loosened, report["changed"])
     if failed and not args.json:
-        print(f"fails --fail-on {args.fail_on}")
+        print(f"fails --fail-on {fail_on}")
     return EXIT_FINDINGS if failed else EXIT_OK
