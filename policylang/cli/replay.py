@@ -179,9 +179,10 @@ def run(args: argparse.Namespace) -> int:
                     "message": new.message,
                 }
             )
+    changed = sum(flips.values())
     report = {
         "records": len(records),
-        "changed": sum(flips.values()),
+        "changed": changed,
         "opened": opened,
         "loosened": loosened,
         "tightened": tightened,
@@ -217,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"examples {a} -> {b}:")
             for e in ex:
                 print(f"  {e['tool']} {json.dumps(e['args'], default=str)[:100]}: {e['message']}")
-    failed = fails(fail_on, opened, loosened, report["changed"])
+    failed = fails(fail_on, opened, loosened, changed)
     if failed and not args.json:
         print(f"fails --fail-on {fail_on}")
     return EXIT_FINDINGS if failed else EXIT_OK
