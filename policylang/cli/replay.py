@@ -2,8 +2,11 @@
 
 Re-decides every recorded request against a candidate policy, at the time it
 was recorded, and reports the decisions that would change, grouped by tool,
-principal and rule, with examples. Exit 1 when anything flips from deny (or
-confirm) to allow, so CI can stop a policy change that opens a door.
+principal and rule, with examples. ``--fail-on`` says which flips exit 1 so CI
+can stop the change: ``open`` (the default: anything that becomes allow),
+``loosen`` (any move up the order deny < confirm < allow, so deny -> confirm
+counts too) or ``change`` (any flip at all). Loosened and tightened counts are
+always reported, in text and in ``--json``.
 
 Nothing it prints holds a ``@secret`` value: examples show the recorded
 inputs with the candidate policy's secret fields redacted too, and messages
@@ -29,6 +32,16 @@ from policylang.runtime import timefuncs
 from policylang.runtime.clock import FixedClock
 
 _RANK = {"deny": 0, "confirm": 1, "allow": 2}
+FAIL_ON = ("open", "loosen", "change")
+
+
+def fails(fail_on: str, opened: int, loosened: int, changed: int) -> bool:
+    """Does a replay's outcome fail CI under ``--fail-on``? (open: anything became allow;
+    loosen: anything moved up deny < confirm < allow; change: anything flipped at all)."""
+    if fail_on not in FAIL_ON:
+        raise CliError(f"--fail-on must be one of {', '.join(FAIL_ON)}, got {fail_on!r}")
+    count = {"open": opened, "loosen": loosened, "change": changed}[fail_on]
+    return count > 0
 
 
 def add_parser(sub: Any) -> None:
@@ -38,13 +51,21 @@ def add_parser(sub: Any) -> None:
         description="Re-decide every request in an audit log against a candidate policy, with "
         "the recorded time, and report the decisions that would change.",
         epilog="example:\n  policylang replay audit.jsonl --policy rules-next/\n\n"
-        "exit codes: 0 nothing opens up, 1 some call would flip to allow, 2 usage error",
+        "exit codes: 0 nothing fails --fail-on, 1 some call flips as --fail-on names "
+        "(open: to allow; loosen: up deny < confirm < allow; change: any flip), 2 usage error",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("audit", help="the audit log (JSON Lines, as written by JsonlSink)")
     p.add_argument("--policy", required=True, help="the candidate policy (file or folder)")
     p.add_argument("--examples", type=int, default=3, help="examples shown per kind of flip")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--fail-on",
+        choices=FAIL_ON,
+        default="open",
+        help="which flips exit 1: open (to allow, the default), loosen (any move up "
+        "deny < confirm < allow), change (any flip)",
+    )
     p.set_defaults(run=run)
 
 
@@ -99,6 +120,8 @@ def _set_clock(clock: FixedClock, at: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A Namespace built by a caller (not by the parser) may predate --fail-on: keep its meaning.
+    fail_on = getattr(args, "fail_on", "open")
     records = _records(Path(args.audit))
     engine = load_engine(args.policy)
     # Limit windows and session expiry run on the engine's clock, never on context.now: the
@@ -110,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     by_principal: Counter[str] = Counter()
     by_rule: Counter[str] = Counter()
     examples: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    opened = unreplayable = 0
+    opened = loosened = tightened = unreplayable = 0
     for rec in records:
         context = dict(rec.get("context") or {})
         if rec.get("at") and "now" not in context:
@@ -131,8 +154,15 @@ def run(args: argparse.Namespace) -> int:
         by_principal[str(rec.get("principal_id"))] += 1
         for rid in new.rule_names or [new.code]:
             by_rule[rid] += 1
-        if _RANK.get(new_effect, 0) > _RANK.get(old_effect, 0) and new_effect == "allow":
-            opened += 1
+        # A recorded effect the ranking does not know (a corrupt record) ranks as deny, so a move
+        # from it to confirm or allow counts as loosening, never as harmless.
+        old_rank, new_rank = _RANK.get(old_effect, 0), _RANK[new_effect]
+        if new_rank > old_rank:
+            loosened += 1
+            if new_effect == "allow":
+                opened += 1
+        else:
+            tightened += 1
         bucket = examples.setdefault((old_effect, new_effect), [])
         if len(bucket) < args.examples:
             shown_args, shown_principal, shown_context = engine.redact_request(
@@ -149,10 +179,14 @@ def run(args: argparse.Namespace) -> int:
                     "message": new.message,
                 }
             )
+    changed = sum(flips.values())
     report = {
         "records": len(records),
-        "changed": sum(flips.values()),
+        "changed": changed,
         "opened": opened,
+        "loosened": loosened,
+        "tightened": tightened,
+        "fail_on": fail_on,
         "unreplayable": unreplayable,
         "flips": [
             {"tool": t, "from": a, "to": b, "count": n} for (t, a, b), n in flips.most_common()
@@ -166,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(
             f"{len(records)} recorded decisions replayed; {report['changed']} would change, "
-            f"{opened} of them to allow"
+            f"{opened} of them to allow; {loosened} loosened, {tightened} tightened"
         )
         if unreplayable:
             print(
@@ -184,4 +218,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"examples {a} -> {b}:")
             for e in ex:
                 print(f"  {e['tool']} {json.dumps(e['args'], default=str)[:100]}: {e['message']}")
-    return EXIT_FINDINGS if opened else EXIT_OK
+    failed = fails(fail_on, opened, loosened, changed)
+    if failed and not args.json:
+        print(f"fails --fail-on {fail_on}")
+    return EXIT_FINDINGS if failed else EXIT_OK

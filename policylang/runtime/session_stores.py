@@ -180,14 +180,21 @@ class SQLiteSessionStore:
             )
 
 
-# One session's append, atomically: number the call, push it onto its window (allowed
-# calls or the rest), trim only that window, and keep all three keys alive for the ttl.
+# Scripts run behind the lost-state check of policylang.runtime.stores (_EPOCH), so a session's
+# history is read and written in the same atomic step that checks the data was not lost.
+# KEYS: (allowed calls, other calls, sequence counter). Load returns both windows; append takes
+# ARGV: call, keep, ttl (s), numbers the call, pushes it onto its window (allowed calls or the
+# rest), trims only that window, and keeps all three keys alive for the ttl.
+_LOAD = """
+return reply({redis.call('LRANGE', KEYS[1], 0, -1), redis.call('LRANGE', KEYS[2], 0, -1)})
+"""
 _APPEND = """
 local n = redis.call('INCR', KEYS[3])
 redis.call('RPUSH', KEYS[1], n .. '|' .. ARGV[1])
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[3])) end
-return n
+redis.call('INCR', SEQ_KEY)
+return reply({})
 """
 
 
@@ -206,6 +213,11 @@ class RedisSessionStore:
     Each list is trimmed to ``keep`` on its own (so denied calls never push an
     allowed one out) and every item carries a per-session sequence number, by
     which :meth:`load` merges the two back into call order. All keys expire after ``ttl``.
+
+    Shares the lost-state guard of :class:`~policylang.runtime.stores.RedisStore`: when the
+    server lost its data (restart without persistence, FLUSHALL, eviction, stale replica),
+    loading or appending raises ``StoreUnavailable`` (the engine denies) for ``lost_grace``
+    seconds, by default the longest session ttl seen, unless ``on_lost="reset"``.
     """
 
     def __init__(
@@ -215,42 +227,51 @@ class RedisSessionStore:
         client: Any = None,
         timeout: float = 0.25,
         prefix: str = "policylang:",
+        on_lost: str = "deny",
+        lost_grace: float | None = None,
     ):
-        from policylang.runtime.stores import RedisStore
+        from policylang.runtime.stores import _EPOCH, RedisStore
 
-        # One client setup (bounded timeouts, no retries) for limits and sessions alike.
-        self._limits = RedisStore(url, client=client, timeout=timeout, prefix=prefix)
+        # One client setup (bounded timeouts, no retries) and one lost-state guard for limits
+        # and sessions alike.
+        self._limits = RedisStore(
+            url,
+            client=client,
+            timeout=timeout,
+            prefix=prefix,
+            on_lost=on_lost,
+            lost_grace=lost_grace,
+        )
         self.client = self._limits.client
         self.prefix = prefix
         self._errors = self._limits._errors
-        self._append = self.client.register_script(_APPEND)
+        self._load = self.client.register_script(_EPOCH + _LOAD)
+        self._append = self.client.register_script(_EPOCH + _APPEND)
 
     def _key(self, key: str) -> str:
         return self.prefix + "s:" + key
+
+    def reset_lost(self) -> None:
+        """End the fail-closed period after a loss (an operator's decision)."""
+        self._limits.reset_lost()
 
     def _keys(self, key: str) -> list[str]:
         """(allowed calls, other calls, sequence counter) of one session."""
         return [self._key(key), self.prefix + "sd:" + key, self.prefix + "sn:" + key]
 
     def load(self, key: str, now: float, ttl: float) -> list[dict[str, Any]]:
-        allowed, other, _ = self._keys(key)
-        try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.lrange(allowed, 0, -1)
-            pipe.lrange(other, 0, -1)
-            items = [_numbered(item) for part in pipe.execute() for item in part]
-        except self._errors as exc:
-            raise StoreUnavailable(f"redis session store: {exc}") from None
+        allowed, other, counter = self._keys(key)
+        parts = self._limits._call(self._load, [allowed, other, counter], [], float(ttl))
+        items = [_numbered(item) for part in parts for item in part]
         items.sort(key=lambda item: item[0])
         return [loads(text) for _, text in items]
 
     def append(self, key: str, call: dict[str, Any], now: float, keep: int, ttl: float) -> None:
         allowed, other, counter = self._keys(key)
         window = allowed if is_kept_apart(call) else other
-        try:
-            self._append(
-                keys=[window, allowed if window == other else other, counter],
-                args=[dumps(call), keep, max(int(ttl), 1)],
-            )
-        except self._errors as exc:
-            raise StoreUnavailable(f"redis session store: {exc}") from None
+        self._limits._call(
+            self._append,
+            [window, allowed if window == other else other, counter],
+            [dumps(call), str(int(keep)), str(max(int(ttl), 1))],
+            float(ttl),
+        )

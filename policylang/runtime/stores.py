@@ -24,6 +24,7 @@ engine then denies the call (``store_unavailable``), or skips limits declared
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import sqlite3
@@ -35,6 +36,8 @@ from policylang.errors import StoreUnavailable
 from policylang.runtime.limits import LimitOutcome, LimitRequest
 
 _EPS = 1e-9  # the same tolerance as MemoryStore
+_ON_LOST = ("deny", "reset")
+_log = logging.getLogger("policylang.stores")
 
 
 # ---------------------------------------------------------------- SQLite
@@ -236,14 +239,63 @@ class SQLiteStore:
 
 # ---------------------------------------------------------------- Redis
 
-# KEYS: one sorted set per limit key, then the sequence counter.
+# KEYS: one sorted set per limit key, then the _EPOCH keys (the first is the sequence counter).
 # ARGV: consume ("1"/"0"), use server time ("1"/"0"), now, receipt ("" for none), then limit,
 # window, cost per key. Members are "<seq>:<cost>" or "<seq>:<cost>:<receipt>", scores are the
 # event times. Returns
 # {now, used_1, fits_1, used_2, fits_2, ...} with numbers as strings (exact floats).
-_ACQUIRE = """
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-local n = #KEYS - 1
+_REPLICATE = "if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+
+# Lost-state check, run first inside every script (so in the same atomic step as the data).
+# Trailing KEYS: the sequence counter, the epoch key, the lost-state key. Trailing ARGV: the epoch
+# this client last saw ("" for none yet), a fresh epoch id, the highest sequence number it saw,
+# the grace in ms, the mode ("deny"/"reset"). The data is lost when the epoch key is gone (FLUSHALL,
+# a restart without persistence, eviction), differs from the one seen (another client found the
+# loss first) or the sequence went backwards (a failover to a stale replica). In "deny" mode the
+# lost-state key then lives for the grace and every script refuses while it exists.
+# Every reply starts {state, epoch, sequence, lost ms left}: state is ok, reset or lost.
+_EPOCH = """
+local EK, EA = #KEYS, #ARGV
+local SEQ_KEY, EPOCH_KEY, LOST_KEY = KEYS[EK - 2], KEYS[EK - 1], KEYS[EK]
+local function epoch_check()
+  local expected, fresh = ARGV[EA - 4], ARGV[EA - 3]
+  local seen, grace, mode = tonumber(ARGV[EA - 2]), tonumber(ARGV[EA - 1]), ARGV[EA]
+  local cur = redis.call('GET', EPOCH_KEY)
+  local seq = tonumber(redis.call('GET', SEQ_KEY) or '0')
+  local lost = false
+  if not cur then
+    redis.call('SET', EPOCH_KEY, fresh)
+    cur = fresh
+    lost = expected ~= ''
+  elseif expected ~= '' and cur ~= expected then
+    lost = true
+  elseif seq < seen then
+    redis.call('SET', EPOCH_KEY, fresh)
+    cur = fresh
+    lost = true
+  end
+  if lost and mode == 'deny' then redis.call('SET', LOST_KEY, cur, 'PX', grace, 'NX') end
+  if mode == 'deny' then
+    local left = redis.call('PTTL', LOST_KEY)
+    if left > 0 or left == -1 then return cur, 'lost', left end
+  end
+  if lost then return cur, 'reset', 0 end
+  return cur, 'ok', 0
+end
+local EPOCH, STATE, LEFT = epoch_check()
+if STATE == 'lost' then return {STATE, EPOCH, redis.call('GET', SEQ_KEY) or '0', LEFT} end
+local function reply(out)
+  local head = {STATE, EPOCH, redis.call('GET', SEQ_KEY) or '0', 0}
+  for _, v in ipairs(out) do head[#head + 1] = v end
+  return head
+end
+"""
+
+_ACQUIRE = (
+    _REPLICATE
+    + _EPOCH
+    + """
+local n = #KEYS - 3
 local now
 if ARGV[2] == '1' then
   local t = redis.call('TIME')
@@ -291,14 +343,17 @@ for i = 1, n do
   out[#out + 1] = string.format('%.17g', used[i])
   out[#out + 1] = fits[i] and '1' or '0'
 end
-return out
+return reply(out)
 """
+)
 
 # KEYS: one sorted set per request; ARGV: the receipt ("" for none), then the cost per key.
 # Removes every event of that receipt (with none: the newest event of that cost).
-_REFUND = """
+_REFUND = (
+    _EPOCH
+    + """
 local receipt = ARGV[1]
-for i = 1, #KEYS do
+for i = 1, #KEYS - 3 do
   local members = redis.call('ZREVRANGE', KEYS[i], 0, -1)
   for _, m in ipairs(members) do
     if receipt ~= '' then
@@ -309,8 +364,9 @@ for i = 1, #KEYS do
     end
   end
 end
-return 1
+return reply({})
 """
+)
 
 
 def _receipt_arg(receipt: str | None) -> str:
@@ -348,6 +404,21 @@ class RedisStore:
     made, so a down or stalled server raises ``StoreUnavailable`` after at
     most ``timeout`` (a refused connection fails at once). Pass ``url``
     (``redis://host:6379/0``) or a ready ``client`` (its own timeouts apply).
+
+    Lost state: a Redis that restarts empty (no persistence), fails over to a
+    stale replica, evicts keys or is flushed would silently start every quota
+    again from zero. So the store writes an epoch key (``<prefix>epoch``, a
+    random id) with the data and remembers it and the highest event sequence
+    number it saw; every script checks both in the same atomic step. When the
+    epoch is gone or changed, or the sequence went backwards, the data is
+    lost: with ``on_lost="deny"`` (the default) every call raises
+    ``StoreUnavailable`` (the engine denies, ``store_unavailable``) for
+    ``lost_grace`` seconds — by default the longest window this store has
+    seen, so no window can be reset early — shared by every client through
+    ``<prefix>lost``; :meth:`reset_lost` ends it early (an operator's
+    decision). ``on_lost="reset"`` logs a warning and starts afresh. A
+    deployment should run Redis with persistence (``appendonly yes`` or RDB
+    snapshots) and ``maxmemory-policy noeviction`` so this stays rare.
     """
 
     def __init__(
@@ -358,7 +429,20 @@ class RedisStore:
         timeout: float = 0.25,
         prefix: str = "policylang:",
         use_server_time: bool = True,
+        on_lost: str = "deny",
+        lost_grace: float | None = None,
     ):
+        if on_lost not in _ON_LOST:
+            raise ValueError(f"on_lost must be 'deny' or 'reset', got {on_lost!r}")
+        if lost_grace is not None and (
+            isinstance(lost_grace, bool)
+            or not isinstance(lost_grace, int | float)
+            or not math.isfinite(lost_grace)
+            or lost_grace <= 0
+        ):
+            raise ValueError(
+                f"lost_grace must be a positive number of seconds or None, got {lost_grace!r}"
+            )
         redis = _redis_module()
         if client is None:
             from redis.backoff import NoBackoff
@@ -379,32 +463,79 @@ class RedisStore:
         self.timeout = timeout
         self.prefix = prefix
         self.use_server_time = use_server_time
+        self.on_lost = on_lost
+        self.lost_grace = lost_grace
         self._acquire = client.register_script(_ACQUIRE)
         self._refund = client.register_script(_REFUND)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self.last_now: float | None = (
             None  # the time the last acquire used (server time by default)
         )
+        # What this client last saw of the server's data: its epoch and highest sequence number.
+        self._epoch = b""
+        self._seq_seen = 0
+        self._epoch_prefix = prefix  # the keyspace the two above belong to
+        self._longest = 0.0  # the longest window (or session ttl) seen: the default grace
+        self._epoch_lock = threading.Lock()
 
     def _key(self, key: str) -> str:
         return self.prefix + "w:" + key
 
-    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _call(self, script: Any, keys: list[str], args: list[Any], longest: float = 0.0) -> Any:
+        """Run a script with the lost-state check in front; returns the script's own reply.
+
+        ``longest`` is the longest window (or session ttl) this call protects: it widens the
+        default grace, so a loss is never forgiven before every window it reset has passed.
+        """
+        p = self.prefix
+        with self._epoch_lock:
+            if p != self._epoch_prefix:  # another keyspace: nothing seen of it yet
+                self._epoch, self._seq_seen, self._epoch_prefix = b"", 0, p
+            self._longest = max(self._longest, longest)
+            grace = self.lost_grace if self.lost_grace is not None else max(self._longest, 1.0)
+            trailer = [self._epoch, os.urandom(12).hex(), str(self._seq_seen)]
+        trailer += [str(math.ceil(grace * 1000)), self.on_lost]
         started = time.monotonic()
         try:
-            return script(keys=keys, args=args)
+            reply = script(keys=[*keys, p + "seq", p + "epoch", p + "lost"], args=args + trailer)
         except self._errors as exc:
             waited = time.monotonic() - started
             raise StoreUnavailable(
                 f"Redis store: {type(exc).__name__}: {exc} (after {waited:.2f}s)"
             ) from exc
+        state, epoch, seq, left = reply[0], reply[1], int(reply[2]), int(reply[3])
+        with self._epoch_lock:
+            # After a loss the server's count restarts: adopt it, or every call would be "lost".
+            self._seq_seen = seq if state != b"ok" else max(self._seq_seen, seq)
+            self._epoch = epoch
+        if state == b"lost":
+            wait = "until an operator resets it" if left < 0 else f"for {left / 1000:.0f}s more"
+            raise StoreUnavailable(
+                "the Redis store lost its data (epoch changed: restarted empty, flushed, evicted "
+                f"or failed over to a stale replica): limits and sessions fail closed {wait} "
+                "(the longest window), or until an operator resets it (RedisStore.reset_lost())"
+            )
+        if state == b"reset":
+            _log.warning(
+                "the Redis store at prefix %r lost its data (epoch changed): quotas and session "
+                "history start again from zero (on_lost='reset')",
+                self.prefix,
+            )
+        return reply[4:]
+
+    def reset_lost(self) -> None:
+        """End the fail-closed period after a loss (an operator's decision: the quotas restart)."""
+        try:
+            self.client.delete(self.prefix + "lost")
+        except self._errors as exc:
+            raise StoreUnavailable(f"Redis store: {type(exc).__name__}: {exc}") from exc
 
     def acquire(
         self, requests: list[LimitRequest], now: float, consume: bool, receipt: str | None = None
     ) -> list[LimitOutcome]:
         if not requests:
             return []
-        keys = [self._key(r.key) for r in requests] + [self.prefix + "seq"]
+        keys = [self._key(r.key) for r in requests]
         args: list[Any] = [
             "1" if consume else "0",
             "1" if self.use_server_time else "0",
@@ -415,7 +546,7 @@ class RedisStore:
             if not all(math.isfinite(v) for v in (r.limit, r.window, r.cost)):
                 raise ValueError(f"limit request {r.key!r} has a non-finite number")
             args += [repr(float(r.limit)), repr(float(r.window)), repr(float(r.cost))]
-        reply = self._call(self._acquire, keys, args)
+        reply = self._call(self._acquire, keys, args, max(float(r.window) for r in requests))
         self.last_now = float(reply[0])
         return [
             LimitOutcome(float(reply[1 + 2 * i]), reply[2 + 2 * i] in (b"1", "1"))

@@ -187,6 +187,12 @@ def test_redis_down_denies_quickly_and_recovers(redis_server):
     print(f"redis killed: worst decision latency {worst * 1000:.1f} ms")
     assert worst < 0.3
     redis_server.start()
+    # The server came back empty (no persistence): the store notices the lost epoch and keeps
+    # failing closed until an operator resets it (tests/security/test_redis_lost_state.py).
+    lost = engine.decide("t", {"n": 2})
+    assert (lost.effect, lost.code) == ("deny", "store_unavailable")
+    assert "lost its data" in lost.message
+    engine.store.reset_lost()
     assert engine.decide("t", {"n": 2}).effect == "allow"  # script is re-loaded after the restart
 
 
